@@ -1,0 +1,465 @@
+"""
+Tests of `labml_nn_bn.batch_norm.BatchNorm` against `torch.nn.BatchNorm*d` as the reference.
+"""
+import ast
+import copy
+import gc
+import importlib.util
+import itertools
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch.autograd import gradcheck, gradgradcheck
+
+from labml_nn_bn import BatchNorm, BatchNormFunction
+from labml_nn_bn import batch_norm as batch_norm_module
+
+C = 5
+# One input shape per layout, with the torch class that accepts it
+LAYOUTS = {
+    '2d-[B,C]': ((16, C), torch.nn.BatchNorm1d),
+    '3d-[B,C,L]': ((8, C, 7), torch.nn.BatchNorm1d),
+    '4d-[B,C,H,W]': ((4, C, 6, 5), torch.nn.BatchNorm2d),
+    '5d-[B,C,D,H,W]': ((2, C, 3, 4, 4), torch.nn.BatchNorm3d),
+}
+
+
+def make_pair(layout, **flags):
+    """Our module and torch's, with the same random γ, β and running statistics."""
+    shape, torch_cls = LAYOUTS[layout]
+    ours = BatchNorm(C, **flags)
+    ref = torch_cls(C, **flags)
+    with torch.no_grad():
+        if ref.affine:
+            ref.weight.uniform_(0.5, 1.5)
+            if ref.bias is not None:
+                ref.bias.uniform_(-0.5, 0.5)
+        if ref.track_running_stats:
+            ref.running_mean.uniform_(-1, 1)
+            ref.running_var.uniform_(0.5, 2)
+    ours.load_state_dict(ref.state_dict())
+    return shape, ours, ref
+
+
+def assert_close(a, b, what, **kw):
+    kw.setdefault('rtol', 1e-4)
+    kw.setdefault('atol', 1e-5)
+    torch.testing.assert_close(a, b, msg=lambda m: f'{what}: {m}', **kw)
+
+
+@pytest.mark.parametrize('layout', list(LAYOUTS))
+@pytest.mark.parametrize('affine,bias', [(True, True), (True, False), (False, True)],
+                         ids=['affine', 'scale-only', 'no-affine'])
+@pytest.mark.parametrize('track_running_stats', [True, False])
+@pytest.mark.parametrize('momentum', [0.1, None])
+def test_matches_torch_over_training_steps(layout, affine, bias, track_running_stats, momentum):
+    shape, ours, ref = make_pair(layout, affine=affine, track_running_stats=track_running_stats,
+                                 momentum=momentum, bias=bias)
+    params = [(p, q) for p, q in zip(ours.parameters(), ref.parameters())]
+    assert len(params) == (1 + bias if affine else 0)
+    for step in range(4):
+        # A shifted, scaled input, different each step, so the running averages move
+        x = (torch.randn(shape) * (1 + step) + step).requires_grad_()
+        x_ref = x.detach().clone().requires_grad_()
+        ours.train(), ref.train()
+        y, y_ref = ours(x), ref(x_ref)
+        assert_close(y, y_ref, f'train output, step {step}')
+        g = torch.randn(shape)
+        y.backward(g)
+        y_ref.backward(g)
+        assert_close(x.grad, x_ref.grad, f'input grad, step {step}')
+        for (p, q), name in zip(params, ['weight', 'bias'][:len(params)]):
+            assert_close(p.grad, q.grad, f'{name} grad, step {step}')
+        for name, buf in ref.named_buffers():
+            assert_close(dict(ours.named_buffers())[name], buf, f'buffer {name}, step {step}')
+        # A gradient step on γ, β, as in training
+        with torch.no_grad():
+            for p, q in params:
+                p -= 0.1 * p.grad
+                q -= 0.1 * q.grad
+                p.grad = q.grad = None
+        ours.eval(), ref.eval()
+        x_eval = torch.randn(shape) * 2 + 1
+        assert_close(ours(x_eval), ref(x_eval), f'eval output, step {step}')
+
+
+def test_training_uses_the_papers_backward():
+    bn = BatchNorm(C)
+    y = bn(torch.randn(8, C, requires_grad=True))
+    assert type(y.grad_fn).__name__ == 'BatchNormFunctionBackward'
+
+
+def test_no_call_to_torch_batch_norm_in_the_module():
+    source = open(batch_norm_module.__file__).read()
+    tree = ast.parse(source)
+    names = {ast.unparse(node) for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    for forbidden in ['batch_norm', 'BatchNorm1d', 'BatchNorm2d', 'BatchNorm3d', 'native_batch_norm',
+                      'functional']:
+        assert not [n for n in names if n.endswith('.' + forbidden)], forbidden
+
+
+def test_imports_only_torch_and_labml_helpers():
+    tree = ast.parse(open(batch_norm_module.__file__).read())
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots |= {a.name.split('.')[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            roots.add(node.module.split('.')[0])
+    assert roots == {'torch', 'labml_helpers'}
+
+
+def test_is_a_labml_helpers_module():
+    from labml_helpers.module import Module
+    assert isinstance(BatchNorm(3), Module)
+
+
+def test_copied_file_works_without_labml_helpers(tmp_path):
+    # The file on its own, in a process where labml_helpers cannot be imported
+    copied = tmp_path / 'my_bn.py'
+    copied.write_text(open(batch_norm_module.__file__).read())
+    code = (
+        "import sys; sys.modules['labml_helpers'] = None\n"
+        "import torch, my_bn\n"
+        "assert my_bn.Module is torch.nn.Module\n"
+        "bn = my_bn.BatchNorm(3)\n"
+        "y = bn(torch.randn(4, 3, 2, 2)); y.sum().backward()\n"
+        "print('ok', tuple(y.shape))\n"
+    )
+    out = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == 'ok (4, 3, 2, 2)'
+
+
+@pytest.mark.parametrize('direction', ['ours->torch', 'torch->ours'])
+def test_state_dict_round_trip(direction):
+    shape, ours, ref = make_pair('4d-[B,C,H,W]')
+    # Give the running statistics and counter some history first
+    for _ in range(3):
+        ref(torch.randn(shape))
+    if direction == 'ours->torch':
+        src, dst = ref, ours
+        dst.load_state_dict(src.state_dict())
+        src, dst = ours, torch.nn.BatchNorm2d(C)
+    else:
+        src, dst = ref, BatchNorm(C)
+    dst.load_state_dict(src.state_dict(), strict=True)
+    assert set(dst.state_dict()) == set(src.state_dict())
+    for k, v in src.state_dict().items():
+        assert torch.equal(dst.state_dict()[k], v), k
+    src.eval(), dst.eval()
+    x = torch.randn(shape)
+    assert_close(dst(x), src(x), 'eval output after loading')
+
+
+def _cnn(bn_cls):
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, bias=False), bn_cls(4), torch.nn.ReLU(),
+        torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 8, bias=False),
+        torch.nn.BatchNorm1d(8) if bn_cls is torch.nn.BatchNorm2d else BatchNorm(8),
+        torch.nn.ReLU(), torch.nn.Linear(8, 3))
+
+
+def test_swapping_into_a_model_gives_the_same_training():
+    torch_model = _cnn(torch.nn.BatchNorm2d)
+    our_model = _cnn(lambda c: BatchNorm(c))
+    our_model.load_state_dict(torch_model.state_dict())
+    opts = [torch.optim.SGD(m.parameters(), lr=0.1) for m in (torch_model, our_model)]
+    for step in range(5):
+        x, t = torch.randn(16, 1, 8, 8), torch.randint(0, 3, (16,))
+        losses = []
+        for model, opt in zip((torch_model, our_model), opts):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x), t)
+            loss.backward()
+            opt.step()
+            losses.append(loss)
+        assert_close(losses[1], losses[0], f'loss at step {step}')
+    for (k, v), (k2, v2) in zip(torch_model.state_dict().items(), our_model.state_dict().items()):
+        assert k == k2
+        assert_close(v2, v, f'state {k} after training', rtol=1e-4, atol=1e-5)
+    torch_model.eval(), our_model.eval()
+    x = torch.randn(16, 1, 8, 8)
+    assert_close(our_model(x), torch_model(x), 'eval logits')
+
+
+@pytest.mark.parametrize('shape', [(6, 3), (4, 3, 5), (3, 2, 3, 2)])
+@pytest.mark.parametrize('affine', [True, False])
+def test_gradcheck_and_gradgradcheck(shape, affine):
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True) * 3 + 1
+    x = x.detach().requires_grad_()
+    w = torch.rand(shape[1], dtype=torch.float64) + 0.5 if affine else None
+    b = torch.randn(shape[1], dtype=torch.float64) if affine else None
+    inputs = [x] + ([w.requires_grad_(), b.requires_grad_()] if affine else [])
+
+    def f(x, w=None, b=None):
+        return BatchNormFunction.apply(x, w, b, 1e-5)[0]
+
+    assert gradcheck(f, inputs)
+    assert gradgradcheck(f, inputs)
+
+
+def test_module_gradcheck_in_training_mode():
+    bn = BatchNorm(3, dtype=torch.float64)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.normal_()
+    x = torch.randn(5, 3, 4, dtype=torch.float64, requires_grad=True)
+    # Every evaluation of the module also updates running stats; that must not disturb gradients
+    assert gradcheck(lambda x, w, b: torch.func.functional_call(bn, {'weight': w, 'bias': b}, (x,)),
+                     (x, bn.weight, bn.bias))
+
+
+def _relative_error(x, y):
+    dims = [0] + list(range(2, x.dim()))
+    x64 = x.double()
+    centred = x64 - x64.mean(dims, keepdim=True)
+    ref = centred / torch.sqrt(centred.pow(2).mean(dims, keepdim=True) + 1e-5)
+    return ((y.double() - ref).norm() / ref.norm()).item()
+
+
+def test_statistics_are_numerically_stable_for_large_means():
+    x = torch.randn(64, 16, 8, 8) + 1e4
+    y = BatchNorm(16, affine=False)(x)
+    assert _relative_error(x, y) <= 1e-3
+    # Our two-part mean does much better than the bound (and than torch's own BatchNorm2d)
+    assert _relative_error(x, y) <= 1e-5
+    x6 = torch.randn(64, 16, 8, 8) + 1e6
+    assert _relative_error(x6, BatchNorm(16, affine=False)(x6)) <= 1e-5
+
+
+def test_the_variance_identity_fails_as_the_module_says():
+    # The figures quoted in the module's comments: E[x²] − E[x]² is unusable at large means
+    def naive(x):
+        dims = [0, 2, 3]
+        mean = x.mean(dims, keepdim=True)
+        var = (x * x).mean(dims, keepdim=True) - mean * mean
+        return (x - mean) * torch.rsqrt(var + 1e-5)
+
+    x3 = torch.randn(64, 16, 8, 8) + 1e3
+    assert _relative_error(x3, naive(x3)) > 1e-2
+    x4 = torch.randn(64, 16, 8, 8) + 1e4
+    assert torch.isnan(naive(x4)).any()
+
+
+def test_running_var_is_unbiased_and_batch_var_is_biased():
+    bn = BatchNorm(2, momentum=1.0, affine=False)
+    x = torch.randn(10, 2, 3) * 4 + 2
+    y = bn(x)
+    m = 10 * 3
+    assert_close(bn.running_var, x.var(dim=(0, 2), unbiased=True), 'running_var')
+    assert_close(bn.running_mean, x.mean(dim=(0, 2)), 'running_mean')
+    # The output is normalised with the biased variance: its biased variance is 1 - eps-ish
+    assert_close(y.var(dim=(0, 2), unbiased=False), torch.ones(2), 'normalised var', rtol=1e-3, atol=1e-3)
+    assert m / (m - 1) != 1
+
+
+def test_momentum_none_is_the_cumulative_average():
+    bn = BatchNorm(3, momentum=None)
+    batches = [torch.randn(8, 3) * (i + 1) + i for i in range(4)]
+    for x in batches:
+        bn(x)
+    assert int(bn.num_batches_tracked) == 4
+    assert_close(bn.running_mean, torch.stack([x.mean(0) for x in batches]).mean(0), 'running_mean')
+    assert_close(bn.running_var, torch.stack([x.var(0) for x in batches]).mean(0), 'running_var')
+
+
+def test_without_running_stats_eval_uses_batch_statistics():
+    bn = BatchNorm(3, track_running_stats=False, affine=False).eval()
+    assert bn.running_mean is None and 'running_mean' not in bn.state_dict()
+    x = torch.randn(8, 3) * 5 + 3
+    assert_close(bn(x), (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + 1e-5), 'eval output')
+
+
+def test_affine_false_has_no_parameters():
+    bn = BatchNorm(4, affine=False)
+    assert list(bn.parameters()) == []
+    assert bn.weight is None and bn.bias is None
+
+
+def test_reset_running_stats_and_parameters():
+    bn = BatchNorm(3)
+    for _ in range(2):
+        bn(torch.randn(8, 3) + 5).sum().backward()
+    with torch.no_grad():
+        bn.weight.fill_(2.)
+    bn.reset_running_stats()
+    assert torch.equal(bn.running_mean, torch.zeros(3)) and torch.equal(bn.running_var, torch.ones(3))
+    assert int(bn.num_batches_tracked) == 0
+    assert torch.equal(bn.weight, torch.full((3,), 2.))
+    bn.reset_parameters()
+    assert torch.equal(bn.weight, torch.ones(3)) and torch.equal(bn.bias, torch.zeros(3))
+
+
+def test_repr_matches_torch():
+    assert repr(BatchNorm(20)) == \
+        'BatchNorm(20, eps=1e-05, momentum=0.1, affine=True, bias=True, track_running_stats=True)'
+    for kwargs in [dict(momentum=None, affine=False), dict(bias=False), dict(track_running_stats=False)]:
+        assert BatchNorm(7, **kwargs).extra_repr() == torch.nn.BatchNorm2d(7, **kwargs).extra_repr()
+    assert BatchNorm(7).num_features == 7
+
+
+def test_running_statistics_hold_no_autograd_history():
+    bn = BatchNorm(4)
+    opt = torch.optim.SGD(bn.parameters(), lr=0.01)
+    x = torch.randn(8, 4, 3, requires_grad=True)
+    for _ in range(3):
+        opt.zero_grad()
+        (bn(x) ** 2).sum().backward()
+        opt.step()
+    for name, buf in bn.named_buffers():
+        assert buf.grad_fn is None and not buf.requires_grad, name
+    clone = copy.deepcopy(bn)
+    assert torch.equal(clone.running_var, bn.running_var)
+
+
+def test_memory_does_not_grow_over_many_steps():
+    bn = BatchNorm(4)
+    x = torch.randn(8, 4, requires_grad=True)
+
+    def live_tensors():
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if type(o) in (torch.Tensor, torch.nn.Parameter))
+
+    for _ in range(5):
+        bn(x).sum().backward()
+    before = live_tensors()
+    for _ in range(200):
+        bn(x).sum().backward()
+    assert live_tensors() <= before + 2
+
+
+@pytest.mark.parametrize('memory_format,shape,ref_cls', [
+    (torch.channels_last, (4, C, 6, 5), torch.nn.BatchNorm2d),
+    (torch.channels_last_3d, (2, C, 3, 4, 4), torch.nn.BatchNorm3d),
+])
+@pytest.mark.parametrize('training', [True, False])
+def test_channels_last_input_keeps_its_memory_format(memory_format, shape, ref_cls, training):
+    ours, ref = BatchNorm(C), ref_cls(C)
+    ours.train(training), ref.train(training)
+    x = torch.randn(shape).contiguous(memory_format=memory_format).requires_grad_()
+    y = ours(x)
+    assert y.is_contiguous(memory_format=memory_format)
+    assert_close(y, ref(x), 'channels_last output')
+    if training:
+        g = torch.randn(shape)
+        gx, = torch.autograd.grad(y, x, g)
+        gx_ref, = torch.autograd.grad(ref(x), x, g)
+        assert_close(gx, gx_ref, 'channels_last input grad')
+
+
+def test_non_contiguous_input():
+    base = torch.randn(6, 4, C, 5)
+    x = base.transpose(1, 2)[:, :, ::2]  # [6, C, 2, 5], strided
+    assert not x.is_contiguous()
+    ours, ref = BatchNorm(C), torch.nn.BatchNorm2d(C)
+    assert_close(ours(x), ref(x), 'strided output')
+    assert_close(ours.running_var, ref.running_var, 'strided running_var')
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_half_precision_inputs(dtype):
+    ours, ref = BatchNorm(C), torch.nn.BatchNorm2d(C)
+    x32 = torch.randn(4, C, 6, 6) * 3 + 2
+    x = x32.to(dtype).requires_grad_()
+    y = ours(x)
+    assert y.dtype == dtype
+    # Statistics in float32: the result is the float32 computation on the same (rounded) values
+    y32 = BatchNorm(C)(x.detach().float())
+    assert_close(y.float(), y32, 'half output', rtol=1e-2, atol=1e-2)
+    y.float().sum().backward()
+    assert x.grad.dtype == dtype and torch.isfinite(x.grad).all()
+    assert ours.running_mean.dtype == torch.float32
+    ref(x.detach())
+    assert_close(ours.running_mean, ref.running_mean.float(), 'half running_mean', rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_half_precision_is_finite_where_torch_is(dtype):
+    # Large values whose squares overflow float16: sums in the input dtype would give inf
+    x = (torch.randn(64, C, 8, 8) * 200 + 3e4).to(dtype)
+    y, y_ref = BatchNorm(C)(x), torch.nn.BatchNorm2d(C)(x)
+    assert torch.isfinite(y[torch.isfinite(y_ref)]).all()
+    assert torch.isfinite(y).all()
+
+
+def test_works_under_torch_compile():
+    eager = BatchNorm(C)
+    compiled_module = BatchNorm(C)
+    compiled = torch.compile(compiled_module)
+    for step in range(2):
+        x = torch.randn(4, C, 6, 6) + step
+        x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+        y1, y2 = eager(x1), compiled(x2)
+        assert_close(y2, y1, f'compiled output, step {step}')
+        y1.square().sum().backward()
+        y2.square().sum().backward()
+        assert_close(x2.grad, x1.grad, f'compiled input grad, step {step}')
+        assert_close(compiled_module.weight.grad, eager.weight.grad, 'compiled weight grad')
+    assert_close(compiled_module.running_mean, eager.running_mean, 'compiled running_mean')
+    assert_close(compiled_module.running_var, eager.running_var, 'compiled running_var')
+    eager.eval(), compiled_module.eval()
+    x = torch.randn(4, C, 6, 6)
+    assert_close(compiled(x), eager(x), 'compiled eval output')
+
+
+@pytest.mark.parametrize('x,error,match', [
+    (torch.randn(5), ValueError, r'at least 2 dimensions, got shape \(5,\)'),
+    (torch.randn(4, 3, 2), ValueError, r'expected 5 channels .* got shape \(4, 3, 2\) with 3 channels'),
+    (torch.randn(1, 5), ValueError, r'more than 1 value per channel when training, got input of shape \(1, 5\)'),
+    (torch.randn(1, 5, 1, 1), ValueError, r'more than 1 value per channel'),
+    (torch.ones(4, 5, dtype=torch.long), TypeError, r'floating-point tensor, got dtype torch.int64'),
+    ([[1.0] * 5] * 2, TypeError, r'expected a torch.Tensor, got list'),
+])
+def test_bad_input_is_rejected_with_a_clear_error(x, error, match):
+    with pytest.raises(error, match=match):
+        BatchNorm(5)(x)
+
+
+def test_single_value_per_channel_is_fine_in_eval():
+    bn = BatchNorm(5).eval()
+    assert bn(torch.randn(1, 5)).shape == (1, 5)
+
+
+def test_empty_batch_leaves_statistics_alone():
+    bn = BatchNorm(3)
+    y = bn(torch.randn(0, 3, 4))
+    assert y.shape == (0, 3, 4)
+    assert int(bn.num_batches_tracked) == 0
+
+
+@pytest.mark.parametrize('kwargs,error,match', [
+    (dict(channels=0), ValueError, r'channels must be at least 1, got 0'),
+    (dict(channels=-3), ValueError, r'at least 1, got -3'),
+    (dict(channels=2.5), TypeError, r'channels must be an int, got float'),
+    (dict(channels=True), TypeError, r'channels must be an int, got bool'),
+    (dict(channels=3, eps=0), ValueError, r'eps must be a number > 0, got 0'),
+    (dict(channels=3, eps=-1e-5), ValueError, r'eps must be a number > 0'),
+    (dict(channels=3, momentum=1.5), ValueError, r'momentum must be None or a number in \[0, 1\], got 1.5'),
+    (dict(channels=3, momentum=-0.1), ValueError, r'momentum must be None or a number in \[0, 1\]'),
+])
+def test_constructor_rejects_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        BatchNorm(**kwargs)
+
+
+def test_bounds_of_momentum_are_accepted():
+    for momentum in (0, 0.0, 1, 1.0, None):
+        BatchNorm(2, momentum=momentum)
+
+
+def test_every_flag_combination_constructs_like_torch():
+    for affine, track, bias in itertools.product([True, False], repeat=3):
+        ours, ref = BatchNorm(3, affine=affine, track_running_stats=track, bias=bias), \
+            torch.nn.BatchNorm1d(3, affine=affine, track_running_stats=track, bias=bias)
+        assert [n for n, _ in ours.named_parameters()] == [n for n, _ in ref.named_parameters()]
+        assert list(ours.state_dict()) == list(ref.state_dict())
+
+
+def test_module_file_is_importable_by_path():
+    spec = importlib.util.spec_from_file_location('bn_copy', batch_norm_module.__file__)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.BatchNorm(2)(torch.randn(3, 2)).shape == (3, 2)

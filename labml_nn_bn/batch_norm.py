@@ -61,10 +61,10 @@ Batch Normalization makes this affordable with two simplifications.
 
 1. **Each feature is normalised on its own.** Instead of whitening the vector $x$ jointly,
    every component $x^{(k)}$ is standardised,
-   $$\hat{x}^{(k)} = \frac{x^{(k)} - \mathbb{E}[x^{(k)}]}{\sqrt{Var[x^{(k)}]}}$$
+   $$\hat{x}^{(k)} = \frac{x^{(k)} - \mathbb{E}[x^{(k)}]}{\sqrt{\mathrm{Var}[x^{(k)}]}}$$
    This keeps the speed-up from standardising, and drops the decorrelation, which would need
    the covariance matrix.
-2. **The statistics come from the mini-batch.** $\mathbb{E}$ and $Var$ are estimated from the
+2. **The statistics come from the mini-batch.** $\mathbb{E}$ and $\mathrm{Var}$ are estimated from the
    mini-batch that is being trained on, so they are cheap to compute and, crucially,
    differentiable functions of the batch: gradients flow through them.
 
@@ -77,7 +77,7 @@ $\beta^{(k)}$:
 
 $$y^{(k)} = \gamma^{(k)} \hat{x}^{(k)} + \beta^{(k)}$$
 
-With $\gamma^{(k)} = \sqrt{Var[x^{(k)}]}$ and $\beta^{(k)} = \mathbb{E}[x^{(k)}]$ the layer
+With $\gamma^{(k)} = \sqrt{\mathrm{Var}[x^{(k)}]}$ and $\beta^{(k)} = \mathbb{E}[x^{(k)}]$ the layer
 recovers its original activations, so normalisation never removes capacity: the network decides
 how much of it to keep.
 
@@ -149,7 +149,7 @@ def _compute_dtype(x: torch.Tensor):
 # $$\mu_\mathcal{B} = \frac{1}{m} \sum_{i=1}^m x_i \qquad
 #   \sigma^2_\mathcal{B} = \frac{1}{m} \sum_{i=1}^m (x_i - \mu_\mathcal{B})^2$$
 #
-# ### Why not $Var[x] = \mathbb{E}[x^2] - \mathbb{E}[x]^2$?
+# ### Why not $\mathrm{Var}[x] = \mathbb{E}[x^2] - \mathbb{E}[x]^2$?
 #
 # That identity gives the variance in a single pass over the data, and it is exact in real
 # arithmetic. In floating point it subtracts two large, nearly equal numbers: when the mean is
@@ -277,21 +277,22 @@ class BatchNormFunction(torch.autograd.Function):
         # $$\frac{\partial \ell}{\partial \sigma^2_\mathcal{B}} =
         #   \sum_{i=1}^m \frac{\partial \ell}{\partial \hat{x}_i} (x_i - \mu_\mathcal{B})
         #   \cdot \frac{-1}{2} (\sigma^2_\mathcal{B} + \epsilon)^{-3/2}$$
-        grad_var = (grad_x_hat * centred).sum(dim=dims, keepdim=True) * (-0.5 * inv_std ** 3)
-        # $$\frac{\partial \ell}{\partial \mu_\mathcal{B}} =
-        #   \Bigg(\sum_{i=1}^m \frac{\partial \ell}{\partial \hat{x}_i}
-        #   \cdot \frac{-1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}} \Bigg)
-        #   + \frac{\partial \ell}{\partial \sigma^2_\mathcal{B}}
-        #   \cdot \frac{\sum_{i=1}^m -2(x_i - \mu_\mathcal{B})}{m}$$
+        grad_var = ((grad_x_hat * centred).sum(dim=dims, keepdim=True) *
+                    (-0.5 * inv_std ** 3))
+        # $$\begin{aligned}\frac{\partial \ell}{\partial \mu_\mathcal{B}} =
+        #   &\Bigg(\sum_{i=1}^m \frac{\partial \ell}{\partial \hat{x}_i}
+        #   \cdot \frac{-1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}} \Bigg) \\
+        #   &+ \frac{\partial \ell}{\partial \sigma^2_\mathcal{B}}
+        #   \cdot \frac{\sum_{i=1}^m -2(x_i - \mu_\mathcal{B})}{m}\end{aligned}$$
         #
         # The second term is zero in exact arithmetic, since the centred values sum to zero;
         # it is kept to follow the paper's derivation step by step.
         grad_mean = ((grad_x_hat * -inv_std).sum(dim=dims, keepdim=True) +
                      grad_var * (-2. * centred).sum(dim=dims, keepdim=True) / m)
-        # $$\frac{\partial \ell}{\partial x_i} =
-        #   \frac{\partial \ell}{\partial \hat{x}_i} \cdot \frac{1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}
-        #   + \frac{\partial \ell}{\partial \sigma^2_\mathcal{B}} \cdot \frac{2(x_i - \mu_\mathcal{B})}{m}
-        #   + \frac{\partial \ell}{\partial \mu_\mathcal{B}} \cdot \frac{1}{m}$$
+        # $$\begin{aligned}\frac{\partial \ell}{\partial x_i} =
+        #   &\frac{\partial \ell}{\partial \hat{x}_i} \cdot \frac{1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}
+        #   + \frac{\partial \ell}{\partial \sigma^2_\mathcal{B}} \cdot \frac{2(x_i - \mu_\mathcal{B})}{m} \\
+        #   &+ \frac{\partial \ell}{\partial \mu_\mathcal{B}} \cdot \frac{1}{m}\end{aligned}$$
         #
         # Each input reaches the loss three ways: directly, through the variance and through
         # the mean. Collecting the terms gives the compact form
@@ -307,9 +308,14 @@ class BatchNormFunction(torch.autograd.Function):
             grad_weight = (g * x_hat).sum(dim=dims).to(weight.dtype)
         # $$\frac{\partial \ell}{\partial \beta} = \sum_{i=1}^m \frac{\partial \ell}{\partial y_i}$$
         if ctx.needs_input_grad[2]:
-            grad_bias = g.sum(dim=dims).to(grad_y.dtype if weight is None else weight.dtype)
+            grad_bias = g.sum(dim=dims).to(x.dtype if weight is None else weight.dtype)
 
         return grad_x.to(x.dtype), grad_weight, grad_bias, None
+
+
+# Numbers given to the constructor: `True` is an `int` to Python, but not a sensible `eps`.
+def _is_real(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 # ## Batch Normalization Layer
@@ -341,11 +347,11 @@ class BatchNorm(Module):
             raise TypeError(f"channels must be an int, got {type(channels).__name__}")
         if channels < 1:
             raise ValueError(f"channels must be at least 1, got {channels}")
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+        if not _is_real(eps) or not eps > 0:
             raise ValueError(f"eps must be a number > 0, got {eps!r}")
-        if momentum is not None and (isinstance(momentum, bool) or not isinstance(momentum, (int, float))
-                                     or not 0. <= momentum <= 1.):
-            raise ValueError(f"momentum must be None or a number in [0, 1], got {momentum!r}")
+        if momentum is not None and not (_is_real(momentum) and 0. <= momentum <= 1.):
+            raise ValueError(f"momentum must be None or a number in [0, 1], "
+                             f"got {momentum!r}")
 
         self.channels = channels
         self.eps = float(eps)
@@ -365,13 +371,14 @@ class BatchNorm(Module):
             self.register_parameter('weight', None)
             self.register_parameter('bias', None)
 
-        # Population estimates $\mathbb{E}[x]$ and $Var[x]$ for inference, and the number of
+        # Population estimates $\mathbb{E}[x]$ and $\mathrm{Var}[x]$ for inference, and the number of
         # batches they have seen (for `momentum=None`). They are buffers: saved in the
         # `state_dict` and moved with the module, but never trained.
         if self.track_running_stats:
             self.register_buffer('running_mean', torch.empty(channels, **factory))
             self.register_buffer('running_var', torch.empty(channels, **factory))
-            self.register_buffer('num_batches_tracked', torch.tensor(0, dtype=torch.long, device=device))
+            self.register_buffer('num_batches_tracked',
+                                 torch.tensor(0, dtype=torch.long, device=device))
         else:
             self.register_buffer('running_mean', None)
             self.register_buffer('running_var', None)
@@ -385,7 +392,7 @@ class BatchNorm(Module):
         return self.channels
 
     def reset_running_stats(self):
-        # $\mathbb{E}[x] = 0$ and $Var[x] = 1$: the statistics of an already normalised input
+        # $\mathbb{E}[x] = 0$ and $\mathrm{Var}[x] = 1$: the statistics of an already normalised input
         if self.track_running_stats:
             self.running_mean.zero_()
             self.running_var.fill_(1.)
@@ -399,6 +406,8 @@ class BatchNorm(Module):
             if self.bias is not None:
                 torch.nn.init.zeros_(self.bias)
 
+    # Shape and dtype mistakes are caught at the door, with the shape that was given, instead
+    # of surfacing as a broadcasting error in the middle of the computation.
     def _check_input(self, x):
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
@@ -442,7 +451,7 @@ class BatchNorm(Module):
 
         Algorithm 2 of the paper uses the population statistics
         $$\mathbb{E}[x] \leftarrow \mathbb{E}_\mathcal{B}[\mu_\mathcal{B}] \qquad
-          Var[x] \leftarrow \frac{m}{m - 1} \mathbb{E}_\mathcal{B}[\sigma^2_\mathcal{B}]$$
+          \mathrm{Var}[x] \leftarrow \frac{m}{m - 1} \mathbb{E}_\mathcal{B}[\sigma^2_\mathcal{B}]$$
         where the factor $\frac{m}{m-1}$ turns the biased batch variance, which the training
         forward pass normalises with, into an unbiased estimate of the population variance.
         Instead of a second pass over the training set, the expectations over batches are
@@ -467,26 +476,28 @@ class BatchNorm(Module):
         ### Inference
 
         With the population statistics fixed, the layer is a per-channel affine map,
-        $$y = \frac{\gamma}{\sqrt{Var[x] + \epsilon}} \cdot \big(x - \mathbb{E}[x]\big) + \beta$$
+        $$y = \frac{\gamma}{\sqrt{\mathrm{Var}[x] + \epsilon}} \cdot \big(x - \mathbb{E}[x]\big) + \beta$$
         The output for an example no longer depends on the rest of the batch. Since the map is
         affine, it can even be folded into the weights of the preceding linear or convolution
         layer. We subtract $\mathbb{E}[x]$ before scaling, instead of adding a precomputed
-        $\beta - \frac{\gamma \mathbb{E}[x]}{\sqrt{Var[x] + \epsilon}}$, for the same reason as
+        $\beta - \frac{\gamma \mathbb{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}}$, for the same reason as
         in `batch_statistics`: it avoids cancellation when the mean is large.
         """
         dtype = _compute_dtype(x)
         # $[1, C, 1, \dots]$ views that broadcast over $[B, C, *]$
         shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
-        # $\frac{1}{\sqrt{Var[x] + \epsilon}}$
+        # $\frac{1}{\sqrt{\mathrm{Var}[x] + \epsilon}}$
         scale = torch.rsqrt(self.running_var.to(dtype) + self.eps)
         if self.affine:
             scale = scale * self.weight.to(dtype)
-        y = (x.to(dtype) - self.running_mean.to(dtype).view(shape)) * scale.view(shape)
+        mean = self.running_mean.to(dtype).view(shape)
+        y = (x.to(dtype) - mean) * scale.view(shape)
         if self.bias is not None:
             y = y + self.bias.to(dtype).view(shape)
         return y.to(x.dtype)
 
     def extra_repr(self) -> str:
         # The same fields as PyTorch's `BatchNorm2d(20, eps=1e-05, ...)`
-        return (f"{self.channels}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
+        return (f"{self.channels}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, bias={self.bias is not None}, "
+                f"track_running_stats={self.track_running_stats}")

@@ -55,3 +55,7 @@ lock:
 
 clean:
 	rm -rf site test-output .pytest_cache
+
+## notebooks: regenerate notebooks/*.ipynb (no outputs) from their jupytext .py sources
+notebooks: install
+	for py in notebooks/*.py; do $(BIN)/jupytext --quiet --to ipynb "$$py" -o "$${py%.py}.ipynb"; done

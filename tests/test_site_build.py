@@ -201,3 +201,46 @@ def test_urls_are_named_once_and_agree():
     assert f'Repository = "{repo}"' in pyproject
     assert f'Homepage = "{config["site_url"]}"' in pyproject
     assert repo in (ROOT / 'README.md').read_text()
+
+
+class _LinkParser(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links = []
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in ('href', 'src') and value:
+                self.links.append(value)
+
+
+def test_no_broken_internal_link(built_site):
+    site_dir, _ = built_site
+    # Absolute links (the 404 page's) start with the path of site_url
+    base_path = '/' + yaml.safe_load((ROOT / 'mkdocs.yml').read_text())['site_url'].split('/', 3)[3]
+    checked = 0
+    for page in site_dir.rglob('*.html'):
+        parser = _LinkParser()
+        parser.feed(page.read_text(encoding='utf-8'))
+        for link in parser.links:
+            if re.match(r'^([a-z][a-z0-9+.-]*:|//|#)', link):
+                continue
+            path = link.split('#')[0].split('?')[0]
+            if path.startswith('/'):
+                assert path.startswith(base_path), f'{page}: {link} is outside the site'
+                target = site_dir / path[len(base_path):]
+            else:
+                target = (page.parent / path).resolve()
+            if target.is_dir():
+                target = target / 'index.html'
+            assert target.exists(), f'{page.relative_to(site_dir)}: broken link {link}'
+            checked += 1
+    assert checked > 50
+
+
+def test_links_between_annotated_pages_are_resolved(built_site):
+    site_dir, _ = built_site
+    html = (site_dir / 'labml_nn_bn' / 'mnist' / 'index.html').read_text()
+    notes = html.split('class="annotated"', 1)[1]
+    assert 'href="../batch_norm/"' in notes
+    assert '.md"' not in notes

@@ -381,6 +381,38 @@ def on_page_markdown(markdown_text, page, config, files):
     return markdown_text
 
 
+_MD_LINK = re.compile(r'href="(?![a-z][a-z0-9+.-]*:|/|#)([^"#]+\.md)(#[^"]*)?"')
+
+
+def resolve_md_links(html_text: str, page, files) -> str:
+    """
+    Links from notes to other pages are written as in Markdown pages, `batch_norm.md#anchor`,
+    relative to the page's source. mkdocs resolves those only in the Markdown it renders itself,
+    so the notes' links are resolved here the same way.
+    """
+    from mkdocs.utils import get_relative_url
+
+    base = page.file.src_uri.rsplit('/', 1)[0] + '/' if '/' in page.file.src_uri else ''
+
+    def replace(match):
+        target = files.get_file_from_path(_normalise_path(base + match.group(1)))
+        if target is None:
+            raise ValueError(f'{page.file.src_uri}: link to {match.group(1)}, which is not a page')
+        return f'href="{get_relative_url(target.url, page.url)}{match.group(2) or ""}"'
+
+    return _MD_LINK.sub(replace, html_text)
+
+
+def _normalise_path(path: str) -> str:
+    parts = []
+    for part in path.split('/'):
+        if part == '..':
+            parts.pop()
+        elif part not in ('', '.'):
+            parts.append(part)
+    return '/'.join(parts)
+
+
 def on_page_content(html_text, page, config, files):
     if page.file.src_uri not in _pages:
         return html_text
@@ -389,4 +421,5 @@ def on_page_content(html_text, page, config, files):
     rel = path.relative_to(_root(config)).as_posix()
     repo = repo_links(config)['repo_url']
     source_url = f'{repo}/blob/main/{rel}' if repo else None
-    return render_sections(annotated, path.read_text(encoding='utf-8'), md, source_url)
+    rendered = render_sections(annotated, path.read_text(encoding='utf-8'), md, source_url)
+    return resolve_md_links(rendered, page, files)

@@ -1,0 +1,122 @@
+"""
+Tests of the MNIST experiment (`labml_nn_bn.mnist`) on the offline 5k subset, on CPU.
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT
+from labml_nn_bn import BatchNorm, data, mnist
+
+
+def conf(**overrides):
+    c = mnist.Configs()
+    c.dataset = 'mnist-5k'
+    c.device = 'cpu'
+    for k, v in overrides.items():
+        setattr(c, k, v)
+    return c
+
+
+@pytest.fixture(scope='module')
+def two_epoch_runs():
+    """The quality-bar run (2 epochs, batch 64, Adam 1e-3), twice with the same seed."""
+    return mnist.train(conf()), mnist.train(conf())
+
+
+def test_reaches_96_percent_in_two_epochs_on_the_offline_subset(two_epoch_runs):
+    result, _ = two_epoch_runs
+    assert result.dataset.startswith('MNIST 5k subset')
+    assert len(result.history) == 2
+    assert result.test_accuracy >= 0.96, result.history
+    # "Well under a minute" on this machine: about 3 s measured; a loose bound, not a benchmark
+    assert result.seconds < 60
+
+
+def test_training_is_deterministic_under_a_fixed_seed(two_epoch_runs):
+    first, second = two_epoch_runs
+    assert first.history == second.history
+
+
+def test_model_with_and_without_batch_norm():
+    with_bn = mnist.Model(batch_norm=True)
+    assert sum(isinstance(m, BatchNorm) for m in with_bn.modules()) == 3
+    assert with_bn.conv1.bias is None and with_bn.conv2.bias is None and with_bn.fc1.bias is None
+    without = mnist.Model(batch_norm=False)
+    assert not any(isinstance(m, (BatchNorm, torch.nn.modules.batchnorm._BatchNorm)) for m in without.modules())
+    assert without.conv1.bias is not None and without.fc1.bias is not None
+    torch_bn = mnist.Model(batch_norm=True, bn_impl='torch')
+    assert isinstance(torch_bn.bn1, torch.nn.BatchNorm2d) and isinstance(torch_bn.bn3, torch.nn.BatchNorm1d)
+    # The same parameter and buffer names, so a model trained with one loads into the other
+    torch_bn.load_state_dict(with_bn.state_dict())
+    x = torch.randn(4, 1, 28, 28)
+    assert with_bn(x).shape == (4, 10)
+    with pytest.raises(ValueError, match="bn_impl must be 'ours' or 'torch', got 'fast'"):
+        mnist.Model(bn_impl='fast')
+
+
+def test_evaluation_uses_running_statistics():
+    # In eval() mode the result cannot depend on how the test set is batched
+    torch.manual_seed(0)
+    model = mnist.Model()
+    dataset = data.load_mnist_5k()
+    tensors = data.DeviceData(dataset, torch.device('cpu'))
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    mnist.train_epoch(model, optimizer, tensors.train_x[:640], tensors.train_y[:640], 64,
+                      torch.Generator().manual_seed(0))
+    assert model.training
+    x, y = tensors.test_x[:200], tensors.test_y[:200]
+    loss_big, acc_big = mnist.evaluate(model, x, y, batch_size=200)
+    assert not model.training
+    loss_small, acc_small = mnist.evaluate(model, x, y, batch_size=7)
+    assert acc_big == acc_small
+    assert loss_big == pytest.approx(loss_small, rel=1e-5)
+
+
+def test_optimizer_and_device_choices():
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    assert isinstance(mnist.make_optimizer('sgd', params, 0.1), torch.optim.SGD)
+    with pytest.raises(ValueError, match="optimizer must be 'adam' or 'sgd', got 'lbfgs'"):
+        mnist.make_optimizer('lbfgs', params, 0.1)
+    assert mnist.pick_device('auto').type == ('cuda' if torch.cuda.is_available() else 'cpu')
+
+
+def _cli(args, cwd, home):
+    env = dict(os.environ, HOME=str(home), PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, '-m', 'labml_nn_bn.mnist'] + args, cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_command_line_trains_offline_and_stores_the_run_locally(tmp_path):
+    home = tmp_path / 'home'
+    home.mkdir()
+    out = _cli(['--dataset', 'auto', '--no-download', '--data-dir', str(tmp_path / 'none'),
+                '--epochs', '1', '--train-limit', '640', '--device', 'cpu'], tmp_path, home)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout + out.stderr
+    assert 'MNIST 5k subset' in text
+    assert 'using the offline MNIST subset instead' in text
+    assert 'accuracy.test' in text
+    assert 'Final test accuracy:' in text
+    # The run is stored under logs/ of the working folder (no .labml.yaml above it)
+    runs = list((tmp_path / 'logs' / 'mnist_batch_norm').iterdir())
+    assert len(runs) == 1 and (runs[0] / 'run.yaml').exists()
+
+
+def test_command_line_rejects_bad_arguments(tmp_path):
+    out = _cli(['--epochs', '0'], tmp_path, tmp_path)
+    assert out.returncode == 2
+    assert 'expected --epochs >= 1 and --batch-size >= 2, got 0 and 64' in out.stderr
+    out = _cli(['--optimizer', 'rmsprop'], tmp_path, tmp_path)
+    assert out.returncode == 2 and "invalid choice: 'rmsprop'" in out.stderr
+
+
+def test_command_line_help_lists_the_options(tmp_path):
+    out = _cli(['--help'], tmp_path, tmp_path)
+    assert out.returncode == 0
+    for option in ['--epochs', '--batch-size', '--lr', '--optimizer', '--device', '--bn, --no-bn',
+                   '--dataset', '--data-dir', '--seed']:
+        assert option in out.stdout, option

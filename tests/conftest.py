@@ -1,8 +1,15 @@
+"""
+Shared fixtures and helpers of the test suite.
+"""
+import ast
+import importlib.util
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+# ROOT is the repository root
+from site_build import ROOT, build_site, serve
+
 # Test output (screenshots, built sites) goes here; ignored by git
 TEST_OUTPUT = ROOT / 'test-output'
 
@@ -26,3 +33,40 @@ def _seed():
 def test_output():
     TEST_OUTPUT.mkdir(exist_ok=True)
     return TEST_OUTPUT
+
+
+def imported_packages(path) -> set:
+    """The top-level names a Python file imports."""
+    roots = set()
+    for node in ast.walk(ast.parse(Path(path).read_text())):
+        if isinstance(node, ast.Import):
+            roots |= {a.name.split('.')[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            roots.add(node.module.split('.')[0])
+    return roots
+
+
+def load_annotate_hook():
+    """The site's renderer, `docs/hooks/annotate.py` (site tooling, not part of the package)."""
+    spec = importlib.util.spec_from_file_location('annotate', ROOT / 'docs' / 'hooks' / 'annotate.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='session')
+def built_site(tmp_path_factory):
+    """The site, built once per session in strict mode: `(site folder, build log)`."""
+    site_dir = tmp_path_factory.mktemp('site')
+    result = build_site(site_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return site_dir, result.stdout + result.stderr
+
+
+@pytest.fixture(scope='session')
+def served_site(built_site):
+    """The built site on http://127.0.0.1:<free port>/ for the session."""
+    server, url = serve(built_site[0])
+    yield url
+    server.shutdown()
+    server.server_close()

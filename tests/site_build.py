@@ -1,6 +1,6 @@
 """
-Builds the site once per test session (strict mode) and serves it on 127.0.0.1,
-for `test_site_build.py` and `test_site_browser.py`.
+Helpers for the site tests: building the site (strict mode), serving it on 127.0.0.1, and
+reading the side-by-side pages. The session fixtures that use them are in `conftest.py`.
 """
 import functools
 import http.server
@@ -11,9 +11,7 @@ import threading
 from html.parser import HTMLParser
 from pathlib import Path
 
-import pytest
-
-from conftest import ROOT
+ROOT = Path(__file__).resolve().parent.parent
 
 MKDOCS = [sys.executable, '-m', 'mkdocs']
 
@@ -24,30 +22,17 @@ def build_site(site_dir: Path) -> subprocess.CompletedProcess:
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
 
 
-@pytest.fixture(scope='session')
-def built_site(tmp_path_factory):
-    site_dir = tmp_path_factory.mktemp('site')
-    result = build_site(site_dir)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return site_dir, result.stdout + result.stderr
-
-
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
 
-@pytest.fixture(scope='session')
-def served_site(built_site):
-    """The built site on http://127.0.0.1:<free port>/ for the session."""
-    site_dir, _ = built_site
+def serve(site_dir: Path):
+    """Serves `site_dir` on a free port of 127.0.0.1; returns the server and its base URL."""
     handler = functools.partial(_QuietHandler, directory=str(site_dir))
     server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f'http://127.0.0.1:{server.server_address[1]}/'
-    server.shutdown()
-    server.server_close()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f'http://127.0.0.1:{server.server_address[1]}/'
 
 
 class AnnotatedPageParser(HTMLParser):

@@ -2,18 +2,14 @@
 Unit tests of the side-by-side renderer (`docs/hooks/annotate.py`) on tricky sources.
 """
 import ast
-import importlib.util
 import textwrap
-from pathlib import Path
 
 import markdown
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, imported_packages, load_annotate_hook
 
-_spec = importlib.util.spec_from_file_location('annotate', ROOT / 'docs' / 'hooks' / 'annotate.py')
-annotate = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(annotate)
+annotate = load_annotate_hook()
 
 
 def src(text):
@@ -301,14 +297,7 @@ def test_repo_links_derive_from_repo_url():
 
 
 def test_hook_imports_only_what_the_docs_requirements_install():
-    tree = ast.parse(Path(annotate.__file__).read_text())
-    roots = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            roots |= {a.name.split('.')[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            roots.add(node.module.split('.')[0])
-    third_party = roots - {'ast', 'html', 'inspect', 'io', 're', 'tokenize', 'xml', 'dataclasses',
+    third_party = imported_packages(annotate.__file__) - {'ast', 'html', 'inspect', 'io', 're', 'tokenize', 'xml', 'dataclasses',
                            'pathlib', 'typing'}
     assert third_party == {'markdown', 'yaml', 'pygments', 'mkdocs'}
     docs_requirements = (ROOT / 'requirements' / 'docs.txt').read_text().lower()

@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch.autograd import gradcheck, gradgradcheck
 
+from conftest import imported_packages
 from labml_nn_bn import BatchNorm, BatchNormFunction
 from labml_nn_bn import batch_norm as batch_norm_module
 
@@ -101,14 +102,7 @@ def test_no_call_to_torch_batch_norm_in_the_module():
 
 
 def test_imports_only_torch_and_labml_helpers():
-    tree = ast.parse(open(batch_norm_module.__file__).read())
-    roots = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            roots |= {a.name.split('.')[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            roots.add(node.module.split('.')[0])
-    assert roots == {'torch', 'labml_helpers'}
+    assert imported_packages(batch_norm_module.__file__) == {'torch', 'labml_helpers'}
 
 
 def test_is_a_labml_helpers_module():

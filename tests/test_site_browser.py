@@ -7,7 +7,6 @@ import shutil
 import pytest
 from playwright.sync_api import sync_playwright
 
-from site_build import built_site, served_site  # noqa: F401 (fixtures)
 
 CHROMIUM = '/usr/bin/chromium'
 CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',

@@ -1,7 +1,6 @@
 """
 Tests of the built site: strict build, complete side-by-side pages, nothing from other hosts.
 """
-import importlib.util
 import os
 import re
 import signal
@@ -14,12 +13,10 @@ from html.parser import HTMLParser
 
 import yaml
 
-from conftest import ROOT
-from site_build import MKDOCS, built_site, parse_annotated_page  # noqa: F401 (fixture)
+from conftest import ROOT, load_annotate_hook
+from site_build import MKDOCS, parse_annotated_page
 
-_spec = importlib.util.spec_from_file_location('annotate', ROOT / 'docs' / 'hooks' / 'annotate.py')
-annotate = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(annotate)
+annotate = load_annotate_hook()
 
 
 def annotated_pages(site_dir):

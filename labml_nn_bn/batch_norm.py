@@ -135,6 +135,12 @@ def _reduced_dims(x: torch.Tensor):
     return [0] + list(range(2, x.dim()))
 
 
+# The shape $[1, C, 1, \dots]$ that per-channel values ($\gamma$, $\beta$, statistics) take to
+# broadcast over a $[B, C, *]$ input.
+def _channel_shape(x: torch.Tensor):
+    return [1, x.shape[1]] + [1] * (x.dim() - 2)
+
+
 # Statistics are computed in at least `float32`, so that `float16` and `bfloat16` inputs
 # (with a few bits of mantissa) are not summed over thousands of values in their own precision.
 def _compute_dtype(x: torch.Tensor):
@@ -214,8 +220,7 @@ class BatchNormFunction(torch.autograd.Function):
         variance of shape $[C]$ for the running statistics.
         """
         dtype = _compute_dtype(x)
-        # A view of $\gamma$ and $\beta$ that broadcasts over $[B, C, *]$
-        shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
+        shape = _channel_shape(x)
         xc = x.to(dtype)
         # $s$, $r$ and $\sigma^2_\mathcal{B}$ as above
         shift, residual, var = batch_statistics(xc)
@@ -253,7 +258,7 @@ class BatchNormFunction(torch.autograd.Function):
         x, weight, shift, residual, inv_std = ctx.saved_tensors
         dtype = _compute_dtype(x)
         dims = _reduced_dims(x)
-        shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
+        shape = _channel_shape(x)
         xc = x.to(dtype)
         # $m$, the number of values each statistic is computed over
         m = x.numel() // x.shape[1]
@@ -484,8 +489,7 @@ class BatchNorm(Module):
         in `batch_statistics`: it avoids cancellation when the mean is large.
         """
         dtype = _compute_dtype(x)
-        # $[1, C, 1, \dots]$ views that broadcast over $[B, C, *]$
-        shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
+        shape = _channel_shape(x)
         # $\frac{1}{\sqrt{\mathrm{Var}[x] + \epsilon}}$
         scale = torch.rsqrt(self.running_var.to(dtype) + self.eps)
         if self.affine:

@@ -94,8 +94,7 @@ def has_front_matter(source: str) -> bool:
 
 def _docstrings(tree: ast.Module, lines: List[str]):
     """
-    `(first line, last line, text, owner)` of each docstring that stands on lines of its own;
-    `owner` is the class or function node, or `None` for the module.
+    `(first line, last line, text, is_module)` of each docstring that stands on lines of its own.
     """
     owners = [tree] + [n for n in ast.walk(tree)
                        if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
@@ -113,7 +112,7 @@ def _docstrings(tree: ast.Module, lines: List[str]):
         after = lines[last - 1][node.end_col_offset:].strip()
         if after and not after.startswith('#'):
             continue
-        yield first, last, inspect.cleandoc(node.value), (None if owner is tree else owner)
+        yield first, last, inspect.cleandoc(node.value), owner is tree
 
 
 def _comment_lines(source: str, lines: List[str]) -> Dict[int, str]:
@@ -177,8 +176,8 @@ def split_sections(source: str) -> AnnotatedSource:
     docstrings = {}
     skip = set()
     meta = {}
-    for first, last, text, owner in _docstrings(tree, lines):
-        if owner is None:
+    for first, last, text, is_module in _docstrings(tree, lines):
+        if is_module:
             meta, text = split_front_matter(text)
         docstrings[first] = text.strip('\n')
         skip.update(range(first + 1, last + 1))

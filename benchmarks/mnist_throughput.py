@@ -12,7 +12,6 @@ import platform
 import time
 
 import torch
-import torch.nn.functional as F
 
 from labml_nn_bn import data, mnist
 
@@ -24,30 +23,20 @@ def synchronize(device):
 
 def epoch_throughput(tensors: data.DeviceData, device, bn_impl: str, batch_size: int, seed: int = 0,
                      warmup_steps: int = 5) -> float:
-    """Images per second for one training epoch, after a few warm-up steps."""
+    """Images per second for one epoch of the experiment's own `train_epoch`, after a warm-up."""
     torch.manual_seed(seed)
     model = mnist.Model(batch_norm=bn_impl != 'none', bn_impl='torch' if bn_impl == 'none' else bn_impl)
-    model = model.to(device).train()
+    model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(seed)
     x, y = tensors.train_x, tensors.train_y
-
-    def step(xb, yb):
-        loss = F.cross_entropy(model(xb), yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    for i, (xb, yb) in enumerate(data.batches(x, y, batch_size, generator=generator, drop_last=True)):
-        if i == warmup_steps:
-            break
-        step(xb, yb)
+    warmup = warmup_steps * batch_size
+    mnist.train_epoch(model, optimizer, x[:warmup], y[:warmup], batch_size, generator)
     synchronize(device)
     start = time.perf_counter()
-    images = 0
-    for xb, yb in data.batches(x, y, batch_size, generator=generator, drop_last=True):
-        step(xb, yb)
-        images += len(yb)
+    # `train_epoch` drops the last incomplete batch
+    images = len(y) - len(y) % batch_size
+    mnist.train_epoch(model, optimizer, x, y, batch_size, generator)
     synchronize(device)
     return images / (time.perf_counter() - start)
 

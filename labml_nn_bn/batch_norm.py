@@ -239,6 +239,7 @@ class BatchNormFunction(torch.autograd.Function):
         # rather than stored, which keeps one activation-sized tensor instead of two.
         ctx.save_for_backward(x, weight, shift, residual, inv_std)
         ctx.eps = eps
+        ctx.bias_dtype = None if bias is None else bias.dtype
 
         # $\mu_\mathcal{B} = s + r$ and $\sigma^2_\mathcal{B}$ leave as plain numbers: the running
         # averages are bookkeeping, not part of the function being differentiated.
@@ -313,7 +314,7 @@ class BatchNormFunction(torch.autograd.Function):
             grad_weight = (g * x_hat).sum(dim=dims).to(weight.dtype)
         # $$\frac{\partial \ell}{\partial \beta} = \sum_{i=1}^m \frac{\partial \ell}{\partial y_i}$$
         if ctx.needs_input_grad[2]:
-            grad_bias = g.sum(dim=dims).to(x.dtype if weight is None else weight.dtype)
+            grad_bias = g.sum(dim=dims).to(ctx.bias_dtype)
 
         return grad_x.to(x.dtype), grad_weight, grad_bias, None
 

@@ -167,12 +167,14 @@ def train_epoch(model, optimizer, x, y, batch_size: int, generator: torch.Genera
 @torch.no_grad()
 def evaluate(model, x, y, batch_size: int = 1000):
     model.eval()
-    total_loss, correct = 0., 0
+    # As in training, the sums stay on the device until the end
+    total_loss = torch.zeros((), device=x.device)
+    correct = torch.zeros((), dtype=torch.long, device=x.device)
     for xb, yb in data.batches(x, y, batch_size):
         logits = model(xb)
-        total_loss += F.cross_entropy(logits, yb, reduction='sum').item()
-        correct += (logits.argmax(dim=1) == yb).sum().item()
-    return total_loss / len(y), correct / len(y)
+        total_loss += F.cross_entropy(logits, yb, reduction='sum')
+        correct += (logits.argmax(dim=1) == yb).sum()
+    return total_loss.item() / len(y), correct.item() / len(y)
 
 
 def train(conf: Configs) -> Result:

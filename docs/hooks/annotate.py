@@ -314,7 +314,8 @@ KATEX_DIST = Path('node_modules') / 'katex' / 'dist'
 # What the site hosts of KaTeX, under assets/katex/
 KATEX_FILES = ['katex.min.js', 'katex.min.css']
 
-_pages: Dict[str, Tuple[Path, AnnotatedSource]] = {}
+# Each generated page's source: its path, its text and its sections
+_pages: Dict[str, Tuple[Path, str, AnnotatedSource]] = {}
 
 
 def _root(config) -> Path:
@@ -361,7 +362,7 @@ def on_files(files, config):
                                 'description': annotated.summary or '',
                                 'hide': ['toc']}, sort_keys=False)
         files.append(File.generated(config, src_uri, content=f'---\n{front}---\n'))
-        _pages[src_uri] = (path, annotated)
+        _pages[src_uri] = (path, source, annotated)
 
     # KaTeX, copied from the npm package into the site: no request leaves the site's host
     dist = root / KATEX_DIST
@@ -415,10 +416,10 @@ def _normalise_path(path: str) -> str:
 def on_page_content(html_text, page, config, files):
     if page.file.src_uri not in _pages:
         return html_text
-    path, annotated = _pages[page.file.src_uri]
+    path, source, annotated = _pages[page.file.src_uri]
     md = markdown.Markdown(extensions=config.markdown_extensions, extension_configs=config.mdx_configs)
     rel = path.relative_to(_root(config)).as_posix()
     repo = repo_links(config)['repo_url']
     source_url = f'{repo}/blob/main/{rel}' if repo else None
-    rendered = render_sections(annotated, path.read_text(encoding='utf-8'), md, source_url)
+    rendered = render_sections(annotated, source, md, source_url)
     return resolve_md_links(rendered, page, files)

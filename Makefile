@@ -56,6 +56,11 @@ lock:
 clean:
 	rm -rf site test-output .pytest_cache
 
+## figures: regenerate every figure of the site into docs/figures/ and the numbers the text
+## quotes (minutes on a CPU); `make figures SMOKE=1` makes tiny ones in test-output/figures-smoke/
+figures: install
+	$(BIN)/python -m labml_nn_bn.figures $(if $(SMOKE),--smoke)
+
 ## notebooks: regenerate notebooks/*.ipynb (no outputs) from their jupytext .py sources
 notebooks: install
 	for py in notebooks/*.py; do $(BIN)/jupytext --quiet --to ipynb "$$py" -o "$${py%.py}.ipynb"; done

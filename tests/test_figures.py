@@ -1,0 +1,84 @@
+"""
+The figure pipeline: stamped, self-contained SVGs, atomic writes, and measured numbers in the
+text that agree with the committed measurements.
+"""
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from labml_nn_bn import figures, measured
+from site_build import ROOT
+
+
+def test_svg_is_self_contained_and_stamped(tmp_path):
+    plt = figures.pyplot()
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([0, 1], [1, 0])
+    ax.set_title('A title')
+    text = figures.stamp('MNIST (5k)', '100 steps', figures.describe_device('cpu'), date='2026-01-02')
+    path = figures.save_svg(fig, tmp_path / 'a.svg', text)
+    svg = path.read_text()
+    assert svg.lstrip().startswith('<?xml') and '</svg>' in svg
+    # Text is drawn as paths: no font is needed and none is requested
+    assert '@font-face' not in svg and 'font-family' not in svg
+    assert not re.search(r'(?:href|src)="(?:https?:)?//', svg)
+    # The stamp is in the figure, glyphs as paths, kept as a comment by Matplotlib
+    assert 'MNIST (5k) · 100 steps · CPU' in svg and '2026-01-02' in svg
+    # Unchanged figures give unchanged files
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([0, 1], [1, 0])
+    ax.set_title('A title')
+    assert figures.save_svg(fig, tmp_path / 'b.svg', text).read_text() == svg
+
+
+def test_write_atomically_leaves_nothing_on_failure(tmp_path, monkeypatch):
+    target = tmp_path / 'x.json'
+    target.write_text('old')
+
+    def broken_replace(src, dst):
+        raise OSError('disk full')
+
+    monkeypatch.setattr(figures.os, 'replace', broken_replace)
+    with pytest.raises(OSError):
+        figures.write_atomically(target, b'new')
+    assert target.read_text() == 'old'
+    assert [p.name for p in tmp_path.iterdir()] == ['x.json']
+
+
+def test_quotes_are_checked_and_updated(tmp_path):
+    (tmp_path / 'docs' / 'figures').mkdir(parents=True)
+    figures.save_values(tmp_path / 'docs' / 'figures' / 'exp.json',
+                        {'bn': {'accuracy': 0.976}, 'steps': 50000}, 'stamp')
+    readme = tmp_path / 'README.md'
+    readme.write_text('BN reaches <!-- measured exp:bn.accuracy .1% -->97.7%<!-- /measured --> '
+                      'in <!-- measured exp:steps ,d -->50,000<!-- /measured --> steps.\n')
+    problems = measured.check_quotes(tmp_path / 'docs' / 'figures', root=tmp_path)
+    assert len(problems) == 1 and "'97.7%'" in problems[0] and "'97.6%'" in problems[0]
+    assert measured.update_quotes(tmp_path / 'docs' / 'figures', root=tmp_path) == [readme]
+    assert '-->97.6%<!--' in readme.read_text()
+    assert measured.check_quotes(tmp_path / 'docs' / 'figures', root=tmp_path) == []
+    readme.write_text('<!-- measured exp:bn.missing -->1<!-- /measured -->')
+    assert 'no value' in measured.check_quotes(tmp_path / 'docs' / 'figures', root=tmp_path)[0]
+
+
+def test_every_quote_in_the_repository_matches_the_committed_measurements():
+    assert measured.check_quotes(figures.FIGURES_DIR) == []
+
+
+def test_every_figure_maker_has_its_committed_figure():
+    for name in figures.MAKERS:
+        assert (figures.FIGURES_DIR / f'{name}.svg').exists(), f'run `make figures` for {name}'
+
+
+def test_make_figures_smoke_writes_every_figure(tmp_path):
+    env_cmd = [sys.executable, '-m', 'labml_nn_bn.figures', '--smoke', '--out', str(tmp_path)]
+    result = subprocess.run(env_cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in figures.MAKERS:
+        svg = tmp_path / f'{name}.svg'
+        assert svg.exists() and svg.stat().st_size > 1000, name
+    # A smoke run never touches the committed figures or the quotes
+    assert 'updated quotes' not in result.stdout

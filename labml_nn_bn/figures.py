@@ -111,7 +111,9 @@ def save_svg(fig, path: Path, stamp_text: str) -> Path:
 
 def save_values(path: Path, values: Dict, stamp_text: str) -> Path:
     """Saves the measured values behind a figure (what the text may quote) as JSON."""
-    text = json.dumps({'stamp': stamp_text, 'values': values}, indent=2, sort_keys=True) + '\n'
+    # `allow_nan=False`: a run that diverged must fail here, not be quoted as "nan%" later
+    text = json.dumps({'stamp': stamp_text, 'values': values}, indent=2, sort_keys=True,
+                      allow_nan=False) + '\n'
     write_atomically(Path(path), text.encode('utf-8'))
     return Path(path)
 

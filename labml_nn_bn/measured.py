@@ -74,7 +74,7 @@ def check_quotes(figures_dir: Path, root: Path = ROOT) -> List[str]:
         for q in find_quotes(path):
             try:
                 expected = formatted(figures_dir, q.source, q.key, q.spec)
-            except ValueError as e:
+            except (ValueError, TypeError) as e:
                 problems.append(f'{path.relative_to(root)}:{q.line}: {e}')
                 continue
             if q.shown != expected:
@@ -94,7 +94,11 @@ def update_quotes(figures_dir: Path, root: Path = ROOT) -> List[Path]:
         text = path.read_text(encoding='utf-8')
 
         def replace(m):
-            shown = formatted(figures_dir, m.group(1), m.group(2), m.group(3) or '')
+            try:
+                shown = formatted(figures_dir, m.group(1), m.group(2), m.group(3) or '')
+            except (ValueError, TypeError) as e:
+                line = text.count('\n', 0, m.start()) + 1
+                raise ValueError(f'{path.relative_to(root)}:{line}: {e}') from None
             return m.group(0)[:m.start(4) - m.start(0)] + shown + '<!-- /measured -->'
 
         new = QUOTE.sub(replace, text)

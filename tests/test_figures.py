@@ -90,3 +90,14 @@ def test_make_figures_smoke_writes_every_figure_and_each_is_committed(tmp_path):
                 assert '</svg>' in (tmp_path / f).read_text()
     # A smoke run never touches the committed figures or the quotes
     assert 'updated quotes' not in result.stdout
+
+
+def test_non_finite_values_are_refused_and_bad_quotes_name_their_file(tmp_path):
+    with pytest.raises(ValueError):
+        figures.save_values(tmp_path / 'x.json', {'loss': float('nan')}, 'stamp')
+    assert not (tmp_path / 'x.json').exists()
+    (tmp_path / 'docs' / 'figures').mkdir(parents=True)
+    figures.save_values(tmp_path / 'docs' / 'figures' / 'exp.json', {'name': 'text'}, 'stamp')
+    (tmp_path / 'README.md').write_text('\n\n<!-- measured exp:name .2% -->x<!-- /measured -->\n')
+    with pytest.raises(ValueError, match=r'README.md:3: '):
+        measured.update_quotes(tmp_path / 'docs' / 'figures', root=tmp_path)

@@ -159,7 +159,9 @@ def area(radius):
 
     ![The dot again](../../figures/dot.svg)
     """
-    return math.pi * radius ** 2
+    squared = radius ** 2
+
+    return math.pi * squared
 '''
 
 

@@ -205,15 +205,6 @@ def parse(source: str) -> ast.Module:
         raise SourceError(getattr(e, 'msg', None) or str(e), line) from None
 
 
-def has_front_matter(source: str) -> bool:
-    """Whether a Python source is annotated (its module docstring starts with front matter)."""
-    try:
-        docstring = ast.get_docstring(ast.parse(source), clean=True)
-    except (SyntaxError, ValueError):
-        return False
-    return bool(docstring and _FRONT_MATTER.match(docstring))
-
-
 def _chars(line: str, byte_offset: int) -> int:
     """The AST's column (a UTF-8 byte offset) as an index into the line's characters."""
     return len(line.encode('utf-8')[:byte_offset].decode('utf-8', errors='ignore'))

@@ -673,7 +673,7 @@ def on_files(files, config):
     # KaTeX, copied from the npm package into the site: no request leaves the site's host
     dist = root / KATEX_DIST
     if not (dist / 'katex.min.js').exists():
-        raise FileNotFoundError(f'KaTeX not found at {dist}: run `make install` (npm ci) first')
+        raise PluginError(f'KaTeX not found at {dist}: run `make install` (npm ci) first')
     for name in KATEX_FILES + [f'fonts/{p.name}' for p in sorted((dist / 'fonts').glob('*.woff2'))]:
         files.append(File(name, src_dir=str(dist), dest_dir=config.site_dir,
                           use_directory_urls=config.use_directory_urls, dest_uri=f'assets/katex/{name}'))

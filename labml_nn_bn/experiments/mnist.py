@@ -193,6 +193,7 @@ def train(conf: Configs, tensors: Optional[Tensors] = None, *,
 
 def load_data(conf: Configs) -> Tensors:
     """Loads the data set onto the device and checks the batch size against it."""
+    trainer.use_plain_output_when_not_a_terminal()
     device = pick_device(conf.device)
     dataset, how = data.load_dataset(conf.dataset, conf.data_dir, download_ok=conf.download,
                                      seed=conf.seed)

@@ -201,8 +201,9 @@ def train_epochs(model, optimizer, train: Tuple[torch.Tensor, torch.Tensor],
     per epoch (`loss.train`, `accuracy.train`, `loss.test`, `accuracy.test`), which are also
     saved to labml's tracker. `on_epoch(epoch, metrics)` is called after each (epoch from 1).
     """
-    from labml import monit, tracker
+    from labml import logger, monit, tracker
 
+    use_plain_output_when_not_a_terminal()
     if epochs < 1:
         raise ValueError(f'epochs must be >= 1, got {epochs}')
     check_batch_size(batch_size, len(train[1]))
@@ -222,8 +223,9 @@ def train_epochs(model, optimizer, train: Tuple[torch.Tensor, torch.Tensor],
         history.append(metrics)
         tracker.save(metrics)
         if not is_terminal():
-            print(f'epoch {epoch + 1}/{epochs}: ' +
-                  '  '.join(f'{k} {v:.4f}' for k, v in metrics.items()), flush=True)
+            # Through labml's logger, so that this line replaces the tracker's partial one
+            logger.log(f'epoch {epoch + 1}/{epochs}: ' +
+                       '  '.join(f'{k} {v:.4f}' for k, v in metrics.items()))
         if on_epoch is not None:
             on_epoch(epoch + 1, metrics)
     return history

@@ -510,10 +510,11 @@ def add_data_arguments(parser: argparse.ArgumentParser, dataset: str = 'auto',
     parser.add_argument('--dataset', choices=list(data.DATASETS), default=dataset,
                         help="'auto': full MNIST if cached or downloadable, else the offline subset")
     parser.add_argument('--data-dir', default=None,
-                        help='where MNIST is cached (default: data/ beside .labml.yaml or in the '
-                             'current folder), or the IDX folder for --dataset idx')
-    parser.add_argument('--no-download', dest='download', action='store_false',
-                        help='never download; use cached files or the offline subset')
+                        help='where MNIST is cached, or the IDX folder for --dataset idx; '
+                             'None: data/ beside .labml.yaml, or in the current folder')
+    parser.add_argument('--download', action=argparse.BooleanOptionalAction, default=True,
+                        help='download full MNIST when it is not cached (--no-download: never; '
+                             'use cached files or the offline subset)')
     if train_limit:
         parser.add_argument('--train-limit', type=int, default=0,
                             help='use only this many training images (0: all)')
@@ -521,8 +522,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, dataset: str = 'auto',
 
 def add_logs_argument(parser: argparse.ArgumentParser):
     parser.add_argument('--logs-dir', default=None,
-                        help="where labml stores the run (default: labml's experiments_path from "
-                             "the nearest .labml.yaml, else logs/ in the current folder)")
+                        help="where labml stores the runs; None: labml's experiments_path from "
+                             "the nearest .labml.yaml, else logs/ in the current folder")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, **training):

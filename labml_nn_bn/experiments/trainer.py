@@ -34,6 +34,7 @@ expected errors end in one line on stderr, not a traceback.
 """
 
 import argparse
+import itertools
 import math
 import os
 import sys
@@ -126,10 +127,11 @@ def train_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     step_fn = step_fn or make_step(model, optimizer)
     model.train()
     iterator = iter(batches)
-    if progress and is_terminal():
+    counter = range(steps) if steps is not None else itertools.count()
+    if progress and steps is not None and is_terminal():
         from labml import monit
-        iterator = monit.iterate(progress, iterator, total_steps=steps) if steps else \
-            monit.iterate(progress, iterator)
+        # labml's bar runs over the step numbers, which always run to their end
+        counter = monit.iterate(progress, counter)
     device = _first_device(model)
     check_every = check_every or (1 if device.type == 'cpu' else 100)
     total_loss = torch.zeros((), device=device)
@@ -137,7 +139,11 @@ def train_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     bad_step = torch.full((), -1, dtype=torch.long, device=device)
     bad_loss = torch.zeros((), device=device)
     done = images = 0
-    for x, y in iterator:
+    for _ in counter:
+        try:
+            x, y = next(iterator)
+        except StopIteration:
+            break
         loss, logits = step_fn(x, y)
         done += 1
         step = first_step + done
@@ -155,8 +161,6 @@ def train_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         images += len(y)
         if on_step is not None:
             on_step(Step(step, loss, logits, x, y, model))
-        if steps is not None and done == steps:
-            break
     if check_every != 1:
         _raise_if_diverged(bad_step, bad_loss, optimizer)
     if steps is not None and done < steps:

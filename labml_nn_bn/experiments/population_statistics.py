@@ -1,0 +1,277 @@
+r"""
+---
+title: Algorithm 2, population statistics
+summary: >
+  Test accuracy of the MNIST CNN with the batch norms' moving averages, with exact population
+  statistics (Algorithm 2, recalibrate), and with batch statistics, as the batch size shrinks.
+---
+
+# Algorithm 2: population statistics
+
+At inference a batch norm normalises with fixed *population* statistics. The paper's
+Algorithm 2 computes them after training, averaging over training mini-batches of size $m$,
+$$\mathbb{E}[x] \leftarrow \mathbb{E}_\mathcal{B}[\mu_\mathcal{B}] \qquad
+  \mathrm{Var}[x] \leftarrow \frac{m}{m - 1}\, \mathbb{E}_\mathcal{B}[\sigma^2_\mathcal{B}]$$
+and the paper's own experiments, like every library since, use moving averages updated during
+training instead. [`recalibrate`](../inference.md) is the exact computation. Two questions:
+
+1. Does the cheap moving average cost accuracy, compared with the exact population statistics?
+2. The network is *trained* with batch statistics and *evaluated* with population statistics.
+   How large is that train/eval gap, and how does it grow as the batch size shrinks? With a
+   batch of 4, a fully connected batch norm estimates each mean and variance from 4 numbers.
+
+For each batch size we train the [MNIST CNN](../mnist.md) with our batch norm from the same
+seed for the same number of epochs, then measure its test accuracy three ways:
+
+* **batch statistics**: in training mode, test images in batches of the training batch size,
+  each batch normalised with its own statistics (what the network saw while training);
+* **moving averages**: in evaluation mode with the running statistics training left behind;
+* **recalibrated**: in evaluation mode after `recalibrate` over one pass of the training set
+  in batches of the training size.
+
+```bash
+python -m labml_nn_bn.experiments.population_statistics
+python -m labml_nn_bn.experiments.population_statistics --bn-impl torch   # torch.nn.BatchNorm*d
+python -m labml_nn_bn.experiments.population_statistics --smoke
+```
+
+![Test accuracy with batch statistics, moving averages and recalibrated population statistics, against the batch size](../../figures/population_statistics.svg)
+
+### What the figure shows
+
+*Our reading of our run* (data set, epochs and device are stamped under the figure). The
+values are in `docs/figures/population_statistics.json`; differences of a few tenths of a
+percent are within what another seed would change on a 1,000-image test set.
+See the notes beside `make_figures` below for the numbers of the committed run.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from labml_nn_bn import data
+from labml_nn_bn.inference import BATCH_NORMS, recalibrate
+from labml_nn_bn.mnist import Model, evaluate, make_optimizer, pick_device, train_epoch
+
+
+# ## Accuracy with batch statistics
+#
+# Training mode on test batches of the training size: every batch norm normalises with the
+# statistics of the batch at hand, as it did in training. The running statistics this
+# updates are put back afterwards, so the measurement leaves the model as it found it.
+@torch.no_grad()
+def accuracy_with_batch_statistics(model, x, y, batch_size: int) -> float:
+    saved = [b.clone() for b in model.buffers()]
+    model.train()
+    correct = torch.zeros((), dtype=torch.long, device=x.device)
+    n = 0
+    # Whole batches only: a last batch of one image has no batch statistics
+    for xb, yb in data.batches(x, y, batch_size, drop_last=True):
+        correct += (model(xb).argmax(dim=1) == yb).sum()
+        n += len(yb)
+    for b, s in zip(model.buffers(), saved):
+        b.copy_(s)
+    model.eval()
+    return correct.item() / n
+
+
+# ## One batch size
+#
+# Trains a fresh CNN with the experiment's shared training loop and measures the three
+# accuracies. Recalibration runs over the training set once, in training-size batches in a
+# fixed order.
+def measure(batch_size: int, tensors: data.DeviceData, *, epochs: int, learning_rate: float,
+            bn_impl: str, seed: int) -> Dict[str, float]:
+    device = tensors.train_x.device
+    torch.manual_seed(seed)
+    model = Model(batch_norm=True, bn_impl=bn_impl).to(device)
+    optimizer = make_optimizer('adam', model.parameters(), learning_rate)
+    generator = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        train_epoch(model, optimizer, tensors.train_x, tensors.train_y, batch_size, generator)
+    seconds = time.perf_counter() - start
+
+    x, y = tensors.test_x, tensors.test_y
+    result = {'batch_size': batch_size, 'train_seconds': seconds,
+              'steps': epochs * (len(tensors.train_y) // batch_size)}
+    result['batch_statistics'] = accuracy_with_batch_statistics(model, x, y, batch_size)
+    result['moving_average'] = evaluate(model, x, y)[1]
+    moving = [(b.running_mean.clone(), b.running_var.clone())
+              for b in model.modules() if isinstance(b, BATCH_NORMS)]
+    recalibrate(model, data.batches(tensors.train_x, tensors.train_y, batch_size,
+                                    drop_last=True))
+    result['recalibrated'] = evaluate(model, x, y)[1]
+    # How far the moving averages were from the population statistics: the largest relative
+    # difference of a variance, over every channel of every batch norm
+    result['variance_difference'] = max(
+        ((v - b.running_var).abs() / b.running_var).max().item()
+        for (_, v), b in zip(moving, [b for b in model.modules() if isinstance(b, BATCH_NORMS)]))
+    # The train/eval gaps: how much accuracy changes between training and inference mode
+    result['gap_moving_average'] = result['batch_statistics'] - result['moving_average']
+    result['gap_recalibrated'] = result['batch_statistics'] - result['recalibrated']
+    return result
+
+
+def run(batch_sizes: Sequence[int] = (4, 16, 64, 256), *, epochs: int = 3,
+        learning_rate: float = 1e-3, bn_impl: str = 'ours', dataset: str = 'auto',
+        data_dir: Optional[str] = None, device: str = 'auto', seed: int = 0,
+        train_limit: int = 0, test_limit: int = 0, log=print) -> Dict:
+    device = pick_device(device)
+    ds, how = data.load_dataset(dataset, data_dir, seed=seed)
+    log(f'Data: {ds} ({how})')
+    tensors = data.DeviceData(ds, device)
+    # Quick runs use the first images of each part (both are shuffled, see `labml_nn_bn.data`)
+    if train_limit:
+        tensors.train_x, tensors.train_y = (tensors.train_x[:train_limit],
+                                            tensors.train_y[:train_limit])
+    if test_limit:
+        tensors.test_x, tensors.test_y = tensors.test_x[:test_limit], tensors.test_y[:test_limit]
+    rows = []
+    # A small network on a CPU gains little from a second thread, and on a shared machine
+    # threads that wait for each other cost more than they give
+    threads = torch.get_num_threads()
+    if device.type == 'cpu':
+        torch.set_num_threads(1)
+    try:
+        for b in batch_sizes:
+            rows.append(measure(b, tensors, epochs=epochs, learning_rate=learning_rate,
+                                bn_impl=bn_impl, seed=seed))
+            r = rows[-1]
+            log(f'batch {b:4d}: batch statistics {r["batch_statistics"]:.4f}, moving averages '
+                f'{r["moving_average"]:.4f}, recalibrated {r["recalibrated"]:.4f} '
+                f'({r["steps"]} steps, {r["train_seconds"]:.1f} s)')
+    finally:
+        torch.set_num_threads(threads)
+    return {'rows': rows, 'dataset': str(ds), 'device': device,
+            'settings': {'epochs': epochs, 'learning_rate': learning_rate, 'optimizer': 'Adam',
+                         'bn_impl': bn_impl, 'seed': seed, 'batch_sizes': list(batch_sizes),
+                         'train_images': len(tensors.train_y),
+                         'test_images': len(tensors.test_y)}}
+
+
+# ## The figure
+def values_of(result: Dict) -> Dict:
+    values = {'settings': result['settings'], 'dataset': result['dataset']}
+    for r in result['rows']:
+        values[f'batch_{r["batch_size"]}'] = r
+    return values
+
+
+LINES = (('batch_statistics', 'batch statistics (training mode)', '#2ca02c', 'o', ':'),
+         ('moving_average', 'moving averages (eval)', '#d62728', 's', '--'),
+         ('recalibrated', 'recalibrated, Algorithm 2 (eval)', '#1f77b4', '^', '-'))
+
+
+def plot(values: Dict, stamp_text: str, path: Path):
+    from labml_nn_bn import figures
+    plt = figures.pyplot()
+    sizes = values['settings']['batch_sizes']
+    rows = [values[f'batch_{b}'] for b in sizes]
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
+    fig.subplots_adjust(wspace=0.3, bottom=0.22)
+    for key, label, colour, marker, line in LINES:
+        axes[0].plot(sizes, [r[key] for r in rows], line, marker=marker, color=colour, label=label)
+    axes[0].set_title('(a) test accuracy', fontsize=10)
+    axes[0].legend(fontsize=7, loc='lower right')
+    for key, label, colour, marker, line in LINES[1:]:
+        axes[1].plot(sizes, [r[f'gap_{key}'] for r in rows], line, marker=marker, color=colour,
+                     label=label.replace(' (eval)', ''))
+    axes[1].axhline(0, color='#999999', lw=0.8)
+    axes[1].set_title('(b) train/eval gap: batch-statistics minus eval accuracy', fontsize=10)
+    axes[1].legend(fontsize=7)
+    for ax in axes:
+        ax.set_xscale('log', base=2)
+        ax.set_xticks(sizes, [str(b) for b in sizes])
+        ax.set_xlabel('batch size (training, recalibration and batch-statistics test)')
+        ax.tick_params(labelsize=8)
+        ax.xaxis.label.set_size(8)
+        ax.grid(alpha=0.25)
+    s = values['settings']
+    fig.suptitle(f'MNIST CNN with {"our" if s["bn_impl"] == "ours" else "torch"} BatchNorm, '
+                 f'Adam lr {s["learning_rate"]}, {s["epochs"]} epochs per batch size',
+                 fontsize=9, y=1.0)
+    figures.save_svg(fig, path, stamp_text)
+
+
+SMOKE = dict(batch_sizes=(4, 32), epochs=1, dataset='mnist-5k', train_limit=256, test_limit=256)
+
+
+def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
+    """Writes `population_statistics.svg` and `.json`."""
+    from labml_nn_bn import figures
+    result = run(**SMOKE) if smoke else run()
+    values = values_of(result)
+    s = result['settings']
+    stamp_text = figures.stamp(result['dataset'], f'{s["epochs"]} epochs per batch size',
+                               figures.describe_device(result['device']))
+    out_dir = Path(out_dir)
+    paths = [out_dir / 'population_statistics.svg', out_dir / 'population_statistics.json']
+    plot(values, stamp_text, paths[0])
+    figures.save_values(paths[1], values, stamp_text)
+    return paths
+
+
+# ## Command line
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog='python -m labml_nn_bn.experiments.population_statistics',
+        description='Moving averages vs recalibrated population statistics (Algorithm 2), '
+                    'and the train/eval gap, against the batch size.',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--batch-sizes', type=int, nargs='+', default=[4, 16, 64, 256])
+    parser.add_argument('--epochs', type=int, default=3)
+    parser.add_argument('--lr', dest='learning_rate', type=float, default=1e-3,
+                        help='Adam learning rate')
+    parser.add_argument('--bn-impl', choices=['ours', 'torch'], default='ours')
+    parser.add_argument('--dataset', choices=list(data.DATASETS), default='auto')
+    parser.add_argument('--data-dir', default=None)
+    parser.add_argument('--device', default='auto')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--train-limit', type=int, default=0,
+                        help='use only this many training images (0: all)')
+    parser.add_argument('--figure', default=None, help='also write the figure to this SVG file')
+    parser.add_argument('--smoke', action='store_true', help='a run of seconds, for tests')
+    args = parser.parse_args(argv)
+    if min(args.batch_sizes) < 2 or args.epochs < 1 or args.train_limit < 0:
+        parser.error(f'expected every --batch-sizes >= 2, --epochs >= 1 and --train-limit >= 0, '
+                     f'got {args.batch_sizes}, {args.epochs} and {args.train_limit}')
+    if not args.learning_rate > 0:
+        parser.error(f'expected --lr > 0, got {args.learning_rate}')
+    if args.train_limit and args.train_limit < max(args.batch_sizes):
+        parser.error(f'expected --train-limit of at least the largest batch size '
+                     f'{max(args.batch_sizes)}, got {args.train_limit}')
+    try:
+        torch.device(args.device if args.device != 'auto' else 'cpu')
+    except RuntimeError:
+        parser.error(f"expected --device 'auto', 'cpu', 'cuda' or 'cuda:N', got {args.device!r}")
+    kwargs = dict(batch_sizes=tuple(args.batch_sizes), epochs=args.epochs,
+                  learning_rate=args.learning_rate, dataset=args.dataset, data_dir=args.data_dir,
+                  device=args.device, seed=args.seed, train_limit=args.train_limit)
+    if args.smoke:
+        kwargs.update(SMOKE)
+    kwargs['bn_impl'] = args.bn_impl
+
+    from labml import experiment, tracker
+    experiment.create(name='population_statistics', writers={'screen', 'file'},
+                      python_file=str(Path.cwd()))
+    experiment.configs({k: v if not isinstance(v, tuple) else list(v) for k, v in kwargs.items()})
+    with experiment.start():
+        result = run(**kwargs)
+        for r in result['rows']:
+            tracker.save(r['batch_size'], {k: r[k] for k, *_ in LINES})
+    if args.figure:
+        from labml_nn_bn import figures
+        plot(values_of(result), figures.stamp(result['dataset'], f'{args.epochs} epochs',
+                                              figures.describe_device(result['device'])),
+             Path(args.figure))
+    return result
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])

@@ -273,9 +273,8 @@ def values_of(result, settings: Settings) -> Dict:
     return values
 
 
-def plot(values: Dict, stamp_text: str, path: Path):
-    from labml_nn_bn import figures
-    plt = figures.pyplot()
+def draw(values: Dict, plt):
+    """The figure, drawn with `plt` (pyplot): for the site, or inline in a notebook."""
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.3))
     # Room at the bottom for the stamp
     fig.subplots_adjust(wspace=0.28, bottom=0.2)
@@ -306,7 +305,13 @@ def plot(values: Dict, stamp_text: str, path: Path):
         ax.grid(alpha=0.25)
     fig.suptitle(f'MLP 3×100 sigmoid, batch {s["batch_size"]}, SGD lr {s["learning_rate"]}, '
                  f'weights N(0, {s["sigma"]}²), {s["steps"]:,} steps', fontsize=9, y=1.02)
-    figures.save_svg(fig, path, stamp_text)
+    return fig
+
+
+def plot(values: Dict, stamp_text: str, path: Path):
+    """Saves the figure as a stamped, self-contained SVG."""
+    from labml_nn_bn import figures
+    figures.save_svg(draw(values, figures.pyplot()), path, stamp_text)
 
 
 SMOKE = Settings(steps=300, record_every=50, probe_size=200, dataset='mnist-5k')

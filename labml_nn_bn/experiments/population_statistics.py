@@ -168,9 +168,8 @@ LINES = (('batch_statistics', 'batch statistics (training mode)', '#2ca02c', 'o'
          ('recalibrated', 'recalibrated, Algorithm 2 (eval)', '#1f77b4', '^', '-'))
 
 
-def plot(values: Dict, stamp_text: str, path: Path):
-    from labml_nn_bn import figures
-    plt = figures.pyplot()
+def draw(values: Dict, plt):
+    """The figure, drawn with `plt` (pyplot): for the site, or inline in a notebook."""
     sizes = values['settings']['batch_sizes']
     rows = [values[f'batch_{b}'] for b in sizes]
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
@@ -196,7 +195,13 @@ def plot(values: Dict, stamp_text: str, path: Path):
     fig.suptitle(f'MNIST CNN with {"our" if s["bn_impl"] == "ours" else "torch"} BatchNorm, '
                  f'Adam lr {s["learning_rate"]}, {s["epochs"]} epochs per batch size',
                  fontsize=9, y=1.0)
-    figures.save_svg(fig, path, stamp_text)
+    return fig
+
+
+def plot(values: Dict, stamp_text: str, path: Path):
+    """Saves the figure as a stamped, self-contained SVG."""
+    from labml_nn_bn import figures
+    figures.save_svg(draw(values, figures.pyplot()), path, stamp_text)
 
 
 SMOKE = dict(batch_sizes=(4, 32), epochs=1, dataset='mnist-5k', train_limit=256, test_limit=256)

@@ -54,15 +54,29 @@ def test_the_network_is_the_papers():
     plain = cs.Network(batch_norm=False)
     assert all(l.bias is not None for l in plain.linears)
     assert abs(plain.linears[0].weight.std().item() - 0.01) < 1e-3
-    logits, z = net(torch.randn(60, 1, 28, 28))
-    assert logits.shape == (60, 10) and z.shape == (60, 100)
+    x = torch.randn(60, 1, 28, 28)
+    assert net(x).shape == (60, 10) and net.sigmoid_input(x).shape == (60, 100)
 
 
 @pytest.mark.parametrize('argv', [['--steps', '0'], ['--batch-size', '1'], ['--lr', '-1'],
-                                  ['--probe-size', '1'], ['--device', 'nonsense']])
+                                  ['--probe-size', '1'], ['--device', 'nonsense'],
+                                  ['--sigma', '0'], ['--record-every', '0']])
 def test_cli_errors_are_one_line(argv, capsys):
     with pytest.raises(SystemExit) as e:
         cs.main(argv)
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith('python -m labml_nn_bn.experiments.covariate_shift: error: expected')
+    assert not any("Traceback" in line for line in err)
+    assert err[-1].startswith('python -m labml_nn_bn.experiments.covariate_shift: error: argument')
+
+
+def test_a_batch_larger_than_the_data_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        cs.main(['--dataset', 'mnist-5k', '--batch-size', '5000', '--steps', '1'])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ['python -m labml_nn_bn.experiments.covariate_shift: error: argument '
+                   '--batch-size: 5000 is larger than the 4,000 training images; '
+                   'use a smaller batch']
+    assert not (tmp_path / 'logs').exists()

@@ -47,7 +47,7 @@ def test_works_with_torch_batch_norm():
 
 
 def test_batch_statistics_accuracy_leaves_the_model_unchanged():
-    model = ps.Model(batch_norm=True)
+    model = ps.Model(batch_norm=True)  # the MNIST CNN
     model.eval()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     x, y = torch.randn(12, 1, 28, 28), torch.randint(0, 10, (12,))
@@ -57,11 +57,14 @@ def test_batch_statistics_accuracy_leaves_the_model_unchanged():
 
 
 @pytest.mark.parametrize('argv', [['--batch-sizes', '1'], ['--epochs', '0'], ['--lr', '0'],
-                                  ['--train-limit', '10'], ['--device', 'gpu!']])
-def test_cli_errors_are_one_line(argv, capsys):
+                                  ['--train-limit', '-1'], ['--device', 'gpu!'],
+                                  ['--dataset', 'mnist-5k', '--train-limit', '10']])
+def test_cli_errors_are_one_line(argv, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as e:
         ps.main(argv)
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
+    assert not any('Traceback' in line for line in err)
     assert err[-1].startswith(
-        'python -m labml_nn_bn.experiments.population_statistics: error: expected')
+        'python -m labml_nn_bn.experiments.population_statistics: error: argument')

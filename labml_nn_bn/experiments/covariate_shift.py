@@ -50,18 +50,19 @@ runs the full 50,000 steps on a GPU) the curves look like the paper's.
 """
 
 import argparse
+import math
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from labml_nn_bn import data
 from labml_nn_bn.batch_norm import BatchNorm, Module
+from labml_nn_bn.experiments import trainer
 
 
 # ## The network
@@ -98,15 +99,20 @@ class Network(Module):
             if linear.bias is not None:
                 nn.init.zeros_(linear.bias)
 
-    def forward(self, x: torch.Tensor):
-        r"""Returns the logits $[B, 10]$ and the last hidden layer's sigmoid inputs $[B, 100]$."""
+    def sigmoid_input(self, x: torch.Tensor) -> torch.Tensor:
+        r"""The input of the last hidden layer's sigmoids, $[B, 100]$, for a $[B, 1, 28, 28]$ batch."""
         # $[B, 1, 28, 28] \to [B, 784]$
         h = x.flatten(1)
-        for linear, norm in zip(self.linears, self.norms):
+        for i, (linear, norm) in enumerate(zip(self.linears, self.norms)):
             # The sigmoid's input: $\mathrm{BN}(W h)$, or $W h + b$ without batch normalization
             z = norm(linear(h))
+            if i == len(self.linears) - 1:
+                return z
             h = torch.sigmoid(z)
-        return self.output(h), z
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The logits, $[B, 10]$
+        return self.output(torch.sigmoid(self.sigmoid_input(x)))
 
 
 # ## Settings
@@ -127,6 +133,7 @@ class Settings:
     device: str = 'auto'
     dataset: str = 'auto'
     data_dir: Optional[str] = None
+    download: bool = True
     seed: int = 0
 
 
@@ -143,6 +150,7 @@ class Run:
     accuracy: List[float] = field(default_factory=list)
     # $[R, 3, 100]$: the 15th, 50th and 85th percentiles of each last-layer sigmoid input
     percentiles: Optional[torch.Tensor] = None
+    # Wall-clock time of the training, records included
     seconds: float = 0.
 
     def drift(self) -> torch.Tensor:
@@ -161,27 +169,26 @@ class Run:
 
 # ## Training with records
 #
-# The data sit on the device as one tensor; a mini-batch is an index into it. Records are
-# kept on the device too and read once at the end, so a GPU never waits for the host between
-# steps.
+# The [shared trainer](trainer.md) runs the steps: the data sit on the device as one tensor
+# and a mini-batch is an index into it (`batch_stream`). After every `record_every` steps a
+# hook measures the test accuracy (in `eval()` mode, with the population statistics) and the
+# probe's percentiles. The percentiles stay on the device until the end, so that a GPU does
+# not wait for the host between records.
 def train(settings: Settings, batch_norm: bool, tensors: data.DeviceData,
-          on_record=None) -> Run:
+          on_record: Optional[Callable[[int, float], None]] = None) -> Run:
     device = tensors.train_x.device
-    torch.manual_seed(settings.seed)
+    generator = trainer.seed_everything(settings.seed)
     model = Network(batch_norm, settings.sigma).to(device)
+    # Plain SGD, no momentum (see the settings above)
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.learning_rate)
     probe = tensors.test_x[:settings.probe_size]
     quantiles = torch.tensor(PERCENTILES, device=device)
-    accuracies, percentiles, steps = [], [], []
+    run = Run(batch_norm)
+    percentiles = []
 
     @torch.no_grad()
-    def record(step):
-        # Evaluation mode: the population statistics normalise, one example at a time
-        model.eval()
-        correct = torch.zeros((), dtype=torch.long, device=device)
-        for xb, yb in data.batches(tensors.test_x, tensors.test_y, 2000):
-            correct += (model(xb)[0].argmax(dim=1) == yb).sum()
-        accuracies.append(correct)
+    def record(step: int):
+        accuracy = trainer.evaluate(model, tensors.test_x, tensors.test_y, batch_size=2000)[1]
         # The last hidden layer's sigmoid inputs on the probe batch, as training sees them:
         # in training mode, each batch norm normalising with the probe batch's own statistics.
         # The running statistics that this forward pass updates are put back afterwards, so
@@ -189,43 +196,44 @@ def train(settings: Settings, batch_norm: bool, tensors: data.DeviceData,
         model.train()
         buffers = [b.clone() for b in model.buffers()]
         # $[P, 100] \to [3, 100]$
-        percentiles.append(torch.quantile(model(probe)[1], quantiles, dim=0))
+        percentiles.append(torch.quantile(model.sigmoid_input(probe), quantiles, dim=0))
         for b, saved in zip(model.buffers(), buffers):
             b.copy_(saved)
-        steps.append(step)
+        run.steps.append(step)
+        run.accuracy.append(accuracy)
         if on_record is not None:
-            on_record(step, correct.item() / len(tensors.test_y))
+            on_record(step, accuracy)
 
-    generator = torch.Generator().manual_seed(settings.seed)
+    def on_step(s: trainer.Step):
+        if s.step % settings.record_every == 0 or s.step == settings.steps:
+            record(s.step)
+
     start = time.perf_counter()
-    step = 0
     record(0)
-    while step < settings.steps:
-        for xb, yb in data.batches(tensors.train_x, tensors.train_y, settings.batch_size,
-                                   generator=generator, drop_last=True):
-            logits, _ = model(xb)
-            loss = F.cross_entropy(logits, yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            if step % settings.record_every == 0 or step == settings.steps:
-                record(step)
-            if step == settings.steps:
-                break
-    seconds = time.perf_counter() - start
-    n_test = len(tensors.test_y)
-    return Run(batch_norm, steps, [c.item() / n_test for c in accuracies],
-               torch.stack(percentiles).cpu(), seconds)
+    trainer.train_steps(model, optimizer,
+                        trainer.batch_stream(tensors.train_x, tensors.train_y,
+                                             settings.batch_size, generator),
+                        settings.steps, on_step=on_step)
+    run.seconds = time.perf_counter() - start
+    run.percentiles = torch.stack(percentiles).cpu()
+    return run
 
 
-def run_both(settings: Settings, log=print, on_record=None) -> Dict[str, object]:
-    """Trains the network without and with batch normalization on the same data."""
-    device = torch.device(('cuda' if torch.cuda.is_available() else 'cpu')
-                          if settings.device == 'auto' else settings.device)
-    dataset, how = data.load_dataset(settings.dataset, settings.data_dir, seed=settings.seed)
+def load_data(settings: Settings, log=print) -> Tuple[data.DeviceData, str]:
+    device = trainer.pick_device(settings.device)
+    dataset, how = data.load_dataset(settings.dataset, settings.data_dir,
+                                     download_ok=settings.download, seed=settings.seed)
     log(f'Data: {dataset} ({how})')
     tensors = data.DeviceData(dataset, device)
+    trainer.check_batch_size(settings.batch_size, len(tensors.train_y))
+    return tensors, str(dataset)
+
+
+def run_both(settings: Settings, log=print, on_record=None,
+             loaded: Optional[Tuple[data.DeviceData, str]] = None) -> Dict[str, object]:
+    """Trains the network without and with batch normalization on the same data."""
+    tensors, dataset = loaded or load_data(settings, log)
+    device = tensors.train_x.device
     runs = {}
     # On a CPU, matrices of $60 \times 100$ are too small to gain from several threads, and
     # on a shared machine extra threads mostly wait for each other
@@ -242,7 +250,7 @@ def run_both(settings: Settings, log=print, on_record=None) -> Dict[str, object]
         log(f'{"with" if batch_norm else "without"} batch norm: test accuracy '
             f'{runs[key].accuracy[-1]:.4f} after {settings.steps} steps '
             f'in {runs[key].seconds:.1f} s on {device}')
-    return {'runs': runs, 'dataset': str(dataset), 'device': device}
+    return {'runs': runs, 'dataset': dataset, 'device': device}
 
 
 # ## The figure
@@ -314,7 +322,8 @@ def plot(values: Dict, stamp_text: str, path: Path):
     figures.save_svg(draw(values, figures.pyplot()), path, stamp_text)
 
 
-SMOKE = Settings(steps=300, record_every=50, probe_size=200, dataset='mnist-5k')
+SMOKE = Settings(steps=300, record_every=50, probe_size=200, dataset='mnist-5k',
+                 download=False)
 
 
 def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
@@ -337,58 +346,65 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
 
 # ## Command line
 #
-# Runs are tracked with labml like the other experiments: settings, and at every record the
-# test accuracy and the probe's median.
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog='python -m labml_nn_bn.experiments.covariate_shift',
-        description="Figure 1 of the paper: a 3-layer sigmoid MLP with and without batch norm.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+# Runs are tracked with labml like the other experiments: the settings, and at every record
+# the test accuracy of each network.
+PROG = 'python -m labml_nn_bn.experiments.covariate_shift'
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = trainer.make_parser(PROG, "Figure 1 of the paper: a 3-layer sigmoid MLP trained "
+                                       "with and without batch normalization.")
     d = Settings()
-    parser.add_argument('--steps', type=int, default=d.steps)
-    parser.add_argument('--batch-size', type=int, default=d.batch_size)
-    parser.add_argument('--lr', dest='learning_rate', type=float, default=d.learning_rate,
-                        help='SGD learning rate')
+    parser.add_argument('--steps', type=int, default=d.steps, help='training steps per network')
+    parser.add_argument('--batch-size', type=int, default=d.batch_size, help='images per mini-batch')
+    parser.add_argument('--lr', '--learning-rate', dest='learning_rate', type=float,
+                        default=d.learning_rate, help='learning rate of plain SGD')
     parser.add_argument('--sigma', type=float, default=d.sigma,
                         help='standard deviation of the initial weights')
-    parser.add_argument('--record-every', type=int, default=d.record_every)
-    parser.add_argument('--probe-size', type=int, default=d.probe_size)
-    parser.add_argument('--device', default=d.device)
-    parser.add_argument('--dataset', choices=list(data.DATASETS), default=d.dataset)
-    parser.add_argument('--data-dir', default=None)
-    parser.add_argument('--seed', type=int, default=d.seed)
+    parser.add_argument('--record-every', type=int, default=d.record_every,
+                        help='steps between records of the accuracy and the percentiles')
+    parser.add_argument('--probe-size', type=int, default=d.probe_size,
+                        help='test images in the fixed probe batch')
+    parser.add_argument('--seed', type=int, default=d.seed,
+                        help='fixes the initial weights and the order of the batches')
+    trainer.add_device_argument(parser, d.device)
+    trainer.add_data_arguments(parser, d.dataset, train_limit=False)
+    trainer.add_logs_argument(parser)
     parser.add_argument('--figure', default=None, help='also write the figure to this SVG file')
-    parser.add_argument('--smoke', action='store_true', help='a run of seconds, for tests')
+    parser.add_argument('--smoke', action='store_true',
+                        help='a run of seconds (300 steps on the offline subset), for tests')
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.batch_size < 2 or args.record_every < 1 or args.probe_size < 2:
-        parser.error(f'expected --steps >= 1, --batch-size >= 2, --record-every >= 1 and '
-                     f'--probe-size >= 2, got {args.steps}, {args.batch_size}, '
-                     f'{args.record_every} and {args.probe_size}')
-    if not (args.learning_rate > 0 and args.sigma > 0):
-        parser.error(f'expected --lr > 0 and --sigma > 0, got {args.learning_rate} and {args.sigma}')
-    settings = SMOKE if args.smoke else Settings(
-        **{k: v for k, v in vars(args).items() if k not in ('figure', 'smoke')})
-    try:
-        torch.device(settings.device if settings.device != 'auto' else 'cpu')
-    except RuntimeError:
-        parser.error(f"expected --device 'auto', 'cpu', 'cuda' or 'cuda:N', got {args.device!r}")
+    trainer.check_arguments(parser, args)
+    if args.record_every < 1:
+        parser.error(f'argument --record-every: expected at least 1, got {args.record_every}')
+    if args.probe_size < 2:
+        parser.error(f'argument --probe-size: expected at least 2, got {args.probe_size}')
+    if not (math.isfinite(args.sigma) and args.sigma > 0):
+        parser.error(f'argument --sigma: expected a finite number > 0, got {args.sigma}')
+    return args
 
-    from labml import experiment, tracker
-    experiment.create(name='covariate_shift', writers={'screen', 'file'},
-                      python_file=str(Path.cwd()))
-    experiment.configs({k: v for k, v in vars(settings).items()})
 
-    def on_record(key):
-        return lambda step, accuracy: tracker.save(step, {f'accuracy.{key}': accuracy})
+def main(argv=None):
+    def start():
+        args = parse_args(argv)
+        settings = SMOKE if args.smoke else Settings(**{
+            k: v for k, v in vars(args).items() if k not in ('figure', 'smoke', 'logs_dir')})
+        loaded = load_data(settings)
+        from labml import tracker
 
-    with experiment.start():
-        result = run_both(settings, on_record=on_record)
-    if args.figure:
-        from labml_nn_bn import figures
-        plot(values_of(result, settings),
-             figures.stamp(result['dataset'], f'{settings.steps:,} steps per network',
-                           figures.describe_device(result['device'])), Path(args.figure))
-    return result
+        def on_record(key):
+            return lambda step, accuracy: tracker.save(step, {f'accuracy.{key}': accuracy})
+
+        with trainer.labml_run('covariate_shift', vars(settings), logs_dir=args.logs_dir):
+            result = run_both(settings, on_record=on_record, loaded=loaded)
+        if args.figure:
+            from labml_nn_bn import figures
+            plot(values_of(result, settings),
+                 figures.stamp(result['dataset'], f'{settings.steps:,} steps per network',
+                               figures.describe_device(result['device'])), Path(args.figure))
+        return result
+
+    return trainer.run_main(start, PROG)
 
 
 if __name__ == '__main__':

@@ -20,7 +20,7 @@ training instead. [`recalibrate`](../inference.md) is the exact computation. Two
    How large is that train/eval gap, and how does it grow as the batch size shrinks? With a
    batch of 4, a fully connected batch norm estimates each mean and variance from 4 numbers.
 
-For each batch size we train the [MNIST CNN](../mnist.md) with our batch norm from the same
+For each batch size we train the [MNIST CNN](mnist.md) with our batch norm from the same
 seed for the same number of epochs, then measure its test accuracy three ways:
 
 * **batch statistics**: in training mode, test images in batches of the training batch size,
@@ -52,11 +52,12 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from labml_nn_bn import data
+from labml_nn_bn.experiments import trainer
+from labml_nn_bn.experiments.mnist import Model
+from labml_nn_bn.experiments.trainer import evaluate, make_optimizer, pick_device, train_epoch
 from labml_nn_bn.inference import BATCH_NORMS, recalibrate
-from labml_nn_bn.mnist import Model, evaluate, make_optimizer, pick_device, train_epoch
 
 
 # ## Accuracy with batch statistics
@@ -82,16 +83,15 @@ def accuracy_with_batch_statistics(model, x, y, batch_size: int) -> float:
 
 # ## One batch size
 #
-# Trains a fresh CNN with the experiment's shared training loop and measures the three
+# Trains a fresh CNN with the [shared trainer](trainer.md) and measures the three
 # accuracies. Recalibration runs over the training set once, in training-size batches in a
 # fixed order.
 def measure(batch_size: int, tensors: data.DeviceData, *, epochs: int, learning_rate: float,
             bn_impl: str, seed: int) -> Dict[str, float]:
     device = tensors.train_x.device
-    torch.manual_seed(seed)
+    generator = trainer.seed_everything(seed)
     model = Model(batch_norm=True, bn_impl=bn_impl).to(device)
     optimizer = make_optimizer('adam', model.parameters(), learning_rate)
-    generator = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     for _ in range(epochs):
         train_epoch(model, optimizer, tensors.train_x, tensors.train_y, batch_size, generator)
@@ -121,9 +121,9 @@ def measure(batch_size: int, tensors: data.DeviceData, *, epochs: int, learning_
 def run(batch_sizes: Sequence[int] = (4, 16, 64, 256), *, epochs: int = 3,
         learning_rate: float = 1e-3, bn_impl: str = 'ours', dataset: str = 'auto',
         data_dir: Optional[str] = None, device: str = 'auto', seed: int = 0,
-        train_limit: int = 0, test_limit: int = 0, log=print) -> Dict:
+        train_limit: int = 0, test_limit: int = 0, download: bool = True, log=print) -> Dict:
     device = pick_device(device)
-    ds, how = data.load_dataset(dataset, data_dir, seed=seed)
+    ds, how = data.load_dataset(dataset, data_dir, download_ok=download, seed=seed)
     log(f'Data: {ds} ({how})')
     tensors = data.DeviceData(ds, device)
     # Quick runs use the first images of each part (both are shuffled, see `labml_nn_bn.data`)
@@ -132,6 +132,8 @@ def run(batch_sizes: Sequence[int] = (4, 16, 64, 256), *, epochs: int = 3,
                                             tensors.train_y[:train_limit])
     if test_limit:
         tensors.test_x, tensors.test_y = tensors.test_x[:test_limit], tensors.test_y[:test_limit]
+    trainer.check_batch_size(max(batch_sizes), len(tensors.train_y),
+                             ' or a larger --train-limit' if train_limit else '')
     rows = []
     # A small network on a CPU gains little from a second thread, and on a shared machine
     # threads that wait for each other cost more than they give
@@ -204,7 +206,8 @@ def plot(values: Dict, stamp_text: str, path: Path):
     figures.save_svg(draw(values, figures.pyplot()), path, stamp_text)
 
 
-SMOKE = dict(batch_sizes=(4, 32), epochs=1, dataset='mnist-5k', train_limit=256, test_limit=256)
+SMOKE = dict(batch_sizes=(4, 32), epochs=1, dataset='mnist-5k', download=False, train_limit=256,
+             test_limit=256)
 
 
 def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
@@ -223,59 +226,60 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
 
 
 # ## Command line
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog='python -m labml_nn_bn.experiments.population_statistics',
-        description='Moving averages vs recalibrated population statistics (Algorithm 2), '
-                    'and the train/eval gap, against the batch size.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--batch-sizes', type=int, nargs='+', default=[4, 16, 64, 256])
-    parser.add_argument('--epochs', type=int, default=3)
-    parser.add_argument('--lr', dest='learning_rate', type=float, default=1e-3,
+PROG = 'python -m labml_nn_bn.experiments.population_statistics'
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = trainer.make_parser(PROG, 'Moving averages vs recalibrated population statistics '
+                                       '(Algorithm 2), and the train/eval gap, against the '
+                                       'batch size.')
+    parser.add_argument('--batch-sizes', type=int, nargs='+', default=[4, 16, 64, 256],
+                        help='the training batch sizes to compare')
+    parser.add_argument('--epochs', type=int, default=3, help='passes over the training data')
+    parser.add_argument('--lr', '--learning-rate', dest='learning_rate', type=float, default=1e-3,
                         help='Adam learning rate')
-    parser.add_argument('--bn-impl', choices=['ours', 'torch'], default='ours')
-    parser.add_argument('--dataset', choices=list(data.DATASETS), default='auto')
-    parser.add_argument('--data-dir', default=None)
-    parser.add_argument('--device', default='auto')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--train-limit', type=int, default=0,
-                        help='use only this many training images (0: all)')
+    parser.add_argument('--bn-impl', choices=['ours', 'torch'], default='ours',
+                        help="whose batch norm: this package's or torch.nn's")
+    parser.add_argument('--seed', type=int, default=0,
+                        help='fixes the initial weights and the order of the batches')
+    trainer.add_device_argument(parser)
+    trainer.add_data_arguments(parser)
+    trainer.add_logs_argument(parser)
     parser.add_argument('--figure', default=None, help='also write the figure to this SVG file')
     parser.add_argument('--smoke', action='store_true', help='a run of seconds, for tests')
     args = parser.parse_args(argv)
-    if min(args.batch_sizes) < 2 or args.epochs < 1 or args.train_limit < 0:
-        parser.error(f'expected every --batch-sizes >= 2, --epochs >= 1 and --train-limit >= 0, '
-                     f'got {args.batch_sizes}, {args.epochs} and {args.train_limit}')
-    if not args.learning_rate > 0:
-        parser.error(f'expected --lr > 0, got {args.learning_rate}')
-    if args.train_limit and args.train_limit < max(args.batch_sizes):
-        parser.error(f'expected --train-limit of at least the largest batch size '
-                     f'{max(args.batch_sizes)}, got {args.train_limit}')
-    try:
-        torch.device(args.device if args.device != 'auto' else 'cpu')
-    except RuntimeError:
-        parser.error(f"expected --device 'auto', 'cpu', 'cuda' or 'cuda:N', got {args.device!r}")
-    kwargs = dict(batch_sizes=tuple(args.batch_sizes), epochs=args.epochs,
-                  learning_rate=args.learning_rate, dataset=args.dataset, data_dir=args.data_dir,
-                  device=args.device, seed=args.seed, train_limit=args.train_limit)
-    if args.smoke:
-        kwargs.update(SMOKE)
-    kwargs['bn_impl'] = args.bn_impl
+    trainer.check_arguments(parser, args)
+    for b in args.batch_sizes:
+        if b < 2:
+            parser.error(f'argument --batch-sizes: expected every size at least 2, got {b}')
+    return args
 
-    from labml import experiment, tracker
-    experiment.create(name='population_statistics', writers={'screen', 'file'},
-                      python_file=str(Path.cwd()))
-    experiment.configs({k: v if not isinstance(v, tuple) else list(v) for k, v in kwargs.items()})
-    with experiment.start():
-        result = run(**kwargs)
-        for r in result['rows']:
-            tracker.save(r['batch_size'], {k: r[k] for k, *_ in LINES})
-    if args.figure:
-        from labml_nn_bn import figures
-        plot(values_of(result), figures.stamp(result['dataset'], f'{args.epochs} epochs',
-                                              figures.describe_device(result['device'])),
-             Path(args.figure))
-    return result
+
+def main(argv=None):
+    def start():
+        args = parse_args(argv)
+        kwargs = dict(batch_sizes=tuple(args.batch_sizes), epochs=args.epochs,
+                      learning_rate=args.learning_rate, dataset=args.dataset,
+                      data_dir=args.data_dir, download=args.download, device=args.device,
+                      seed=args.seed, train_limit=args.train_limit)
+        if args.smoke:
+            kwargs.update(SMOKE)
+        kwargs['bn_impl'] = args.bn_impl
+        from labml import tracker
+        configs = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
+        with trainer.labml_run('population_statistics', configs, logs_dir=args.logs_dir):
+            result = run(**kwargs)
+            for r in result['rows']:
+                tracker.save(r['batch_size'], {k: r[k] for k, *_ in LINES})
+        if args.figure:
+            from labml_nn_bn import figures
+            s = result['settings']
+            plot(values_of(result), figures.stamp(result['dataset'], f'{s["epochs"]} epochs',
+                                                  figures.describe_device(result['device'])),
+                 Path(args.figure))
+        return result
+
+    return trainer.run_main(start, PROG)
 
 
 if __name__ == '__main__':

@@ -3,9 +3,15 @@ The site in a real browser: Debian's chromium driven by Playwright, the site ser
 Screenshots go to test-output/screenshots/ (ignored by git).
 """
 import shutil
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
+
+from conftest import ROOT, load_annotate_hook
+from site_build import AnnotatedPageParser, SPLITLINES_ONLY
+
+annotate = load_annotate_hook()
 
 
 CHROMIUM = '/usr/bin/chromium'
@@ -52,15 +58,29 @@ class Visit:
         self.context.close()
 
 
-@pytest.fixture
-def visit(browser, served_site):
+def _visitor(browser, base):
     opened = []
 
     def open_page(path, width, **kwargs):
-        v = Visit(browser, served_site, path, width, **kwargs)
+        v = Visit(browser, base, path, width, **kwargs)
         opened.append(v)
         return v
 
+    return open_page, opened
+
+
+@pytest.fixture
+def visit(browser, served_site):
+    open_page, opened = _visitor(browser, served_site)
+    yield open_page
+    for v in opened:
+        v.close()
+
+
+@pytest.fixture
+def visit_fixture(browser, served_fixture_site):
+    """Opens a page of the fixture site (see site_build.py)."""
+    open_page, opened = _visitor(browser, served_fixture_site)
     yield open_page
     for v in opened:
         v.close()
@@ -148,3 +168,205 @@ def test_home_page(visit, test_output):
 def test_output(test_output):  # noqa: F811 (extends conftest's fixture)
     (test_output / 'screenshots').mkdir(parents=True, exist_ok=True)
     return test_output
+
+
+# --- the layout of the side-by-side pages (issue 12) --------------------------------------
+
+def annotated_paths():
+    """The URL path of every annotated page, relative to the site's root."""
+    return [path.relative_to(ROOT).with_suffix('').as_posix() + '/' for path in annotate.annotated_sources(ROOT)]
+
+
+# In the browser: each code block wider than its box (it would scroll sideways), each
+# copy button that covers a character of code, each numbered line whose number is not level
+# with its first row, each line without a row of its own (a blank line of height zero puts
+# its number over the next one), and each wrapped line whose continuation does not start at least
+# three characters deeper than its first row (the hanging indent).
+LAYOUT_PROBLEMS = '''() => {
+  const problems = {scrolls: [], covered: [], misaligned: [], collapsed: [], unhung: []};
+  for (const el of document.querySelectorAll('.annotated-code pre, .annotated-code code, .annotated-line')) {
+    if (el.scrollWidth > el.clientWidth + 1) problems.scrolls.push(el.id || el.tagName);
+  }
+  for (const pre of document.querySelectorAll('.annotated-code pre')) {
+    const button = pre.querySelector('.md-clipboard');
+    const b = button && button.getBoundingClientRect();
+    for (const line of pre.querySelectorAll('.annotated-line')) {
+      const range = document.createRange();
+      const indent = line.querySelector('.annotated-indent');
+      if (indent) range.setStartAfter(indent); else range.setStart(line, 0);
+      range.setEnd(line, line.childNodes.length);
+      const rects = [...range.getClientRects()].filter(r => r.width > 0);
+      if (b && rects.some(r => r.left < b.right && r.right > b.left && r.top < b.bottom && r.bottom > b.top))
+        problems.covered.push(line.id);
+      const number = line.querySelector('.annotated-lineno').getBoundingClientRect();
+      const box = line.getBoundingClientRect();
+      if (Math.abs(number.top - box.top) > 1) problems.misaligned.push(line.id);
+      if (box.height < 0.9 * parseFloat(getComputedStyle(line).lineHeight)) problems.collapsed.push(line.id);
+      if (rects.length) {
+        const ch = parseFloat(getComputedStyle(line).fontSize) * 0.5;
+        const first = rects[0];
+        const rows = rects.filter(r => r.top > first.bottom - 2);
+        if (rows.some(r => r.left < first.left + 3 * ch)) problems.unhung.push(line.id);
+      }
+    }
+  }
+  return problems;
+}'''
+
+NO_PROBLEMS = {'scrolls': [], 'covered': [], 'misaligned': [], 'collapsed': [], 'unhung': []}
+
+# The lines, of at most `chars` characters, that take more than one row
+WRAPPED = '''(chars) => [...document.querySelectorAll('.annotated-line')]
+  .filter(l => l.textContent.length <= chars
+          && l.getBoundingClientRect().height > 1.5 * parseFloat(getComputedStyle(l).lineHeight))
+  .map(l => l.id)'''
+
+
+@pytest.mark.parametrize('width', [1280, 1440])
+def test_batch_norm_code_never_scrolls_sideways_nor_hides_under_the_copy_button(visit, test_output, width):
+    v = visit('labml_nn_bn/batch_norm/', width)
+    assert_clean(v)
+    page = v.page
+    assert page.locator('.annotated-code pre').count() > 10
+    assert page.evaluate(LAYOUT_PROBLEMS) == NO_PROBLEMS
+    if width == 1440:
+        # At 1440 px a line as long as the project allows (88 characters) fits on one row
+        assert page.evaluate(WRAPPED, 88) == []
+    assert page.evaluate('document.documentElement.scrollWidth <= window.innerWidth')
+    page.locator('#batchnormfunction-backward').scroll_into_view_if_needed()
+    page.screenshot(path=str(test_output / 'screenshots' / f'batch_norm-backward-{width}.png'))
+
+
+@pytest.mark.parametrize('scheme', ['light', 'dark'])
+def test_phone_code_wraps_readably_and_the_page_never_scrolls_sideways(visit, test_output, scheme):
+    # Every annotated page in light mode; the BatchNorm page in dark mode too
+    for path in annotated_paths() if scheme == 'light' else ['labml_nn_bn/batch_norm/']:
+        v = visit(path, 390, color_scheme=scheme)
+        assert_clean(v)
+        page = v.page
+        assert page.evaluate('document.documentElement.scrollWidth <= window.innerWidth'), path
+        assert page.evaluate(LAYOUT_PROBLEMS) == NO_PROBLEMS, path
+        # Code stays at a readable size
+        size = page.evaluate("parseFloat(getComputedStyle(document.querySelector('.annotated-line')).fontSize)")
+        assert size >= 11, path
+        if path == 'labml_nn_bn/batch_norm/':
+            page.locator('#batchnormfunction-backward').scroll_into_view_if_needed()
+            page.screenshot(path=str(test_output / 'screenshots' / f'batch_norm-390-{scheme}.png'))
+
+
+def test_introduction_spans_the_page_at_a_readable_measure(visit, test_output):
+    v = visit('labml_nn_bn/batch_norm/', 1440)
+    page = v.page
+    intro = page.locator('.annotated-section').first
+    assert 'annotated-section--notes-only' in intro.get_attribute('class')
+    section, notes = _box(intro, ':scope'), _box(intro, '.annotated-notes')
+    assert intro.locator('.annotated-code').count() == 0
+    assert notes['width'] >= 0.98 * section['width']
+    # Wider than the notes column beside code, but no wider than a comfortable line
+    side = _box(page.locator('#batchnormfunction-backward'), '.annotated-notes')
+    paragraph = _box(intro, '.annotated-notes > p')
+    font = page.evaluate("parseFloat(getComputedStyle(document.querySelector('.annotated-notes > p')).fontSize)")
+    assert paragraph['width'] > 1.3 * side['width']
+    assert paragraph['width'] <= 42 * font + 1
+    page.screenshot(path=str(test_output / 'screenshots' / 'batch_norm-1440.png'))
+    assert_clean(v)
+
+
+def test_each_annotated_page_shows_its_table_of_contents(visit):
+    for path in annotated_paths():
+        v = visit(path, 1440)
+        assert_clean(v)
+        page = v.page
+        toc = page.locator('.md-sidebar--primary .md-nav--secondary')
+        assert toc.is_visible(), path
+        links = toc.locator('a.md-nav__link')
+        assert links.count() >= 3, path
+        # In the left sidebar, left of the notes; the code keeps the width
+        assert _box(toc, ':scope')['x'] + _box(toc, ':scope')['width'] <= _box(page, '.annotated')['x']
+        # An entry leads to its heading
+        target = links.nth(1).get_attribute('href')
+        links.nth(1).click()
+        page.wait_for_function(f'location.hash === {target!r}')
+        heading = page.locator(target)
+        assert heading.count() == 1 and heading.is_visible()
+
+
+def test_short_code_stays_in_view_beside_long_notes(visit):
+    v = visit('labml_nn_bn/batch_norm/', 1440)
+    page = v.page
+    # The section whose notes are the longest compared with its (short) code
+    index = page.evaluate('''() => {
+      const sections = [...document.querySelectorAll('.annotated-section--sticky')];
+      const excess = s => s.querySelector('.annotated-notes').offsetHeight - s.querySelector('.annotated-code pre').offsetHeight;
+      return [...document.querySelectorAll('.annotated-section')].indexOf(sections.sort((a, b) => excess(b) - excess(a))[0]);
+    }''')
+    section = page.locator('.annotated-section').nth(index)
+    notes = _box(section, '.annotated-notes')
+    code = _box(section, '.annotated-code pre')
+    if notes['height'] < code['height'] + 300:
+        pytest.skip('no section of this page has notes much longer than its code')
+    # Scroll to the end of the notes: the code has come along
+    page.evaluate(f'window.scrollTo(0, {notes["y"] + notes["height"] - 500})')
+    code_after = _box(section, '.annotated-code pre')
+    assert 0 <= code_after['y'] <= 900 - code_after['height']
+    assert_clean(v)
+
+
+def _pages_with_images(site_dir):
+    for page in sorted(Path(site_dir).rglob('*.html')):
+        parser = AnnotatedPageParser()
+        parser.feed(page.read_text(encoding='utf-8'))
+        if parser.images:
+            rel = page.relative_to(site_dir).as_posix()
+            yield rel[:-len('index.html')] if rel.endswith('index.html') else rel
+
+
+def _assert_images_load(v, where):
+    page = v.page
+    images = page.locator('img')
+    assert images.count() > 0, where
+    for i in range(images.count()):
+        image = images.nth(i)
+        image.scroll_into_view_if_needed()
+        page.wait_for_function('img => img.complete', arg=image.element_handle())
+        natural = image.evaluate('img => [img.naturalWidth, img.naturalHeight]')
+        assert natural[0] > 0 and natural[1] > 0, f'{where}: {image.get_attribute("src")} did not load'
+        # Scaled to its column, never wider
+        column = image.evaluate('img => (img.closest(".annotated-notes") || img.parentElement).getBoundingClientRect().width')
+        assert image.bounding_box()['width'] <= column + 1, where
+
+
+def test_every_image_of_the_site_loads(visit, built_site):
+    # Every page of the built site that has an <img>: figures added later are checked too
+    pages = list(_pages_with_images(built_site[0]))
+    assert pages, 'no page with an image'  # the home page's Colab badge, at least
+    for path in pages:
+        v = visit(path, 1440)
+        _assert_images_load(v, path)
+        assert_clean(v)
+
+
+def test_fixture_page_images_and_special_characters(visit_fixture, fixture_site, test_output):
+    # The fixture's notes hold two images; its code lines hold characters that a browser
+    # could draw as line breaks: each code line must stay one row
+    for path in _pages_with_images(fixture_site[0]):
+        v = visit_fixture(path, 1440)
+        _assert_images_load(v, path)
+        assert_clean(v)
+    v = visit_fixture('labml_nn_bn/demo/fixture/', 1440)
+    page = v.page
+    assert page.locator('.annotated-notes img').count() == 2
+    assert page.locator('.annotated-char').count() == 2 * len(SPLITLINES_ONLY)
+    assert page.evaluate(WRAPPED, 200) == []
+    assert page.evaluate(LAYOUT_PROBLEMS) == NO_PROBLEMS
+    assert page.locator('.annotated-gap').count() == 1
+    page.screenshot(path=str(test_output / 'screenshots' / 'fixture-1440.png'), full_page=True)
+
+
+def test_batch_norm_page_in_dark_mode_at_1440(visit, test_output):
+    v = visit('labml_nn_bn/batch_norm/', 1440, color_scheme='dark')
+    assert_clean(v)
+    page = v.page
+    assert page.evaluate('document.body.getAttribute("data-md-color-scheme")') == 'slate'
+    page.locator('#batchnormfunction-backward').scroll_into_view_if_needed()
+    page.screenshot(path=str(test_output / 'screenshots' / 'batch_norm-backward-1440-dark.png'))

@@ -73,11 +73,11 @@ from labml_nn_bn.experiments import trainer
 #
 # **Small initial weights.** The paper initialises with "small random Gaussian values". We
 # draw every weight from $\mathcal{N}(0, \sigma^2)$ with $\sigma = 0.01$ (and zero biases).
-# Each sigmoid then starts near the middle of its range, where it is nearly linear, and the
-# signal shrinks from layer to layer: the second layer's pre-activations have a standard
-# deviation of about $\sigma \sqrt{100} \cdot \frac{1}{4} \cdot$ that of the first. The
-# gradients that reach the first layers shrink the same way, so the plain network needs many
-# steps before its lower layers learn anything. Batch normalization undoes that scale at every
+# Each sigmoid then starts near the middle of its range, where it is nearly linear with slope
+# $\frac{1}{4}$, and the differences between examples shrink from layer to layer: across a
+# batch, a layer's pre-activations spread about $\sigma \sqrt{100} \cdot \frac{1}{4} = 0.025$
+# times as much as the previous layer's. The gradients that reach the lower layers shrink the
+# same way, so the plain network needs many steps before it learns anything. Batch normalization undoes that scale at every
 # layer (the paper's scale invariance, $\mathrm{BN}(Wu) = \mathrm{BN}((aW)u)$), which is
 # exactly the difference Figure 1 is about.
 class Network(Module):

@@ -274,6 +274,9 @@ def values_of(result, settings: Settings) -> Dict:
             'accuracy_tenth': run.accuracy[len(run.accuracy) // 10],
             'unit': unit,
             'percentiles': run.percentiles[:, :, unit].T.tolist(),  # [3, R]
+            # Where the shown unit's percentiles end
+            'final': {f'p{round(100 * q)}': run.percentiles[-1, i, unit].item()
+                      for i, q in enumerate(PERCENTILES)},
             'drift_median': drift.median().item(),
             'drift_unit': drift[unit].item(),
             'seconds': run.seconds,

@@ -22,7 +22,7 @@ import torch
 
 from labml_nn_bn import fold_batch_norm
 from labml_nn_bn.figures import describe_device, write_atomically
-from labml_nn_bn.mnist import Model
+from labml_nn_bn.experiments.mnist import Model
 
 RESULTS = Path(__file__).resolve().parent / 'results'
 

@@ -65,8 +65,9 @@ def _keeps_running_stats(module: nn.Module) -> bool:
 # Every batch norm's input is recorded by a forward pre-hook while the network processes the
 # given batches **in training mode**, which is the network Algorithm 2 averages over: each
 # batch norm sees what it saw in training, with the layers before it normalised by their own
-# batch statistics. Nothing is learned, so there are no gradients and no optimiser; the
-# running buffers that the forward passes disturb are overwritten at the end.
+# batch statistics (and any dropout active, as in training). Nothing is learned, so there are
+# no gradients and no optimiser; the running buffers that the forward passes disturb are
+# overwritten at the end.
 @torch.no_grad()
 def recalibrate(model: nn.Module, batches: Iterable, *, device=None) -> nn.Module:
     r"""
@@ -111,7 +112,7 @@ def recalibrate(model: nn.Module, batches: Iterable, *, device=None) -> nn.Modul
                              f'input of shape {tuple(x.shape)} at {type(bn).__name__}')
         dims = [0] + list(range(2, x.dim()))
         # $\sigma^2_\mathcal{B}$ (biased) and $\mu_\mathcal{B}$; $[C]$
-        var, mean = torch.var_mean(x.to(torch.float64), dim=dims, correction=0)
+        var, mean = torch.var_mean(x.to(_accumulation_dtype(x)), dim=dims, correction=0)
         total = sums[id(bn)]
         total[0] = total[0] + mean
         # $\frac{m}{m - 1}\sigma^2_\mathcal{B}$
@@ -305,6 +306,11 @@ def _input_of(batch):
         raise TypeError(f'expected each batch to be a tensor or an (x, y, ...) tuple starting '
                         f'with a tensor, got {type(batch).__name__}')
     return batch
+
+
+def _accumulation_dtype(x: torch.Tensor):
+    # Apple's MPS backend has no `float64`
+    return torch.float32 if x.device.type == 'mps' else torch.float64
 
 
 def _model_device(model: nn.Module):

@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from labml_nn_bn import BatchNorm, fold_batch_norm, recalibrate
-from labml_nn_bn.mnist import Model
+from labml_nn_bn.experiments.mnist import Model
 
 IMPLS = {
     'ours': lambda c, **kw: BatchNorm(c, **kw),
@@ -126,7 +126,7 @@ def test_momentum_none_continues_as_the_cumulative_average():
     torch.testing.assert_close(model[0].running_var, expected_var.float(), rtol=1e-5, atol=1e-6)
 
 
-def test_recalibrate_restores_each_training_flag_and_the_mnist_model_improves_nothing_else():
+def test_recalibrate_restores_each_training_flag_and_changes_nothing_else():
     model = Model(bn_impl='ours')
     model.train()
     model.bn2.eval()

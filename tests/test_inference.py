@@ -263,3 +263,22 @@ def test_fold_falls_back_to_sequential_and_takes_explicit_pairs():
         fold_batch_norm(model, pairs=[('conv', 'nope')])
     with pytest.raises(TypeError, match='torch.nn.Module'):
         fold_batch_norm(lambda x: x)
+
+
+def test_fold_speed_benchmark_runs(tmp_path):
+    # The benchmark's plumbing (not its timings): a tiny run writes its JSON
+    import importlib.util
+    import json
+    from conftest import ROOT
+    spec = importlib.util.spec_from_file_location('fold_speed', ROOT / 'benchmarks' / 'fold_speed.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    try:
+        module.main(['--device', 'cpu', '--batch-size', '4', '--repeats', '1', '--calls', '1',
+                     '--threads', '1', '--out', str(tmp_path / 'fold.json')])
+    finally:
+        torch.set_num_threads(threads)
+    result = json.loads((tmp_path / 'fold.json').read_text())
+    assert set(result['median_ms']) == {'ours', 'torch', 'folded', 'plain (no BN)'}
+    assert result['folded_relative_error'] <= 1e-5

@@ -38,6 +38,7 @@ SMOKE_DIR = ROOT / 'test-output' / 'figures-smoke'
 MAKERS: Dict[str, str] = {
     'covariate_shift': 'labml_nn_bn.experiments.covariate_shift',
     'population_statistics': 'labml_nn_bn.experiments.population_statistics',
+    'mnist': 'labml_nn_bn.experiments.mnist',
 }
 
 

@@ -128,3 +128,44 @@ def test_command_line_help_lists_the_options(tmp_path):
         for option in ['--epochs', '--batch-size', '--lr', '--optimizer', '--device', '--bn, --no-bn',
                        '--dataset', '--data-dir', '--seed', '--logs-dir', '--fast-step']:
             assert option in out.stdout, option
+
+
+def test_compiled_step_gives_the_plain_paths_results():
+    # The compiled step through torch.compile's graph capture (Dynamo, and AOTAutograd for the
+    # backward), with the 'aot_eager' backend, which runs the captured graphs without generating
+    # code (on the CPU the generated code is not used, see the trainer)
+    tensors = mnist.load_data(conf(train_limit=256, epochs=1))
+    results = {}
+    for batch_norm in (True, False):
+        for mode in ('off', 'compile'):
+            generator = trainer.seed_everything(0)
+            model = mnist.Model(batch_norm=batch_norm)
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+            step, text = trainer.make_fast_step(model, optimizer, mode, tensors.device,
+                                                compile_backend='aot_eager')
+            train = trainer.train_epoch(model, optimizer, tensors.train_x, tensors.train_y, 64,
+                                        generator, step_fn=step)
+            results[batch_norm, mode] = train, trainer.evaluate(model, tensors.test_x, tensors.test_y)
+        assert text == 'fast step: forward, backward and optimizer compiled with torch.compile ' \
+                       '(aot_eager) on cpu'
+        (plain_train, plain_test), (fast_train, fast_test) = \
+            results[batch_norm, 'off'], results[batch_norm, 'compile']
+        assert fast_test[1] == plain_test[1]
+        assert fast_train[0] == pytest.approx(plain_train[0], rel=1e-5)
+        assert fast_test[0] == pytest.approx(plain_test[0], rel=1e-4)
+
+
+def test_compile_on_cpu_falls_back_to_the_plain_step():
+    tensors = mnist.load_data(conf(train_limit=128, epochs=1))
+    result = mnist.train(conf(train_limit=128, epochs=1, fast_step='compile'), tensors)
+    assert result.step.startswith('fast step: torch.compile is used on GPUs only')
+    assert result.step.endswith('using the plain step')
+    assert result.history == mnist.train(conf(train_limit=128, epochs=1), tensors).history
+
+
+def test_cuda_graph_step_falls_back_on_cpu():
+    tensors = mnist.load_data(conf(train_limit=128, epochs=1))
+    result = mnist.train(conf(train_limit=128, epochs=1, fast_step='cuda-graph'), tensors)
+    assert result.step == 'fast step: CUDA graphs need a CUDA device, got cpu; using the plain step'
+    plain = mnist.train(conf(train_limit=128, epochs=1), tensors)
+    assert result.history == plain.history

@@ -172,6 +172,34 @@ def test_logs_dir_stores_the_run_there_and_output_is_plain_when_not_a_terminal(t
     assert 'Final test accuracy: ' in out.stdout
 
 
+@pytest.mark.skipif(not hasattr(os, 'openpty'), reason='needs a pseudo-terminal')
+def test_a_terminal_keeps_labmls_progress_bar(tmp_path):
+    # Under a (pseudo-)terminal the run shows labml's redrawn progress line and finishes
+    primary, secondary = os.openpty()
+    env = dict(os.environ, HOME=str(tmp_path), PYTHONPATH=str(ROOT))
+    process = subprocess.Popen([sys.executable, '-m', 'labml_nn_bn.experiments.mnist'] + QUICK +
+                               ['--logs-dir', str(tmp_path / 'runs')], cwd=tmp_path, env=env,
+                               stdout=secondary, stderr=subprocess.PIPE)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(primary, 1 << 16)
+        except OSError:  # the terminal closed: the process has ended
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(primary)
+    code = process.wait(timeout=300)
+    stderr = process.stderr.read().decode()
+    text = b''.join(chunks).decode(errors='replace')
+    assert code == 0, stderr
+    assert 'Train:' in text and '\r' in text and '\x1b[' in text
+    assert 'Final test accuracy' in text
+    assert 'epoch 1/1: ' not in text
+
+
 def test_labml_configuration_is_honoured_without_logs_dir(tmp_path, monkeypatch, capsys):
     # .labml.yaml in a parent folder says where runs go, relative to that file
     (tmp_path / '.labml.yaml').write_text('experiments_path: my_runs\n')
@@ -249,7 +277,7 @@ def test_help_shows_every_default(capsys):
             entry.append(line)
     names = [e[0].split()[0].rstrip(',') for e in entries]
     for option in ['--epochs', '--batch-size', '--lr', '--optimizer', '--seed', '--fast-step',
-                   '--device', '--bn', '--bn-impl', '--dataset', '--data-dir', '--no-download',
+                   '--device', '--bn', '--bn-impl', '--dataset', '--data-dir', '--download',
                    '--train-limit', '--logs-dir']:
         assert option in names, option
     for e in entries:

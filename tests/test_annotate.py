@@ -248,9 +248,11 @@ def test_indentation_of_list_continuations_is_kept():
 
 
 def test_source_without_front_matter_is_not_annotated():
-    assert not annotate.has_front_matter('"""Just a docstring."""\nx = 1\n')
-    assert annotate.has_front_matter(TRICKY)
-    assert not annotate.has_front_matter('def broken(:\n')
+    assert not annotate.looks_annotated('"""Just a docstring."""\nx = 1\n')
+    assert not annotate.looks_annotated('x = 1\n"""\n---\ntitle: T\n---\n"""\n')
+    assert annotate.looks_annotated(TRICKY)
+    # Recognised from the text alone, so that a syntax error further down is reported
+    assert annotate.looks_annotated("# coding: utf-8\n\nr'''  \n  ---\ntitle: T\n---\n'''\ndef broken(:\n")
 
 
 def test_highlighted_lines_match_source_lines():

@@ -325,6 +325,9 @@ def test_images_in_notes_are_resolved_like_links(tmp_path, use_directory_urls):
     for src, target in images:
         assert target == (tmp_path / 'site' / 'figures' / 'dot.svg').resolve(), src
         assert target.read_text() == DOT_SVG
+    # Each opens at full size on a click
+    html = page.read_text(encoding='utf-8')
+    assert html.count(f'<a class="annotated-figure" href="{images[0][0]}"') == 2
 
 
 def _build_error(tmp_path, source, extra_files=None):

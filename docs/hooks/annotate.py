@@ -205,15 +205,6 @@ def parse(source: str) -> ast.Module:
         raise SourceError(getattr(e, 'msg', None) or str(e), line) from None
 
 
-def has_front_matter(source: str) -> bool:
-    """Whether a Python source is annotated (its module docstring starts with front matter)."""
-    try:
-        docstring = ast.get_docstring(ast.parse(source), clean=True)
-    except (SyntaxError, ValueError):
-        return False
-    return bool(docstring and _FRONT_MATTER.match(docstring))
-
-
 def _chars(line: str, byte_offset: int) -> int:
     """The AST's column (a UTF-8 byte offset) as an index into the line's characters."""
     return len(line.encode('utf-8')[:byte_offset].decode('utf-8', errors='ignore'))
@@ -682,7 +673,7 @@ def on_files(files, config):
     # KaTeX, copied from the npm package into the site: no request leaves the site's host
     dist = root / KATEX_DIST
     if not (dist / 'katex.min.js').exists():
-        raise FileNotFoundError(f'KaTeX not found at {dist}: run `make install` (npm ci) first')
+        raise PluginError(f'KaTeX not found at {dist}: run `make install` (npm ci) first')
     for name in KATEX_FILES + [f'fonts/{p.name}' for p in sorted((dist / 'fonts').glob('*.woff2'))]:
         files.append(File(name, src_dir=str(dist), dest_dir=config.site_dir,
                           use_directory_urls=config.use_directory_urls, dest_uri=f'assets/katex/{name}'))
@@ -697,7 +688,8 @@ def on_page_markdown(markdown_text, page, config, files):
 
 
 _MD_LINK = re.compile(r'href="(?![a-z][a-z0-9+.-]*:|/|#)([^"#]+\.md)(#[^"]*)?"')
-_IMG_SRC = re.compile(r'(<img\b[^>]*?\ssrc=")([^"]*)(")')
+_IMG = re.compile(r'<img\b[^>]*>')
+_SRC = re.compile(r'\ssrc="([^"]*)"')
 _EXTERNAL = re.compile(r'^([a-z][a-z0-9+.-]*:|//)', re.IGNORECASE)
 
 
@@ -734,17 +726,25 @@ def resolve_urls(html_text: str, page, files, source: str, lines: List[str]) -> 
         return f'href="{get_relative_url(page_file.url, page.url)}{match.group(2) or ""}"'
 
     def replace_image(match):
-        src = html.unescape(match.group(2))
+        tag = match.group(0)
+        found = _SRC.search(tag)
+        src = html.unescape(found.group(1)) if found else 'data:'
         if src.startswith('data:'):
-            return match.group(0)
+            return tag
         if _EXTERNAL.match(src) or src.startswith('/'):
             raise AnnotationError(source, f'image {src!r}: images must be files of the site, '
                                   f'written relative to the source (like ../figures/x.svg)',
                                   _source_line(lines, src))
-        image = target(src, 'image')
-        return f'{match.group(1)}{html.escape(get_relative_url(image.url, page.url))}{match.group(3)}'
+        url = html.escape(get_relative_url(target(src, 'image').url, page.url))
+        img = tag[:found.start(1)] + url + tag[found.end(1):]
+        # A figure is scaled down to the notes column; a click opens it at full size (unless
+        # the image is a link already)
+        before = match.string[:match.start()]
+        if before.rfind('<a ') > before.rfind('</a>'):
+            return img
+        return f'<a class="annotated-figure" href="{url}" title="Open the figure at full size">{img}</a>'
 
-    return _IMG_SRC.sub(replace_image, _MD_LINK.sub(replace_link, html_text))
+    return _IMG.sub(replace_image, _MD_LINK.sub(replace_link, html_text))
 
 
 def _normalise_path(path: str) -> Optional[str]:

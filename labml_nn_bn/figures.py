@@ -36,6 +36,8 @@ SMOKE_DIR = ROOT / 'test-output' / 'figures-smoke'
 
 # Figure makers, by name; each name is also the stem of the files it writes
 MAKERS: Dict[str, str] = {
+    'covariate_shift': 'labml_nn_bn.experiments.covariate_shift',
+    'population_statistics': 'labml_nn_bn.experiments.population_statistics',
     'mnist': 'labml_nn_bn.experiments.mnist',
 }
 

@@ -1,0 +1,115 @@
+"""
+Inference speed-up from folding batch norms into the layers before them (`fold_batch_norm`),
+on the MNIST CNN in evaluation mode: our `BatchNorm`, `torch.nn.BatchNorm*d`, and the folded
+network, timed in the same run on the CPU and, when there is one, on the GPU.
+
+Not a test: timings depend on the machine. Each setting is timed `--repeats` times, in turn
+with the others (so that a change in the machine's load hits all of them alike), and the
+median is kept. Writes `benchmarks/results/fold_speed-<device>.json`.
+
+    .venv/bin/python benchmarks/fold_speed.py
+    .venv/bin/python benchmarks/fold_speed.py --device cuda --batch-size 1000 --repeats 50
+"""
+import argparse
+import datetime
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from labml_nn_bn import fold_batch_norm
+from labml_nn_bn.figures import describe_device, write_atomically
+from labml_nn_bn.experiments.mnist import Model
+
+RESULTS = Path(__file__).resolve().parent / 'results'
+
+
+def synchronize(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def time_once(model, x, device, calls: int) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        model(x)
+    synchronize(device)
+    return (time.perf_counter() - start) / calls
+
+
+@torch.no_grad()
+def measure(device: torch.device, batch_size: int, repeats: int, calls: int, threads: int):
+    if device.type == 'cpu' and threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    x = torch.randn(batch_size, 1, 28, 28, device=device)
+    models = {}
+    for impl in ('ours', 'torch'):
+        model = Model(batch_norm=True, bn_impl=impl).to(device)
+        # Statistics of a few training-mode batches, so that the batch norms are not identities
+        model.train()
+        for _ in range(3):
+            model(torch.randn(64, 1, 28, 28, device=device))
+        model.eval()
+        models[impl] = model
+    models['folded'] = fold_batch_norm(models['ours'])
+    models['plain (no BN)'] = Model(batch_norm=False).to(device).eval()
+    error = ((models['folded'](x) - models['ours'](x)).abs().max() /
+             models['ours'](x).abs().max()).item()
+
+    for model in models.values():
+        # Warm-up: allocator, kernels, caches
+        time_once(model, x, device, 2)
+    times = {name: [] for name in models}
+    for _ in range(repeats):
+        for name, model in models.items():
+            times[name].append(time_once(model, x, device, calls))
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    return {
+        'device': describe_device(device),
+        'torch': torch.__version__,
+        'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+        'batch_size': batch_size,
+        'repeats': repeats,
+        'calls_per_repeat': calls,
+        'threads': torch.get_num_threads() if device.type == 'cpu' else None,
+        'median_ms': {name: 1e3 * t for name, t in medians.items()},
+        'speed_up_folded_vs_ours': medians['ours'] / medians['folded'],
+        'speed_up_folded_vs_torch': medians['torch'] / medians['folded'],
+        'folded_relative_error': error,
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--device', default='auto', help="'auto', 'cpu' or 'cuda'")
+    parser.add_argument('--batch-size', type=int, default=1000)
+    parser.add_argument('--repeats', type=int, default=15)
+    parser.add_argument('--calls', type=int, default=3, help='forward passes per timed repeat')
+    parser.add_argument('--threads', type=int, default=0, help='CPU threads (0: torch default)')
+    parser.add_argument('--out', default=None, help='JSON path (default: benchmarks/results/)')
+    args = parser.parse_args(argv)
+    if args.batch_size < 1 or args.repeats < 1 or args.calls < 1:
+        parser.error(f'expected --batch-size, --repeats and --calls >= 1, got '
+                     f'{args.batch_size}, {args.repeats} and {args.calls}')
+    devices = ([torch.device('cpu')] + ([torch.device('cuda')] if torch.cuda.is_available() else [])
+               if args.device == 'auto' else [torch.device(args.device)])
+    for device in devices:
+        result = measure(device, args.batch_size, args.repeats, args.calls, args.threads)
+        out = Path(args.out) if args.out else RESULTS / f'fold_speed-{device.type}.json'
+        write_atomically(out, (json.dumps(result, indent=2) + '\n').encode())
+        print(f'{result["device"]}, batch {args.batch_size}, median of {args.repeats}:')
+        for name, ms in result['median_ms'].items():
+            print(f'  {name:14s} {ms:8.2f} ms')
+        print(f'  folded is {result["speed_up_folded_vs_ours"]:.2f}x faster than ours, '
+              f'{result["speed_up_folded_vs_torch"]:.2f}x than torch\'s BN '
+              f'(relative error {result["folded_relative_error"]:.1e}); wrote {out}')
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])

@@ -1,0 +1,319 @@
+r"""
+---
+title: Algorithm 2, population statistics
+summary: >
+  Test accuracy of the MNIST CNN with the batch norms' moving averages, with exact population
+  statistics (Algorithm 2, recalibrate), and with batch statistics, as the batch size shrinks.
+---
+
+# Algorithm 2: population statistics
+
+At inference a batch norm normalises with fixed *population* statistics. The paper's
+Algorithm 2 computes them after training, averaging over training mini-batches of size $m$,
+$$\mathbb{E}[x] \leftarrow \mathbb{E}_\mathcal{B}[\mu_\mathcal{B}] \qquad
+  \mathrm{Var}[x] \leftarrow \frac{m}{m - 1}\, \mathbb{E}_\mathcal{B}[\sigma^2_\mathcal{B}]$$
+and the paper's own experiments, like every library since, use moving averages updated during
+training instead. [`recalibrate`](../inference.md) is the exact computation. Two questions:
+
+1. Does the cheap moving average cost accuracy, compared with the exact population statistics?
+2. The network is *trained* with batch statistics and *evaluated* with population statistics.
+   How large is that train/eval gap, and how does it grow as the batch size shrinks? With a
+   batch of 4, a fully connected batch norm estimates each mean and variance from 4 numbers.
+
+For each batch size we train the [MNIST CNN](mnist.md) with our batch norm from the same
+seed for the same number of epochs, then measure its test accuracy three ways:
+
+* **batch statistics**: in training mode, test images in batches of the training batch size,
+  each batch normalised with its own statistics (what the network saw while training; whole
+  batches only, so up to one batch less than the whole test set);
+* **moving averages**: in evaluation mode with the running statistics training left behind;
+* **recalibrated**: in evaluation mode after `recalibrate` over one pass of the training set
+  in batches of the training size.
+
+```bash
+python -m labml_nn_bn.experiments.population_statistics
+python -m labml_nn_bn.experiments.population_statistics --bn-impl torch   # torch.nn.BatchNorm*d
+python -m labml_nn_bn.experiments.population_statistics --smoke
+```
+
+![Test accuracy with batch statistics, moving averages and recalibrated population statistics, against the batch size](../../figures/population_statistics.svg)
+
+### What the figure shows
+
+*Our reading of our run* (data set, epochs and device are stamped under the figure; the
+values are in `docs/figures/population_statistics.json`). The test set has 1,000 images, so one
+image is 0.1%: read differences of a few tenths of a percent as noise.
+
+* **The train/eval gap grows as the batch shrinks.** With batches of 4, the network classifies
+  <!-- measured population_statistics:batch_4.batch_statistics .1% -->93.0%<!-- /measured -->
+  of the test images when each batch of 4 is normalised with its own statistics (as in
+  training), and
+  <!-- measured population_statistics:batch_4.recalibrated .1% -->97.7%<!-- /measured -->
+  with population statistics. At a batch of 64 the three measurements agree to 0.1%
+  (<!-- measured population_statistics:batch_64.batch_statistics .1% -->98.1%<!-- /measured -->,
+  <!-- measured population_statistics:batch_64.moving_average .1% -->98.1%<!-- /measured -->,
+  <!-- measured population_statistics:batch_64.recalibrated .1% -->98.1%<!-- /measured -->).
+  At a batch of 4 the fully connected batch norm estimates each mean and variance from 4
+  numbers: the training-mode output of an image depends a lot on the 3 others, and the fixed
+  population statistics are the better normaliser. This is the paper's reason for Algorithm 2
+  (a deterministic output), and it shows that for small batches it also classifies better.
+* **Moving averages or exact statistics.** Recalibrating changes little here: with batches of
+  4 it gains
+  <!-- measured population_statistics:batch_4.recalibrated .1% -->97.7%<!-- /measured --> vs
+  <!-- measured population_statistics:batch_4.moving_average .1% -->97.2%<!-- /measured -->,
+  a few images, although the two sets of statistics differ: the largest relative difference
+  between a moving-average variance and the recalibrated one is
+  <!-- measured population_statistics:batch_4.variance_difference .0% -->49%<!-- /measured -->
+  at a batch of 4 and
+  <!-- measured population_statistics:batch_64.variance_difference .0% -->17%<!-- /measured -->
+  at 64. The moving averages mix batches from the last few dozen steps of a network
+  that is still changing; the exact average is taken over the final network, which matters
+  more when each batch is noisier. For a short training run (few steps at a large batch) the
+  moving averages can still carry their initial values; the tests check that case.
+
+The paper gives Algorithm 2 but no experiment on it; this one is ours. Later work studied the
+small-batch gap in depth: Batch Renormalization (Ioffe, 2017) corrects the batch statistics
+towards the moving averages during training, and "Rethinking 'Batch' in BatchNorm"
+(Wu & Johnson, 2021) recomputes exact population statistics after training, as `recalibrate`
+does, and finds the moving averages can be inaccurate.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+from labml_nn_bn import data
+from labml_nn_bn.experiments import trainer
+from labml_nn_bn.experiments.mnist import Model
+from labml_nn_bn.experiments.trainer import evaluate, make_optimizer, pick_device, train_epoch
+from labml_nn_bn.inference import BATCH_NORMS, recalibrate
+
+
+# ## Accuracy with batch statistics
+#
+# Training mode on test batches of the training size: every batch norm normalises with the
+# statistics of the batch at hand, as it did in training. The running statistics this
+# updates are put back afterwards, so the measurement leaves the model as it found it.
+@torch.no_grad()
+def accuracy_with_batch_statistics(model, x, y, batch_size: int) -> float:
+    saved = [b.clone() for b in model.buffers()]
+    model.train()
+    correct = torch.zeros((), dtype=torch.long, device=x.device)
+    n = 0
+    # Whole batches only: a last batch of one image has no batch statistics
+    for xb, yb in data.batches(x, y, batch_size, drop_last=True):
+        correct += (model(xb).argmax(dim=1) == yb).sum()
+        n += len(yb)
+    for b, s in zip(model.buffers(), saved):
+        b.copy_(s)
+    model.eval()
+    return correct.item() / n
+
+
+# ## One batch size
+#
+# Trains a fresh CNN with the [shared trainer](trainer.md) and measures the three
+# accuracies. Recalibration runs over the training set once, in training-size batches in a
+# fixed order.
+def measure(batch_size: int, tensors: data.DeviceData, *, epochs: int, learning_rate: float,
+            bn_impl: str, seed: int) -> Dict[str, float]:
+    device = tensors.train_x.device
+    generator = trainer.seed_everything(seed)
+    model = Model(batch_norm=True, bn_impl=bn_impl).to(device)
+    optimizer = make_optimizer('adam', model.parameters(), learning_rate)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        train_epoch(model, optimizer, tensors.train_x, tensors.train_y, batch_size, generator)
+    seconds = time.perf_counter() - start
+
+    x, y = tensors.test_x, tensors.test_y
+    result = {'batch_size': batch_size, 'train_seconds': seconds,
+              'steps': epochs * (len(tensors.train_y) // batch_size)}
+    result['batch_statistics'] = accuracy_with_batch_statistics(model, x, y, batch_size)
+    result['moving_average'] = evaluate(model, x, y)[1]
+    moving = [(b.running_mean.clone(), b.running_var.clone())
+              for b in model.modules() if isinstance(b, BATCH_NORMS)]
+    recalibrate(model, data.batches(tensors.train_x, tensors.train_y, batch_size,
+                                    drop_last=True))
+    result['recalibrated'] = evaluate(model, x, y)[1]
+    # How far the moving averages were from the population statistics: the largest relative
+    # difference of a variance, over every channel of every batch norm
+    result['variance_difference'] = max(
+        ((v - b.running_var).abs() / b.running_var).max().item()
+        for (_, v), b in zip(moving, [b for b in model.modules() if isinstance(b, BATCH_NORMS)]))
+    # The train/eval gaps: how much accuracy changes between training and inference mode
+    result['gap_moving_average'] = result['batch_statistics'] - result['moving_average']
+    result['gap_recalibrated'] = result['batch_statistics'] - result['recalibrated']
+    return result
+
+
+def run(batch_sizes: Sequence[int] = (4, 16, 64, 256), *, epochs: int = 3,
+        learning_rate: float = 1e-3, bn_impl: str = 'ours', dataset: str = 'auto',
+        data_dir: Optional[str] = None, device: str = 'auto', seed: int = 0,
+        train_limit: int = 0, test_limit: int = 0, download: bool = True, log=print) -> Dict:
+    device = pick_device(device)
+    ds, how = data.load_dataset(dataset, data_dir, download_ok=download, seed=seed)
+    log(f'Data: {ds} ({how})')
+    tensors = data.DeviceData(ds, device)
+    # Quick runs use the first images of each part (both are shuffled, see `labml_nn_bn.data`)
+    if train_limit:
+        tensors.train_x, tensors.train_y = (tensors.train_x[:train_limit],
+                                            tensors.train_y[:train_limit])
+    if test_limit:
+        tensors.test_x, tensors.test_y = tensors.test_x[:test_limit], tensors.test_y[:test_limit]
+    trainer.check_batch_size(max(batch_sizes), len(tensors.train_y),
+                             ' or a larger --train-limit' if train_limit else '')
+    rows = []
+    # A small network on a CPU gains little from a second thread, and on a shared machine
+    # threads that wait for each other cost more than they give
+    threads = torch.get_num_threads()
+    if device.type == 'cpu':
+        torch.set_num_threads(1)
+    try:
+        for b in batch_sizes:
+            rows.append(measure(b, tensors, epochs=epochs, learning_rate=learning_rate,
+                                bn_impl=bn_impl, seed=seed))
+            r = rows[-1]
+            log(f'batch {b:4d}: batch statistics {r["batch_statistics"]:.4f}, moving averages '
+                f'{r["moving_average"]:.4f}, recalibrated {r["recalibrated"]:.4f} '
+                f'({r["steps"]} steps, {r["train_seconds"]:.1f} s)')
+    finally:
+        torch.set_num_threads(threads)
+    return {'rows': rows, 'dataset': str(ds), 'device': device,
+            'settings': {'epochs': epochs, 'learning_rate': learning_rate, 'optimizer': 'Adam',
+                         'bn_impl': bn_impl, 'seed': seed, 'batch_sizes': list(batch_sizes),
+                         'train_images': len(tensors.train_y),
+                         'test_images': len(tensors.test_y)}}
+
+
+# ## The figure
+def values_of(result: Dict) -> Dict:
+    values = {'settings': result['settings'], 'dataset': result['dataset']}
+    for r in result['rows']:
+        values[f'batch_{r["batch_size"]}'] = r
+    return values
+
+
+LINES = (('batch_statistics', 'batch statistics (training mode)', '#2ca02c', 'o', ':'),
+         ('moving_average', 'moving averages (eval)', '#d62728', 's', '--'),
+         ('recalibrated', 'recalibrated, Algorithm 2 (eval)', '#1f77b4', '^', '-'))
+
+
+def draw(values: Dict, plt):
+    """The figure, drawn with `plt` (pyplot): for the site, or inline in a notebook."""
+    sizes = values['settings']['batch_sizes']
+    rows = [values[f'batch_{b}'] for b in sizes]
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
+    fig.subplots_adjust(wspace=0.3, bottom=0.22)
+    for key, label, colour, marker, line in LINES:
+        axes[0].plot(sizes, [r[key] for r in rows], line, marker=marker, color=colour, label=label)
+    axes[0].set_title('(a) test accuracy', fontsize=10)
+    axes[0].legend(fontsize=7, loc='lower right')
+    for key, label, colour, marker, line in LINES[1:]:
+        axes[1].plot(sizes, [r[f'gap_{key}'] for r in rows], line, marker=marker, color=colour,
+                     label=label.replace(' (eval)', ''))
+    axes[1].axhline(0, color='#999999', lw=0.8)
+    axes[1].set_title('(b) train/eval gap: batch-statistics minus eval accuracy', fontsize=10)
+    axes[1].legend(fontsize=7)
+    for ax in axes:
+        ax.set_xscale('log', base=2)
+        ax.set_xticks(sizes, [str(b) for b in sizes])
+        ax.set_xlabel('batch size (training, recalibration and batch-statistics test)')
+        ax.tick_params(labelsize=8)
+        ax.xaxis.label.set_size(8)
+        ax.grid(alpha=0.25)
+    s = values['settings']
+    fig.suptitle(f'MNIST CNN with {"our" if s["bn_impl"] == "ours" else "torch"} BatchNorm, '
+                 f'Adam lr {s["learning_rate"]}, {s["epochs"]} epochs per batch size',
+                 fontsize=9, y=1.0)
+    return fig
+
+
+def plot(values: Dict, stamp_text: str, path: Path):
+    """Saves the figure as a stamped, self-contained SVG."""
+    from labml_nn_bn import figures
+    figures.save_svg(draw(values, figures.pyplot()), path, stamp_text)
+
+
+SMOKE = dict(batch_sizes=(4, 32), epochs=1, dataset='mnist-5k', download=False, train_limit=256,
+             test_limit=256)
+
+
+def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
+    """Writes `population_statistics.svg` and `.json`."""
+    from labml_nn_bn import figures
+    result = run(**SMOKE) if smoke else run()
+    values = values_of(result)
+    s = result['settings']
+    stamp_text = figures.stamp(result['dataset'], f'{s["epochs"]} epochs per batch size',
+                               figures.describe_device(result['device']))
+    out_dir = Path(out_dir)
+    paths = [out_dir / 'population_statistics.svg', out_dir / 'population_statistics.json']
+    plot(values, stamp_text, paths[0])
+    figures.save_values(paths[1], values, stamp_text)
+    return paths
+
+
+# ## Command line
+PROG = 'python -m labml_nn_bn.experiments.population_statistics'
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = trainer.make_parser(PROG, 'Moving averages vs recalibrated population statistics '
+                                       '(Algorithm 2), and the train/eval gap, against the '
+                                       'batch size.')
+    parser.add_argument('--batch-sizes', type=int, nargs='+', default=[4, 16, 64, 256],
+                        help='the training batch sizes to compare')
+    parser.add_argument('--epochs', type=int, default=3, help='passes over the training data')
+    parser.add_argument('--lr', '--learning-rate', dest='learning_rate', type=float, default=1e-3,
+                        help='Adam learning rate')
+    parser.add_argument('--bn-impl', choices=['ours', 'torch'], default='ours',
+                        help="whose batch norm: this package's or torch.nn's")
+    parser.add_argument('--seed', type=int, default=0,
+                        help='fixes the initial weights and the order of the batches')
+    trainer.add_device_argument(parser)
+    trainer.add_data_arguments(parser)
+    trainer.add_logs_argument(parser)
+    parser.add_argument('--figure', default=None, help='also write the figure to this SVG file')
+    parser.add_argument('--smoke', action='store_true', help='a run of seconds, for tests')
+    args = parser.parse_args(argv)
+    trainer.check_arguments(parser, args)
+    for b in args.batch_sizes:
+        if b < 2:
+            parser.error(f'argument --batch-sizes: expected every size at least 2, got {b}')
+    return args
+
+
+def main(argv=None):
+    def start():
+        args = parse_args(argv)
+        kwargs = dict(batch_sizes=tuple(args.batch_sizes), epochs=args.epochs,
+                      learning_rate=args.learning_rate, dataset=args.dataset,
+                      data_dir=args.data_dir, download=args.download, device=args.device,
+                      seed=args.seed, train_limit=args.train_limit)
+        if args.smoke:
+            kwargs.update(SMOKE)
+        kwargs['bn_impl'] = args.bn_impl
+        from labml import tracker
+        configs = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
+        with trainer.labml_run('population_statistics', configs, logs_dir=args.logs_dir):
+            result = run(**kwargs)
+            for r in result['rows']:
+                tracker.save(r['batch_size'], {k: r[k] for k, *_ in LINES})
+        if args.figure:
+            from labml_nn_bn import figures
+            s = result['settings']
+            plot(values_of(result), figures.stamp(result['dataset'], f'{s["epochs"]} epochs',
+                                                  figures.describe_device(result['device'])),
+                 Path(args.figure))
+        return result
+
+    return trainer.run_main(start, PROG)
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])

@@ -1,0 +1,82 @@
+"""
+Figure 1 of the paper (`labml_nn_bn.experiments.covariate_shift`), in smoke mode: the CLI run
+works, and its qualitative result holds.
+"""
+import json
+
+import pytest
+import torch
+
+from labml_nn_bn import BatchNorm
+from labml_nn_bn.experiments import covariate_shift as cs
+
+
+@pytest.fixture(scope='module')
+def smoke_run(tmp_path_factory):
+    # One CLI smoke run (both networks, 300 steps each) shared by the tests below
+    folder = tmp_path_factory.mktemp('covariate_shift')
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        result = cs.main(['--smoke', '--figure', str(folder / 'figure.svg')])
+    return result, folder
+
+
+def test_cli_smoke_run_writes_the_figure(smoke_run):
+    result, folder = smoke_run
+    svg = (folder / 'figure.svg').read_text()
+    assert svg.startswith('<?xml') and '<svg' in svg and 'href="http' not in svg
+    assert (folder / 'logs').is_dir()  # tracked with labml
+    runs = result['runs']
+    assert runs['bn'].steps == list(range(0, 301, 50)) == runs['no_bn'].steps
+    assert runs['bn'].percentiles.shape == (7, 3, 100)
+
+
+def test_with_batch_norm_the_sigmoid_input_drifts_less(smoke_run):
+    values = cs.values_of(smoke_run[0], cs.SMOKE)
+    assert values['bn']['drift_median'] < 0.5 * values['no_bn']['drift_median']
+    # Percentiles are ordered at every record
+    for key in ('bn', 'no_bn'):
+        q15, q50, q85 = (torch.tensor(p) for p in values[key]['percentiles'])
+        assert bool((q15 <= q50).all() and (q50 <= q85).all())
+
+
+def test_with_batch_norm_the_accuracy_is_not_lower(smoke_run):
+    runs = smoke_run[0]['runs']
+    assert runs['bn'].accuracy[-1] >= runs['no_bn'].accuracy[-1]
+    assert runs['bn'].accuracy[-1] > 0.5
+
+
+def test_the_network_is_the_papers():
+    net = cs.Network(batch_norm=True)
+    assert [tuple(l.weight.shape) for l in net.linears] == [(100, 784), (100, 100), (100, 100)]
+    assert all(l.bias is None for l in net.linears)
+    assert all(isinstance(n, BatchNorm) for n in net.norms)
+    plain = cs.Network(batch_norm=False)
+    assert all(l.bias is not None for l in plain.linears)
+    assert abs(plain.linears[0].weight.std().item() - 0.01) < 1e-3
+    x = torch.randn(60, 1, 28, 28)
+    assert net(x).shape == (60, 10) and net.sigmoid_input(x).shape == (60, 100)
+
+
+@pytest.mark.parametrize('argv', [['--steps', '0'], ['--batch-size', '1'], ['--lr', '-1'],
+                                  ['--probe-size', '1'], ['--device', 'nonsense'],
+                                  ['--sigma', '0'], ['--record-every', '0']])
+def test_cli_errors_are_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        cs.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert not any("Traceback" in line for line in err)
+    assert err[-1].startswith('python -m labml_nn_bn.experiments.covariate_shift: error: argument')
+
+
+def test_a_batch_larger_than_the_data_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        cs.main(['--dataset', 'mnist-5k', '--batch-size', '5000', '--steps', '1'])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ['python -m labml_nn_bn.experiments.covariate_shift: error: argument '
+                   '--batch-size: 5000 is larger than the 4,000 training images; '
+                   'use a smaller batch']
+    assert not (tmp_path / 'logs').exists()

@@ -719,7 +719,8 @@ class BatchNorm(Module):
                              f"dimensions, got shape {tuple(x.shape)}")
         if x.shape[1] != self.channels:
             raise ValueError(f"expected {self.channels} channels in dimension 1 of the "
-                             f"input, got shape {tuple(x.shape)} with {x.shape[1]} channels")
+                             f"input, got shape {tuple(x.shape)} "
+                             f"with {x.shape[1]} channels")
         if self.training and x.numel() == x.shape[1]:
             raise ValueError(f"expected more than 1 value per channel when training, "
                              f"got input of shape {tuple(x.shape)}")

@@ -153,7 +153,7 @@ def batch_norm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
 
     A worked example: a batch of $m = 4$ examples with $C = 2$ features.
 
-    ```python
+    ```pycon
     >>> x = torch.tensor([[1., 10.], [3., 16.], [5., 16.], [7., 18.]])
     >>> x.mean(dim=0)                    # mu_B, one per feature
     tensor([ 4., 15.])
@@ -177,7 +177,7 @@ def batch_norm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     (up to the $\epsilon$ in the denominator):
     $\sum_i \hat{x}_i = 0$ and $\frac{1}{m}\sum_i \hat{x}_i^2 = 1$.
 
-    ```python
+    ```pycon
     >>> bool(x_hat.sum(dim=0).abs().max() < 1e-6)
     True
     >>> x_hat.pow(2).mean(dim=0)

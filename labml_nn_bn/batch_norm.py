@@ -652,7 +652,7 @@ class BatchNorm(Module):
         $$y = \frac{\gamma}{\sqrt{\mathrm{Var}[x] + \epsilon}} \cdot \big(x - \mathbb{E}[x]\big) + \beta$$
         The output for an example no longer depends on the rest of its batch:
 
-        ```python
+        ```pycon
         >>> bn = BatchNorm(1)
         >>> example = torch.tensor([[2.]])
         >>> batch_a = torch.cat([example, torch.tensor([[0.], [4.]])])

@@ -121,14 +121,6 @@ and one fixed $\gamma$, $\beta$ cannot undo all of them exactly.
 
 import torch
 
-# The module is a [`labml_helpers`](https://github.com/labmlai/labml/tree/master/helpers) module
-# when that package is installed; otherwise a plain `torch.nn.Module`, so that this file can be
-# copied into any project with only PyTorch.
-try:
-    from labml_helpers.module import Module
-except ImportError:
-    Module = torch.nn.Module
-
 
 # ## Algorithm 1, plainly
 #
@@ -154,18 +146,22 @@ def batch_norm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     A worked example: a batch of $m = 4$ examples with $C = 2$ features.
 
     ```pycon
-    >>> x = torch.tensor([[1., 10.], [3., 16.], [5., 16.], [7., 18.]])
-    >>> x.mean(dim=0)                    # mu_B, one per feature
+    >>> x = torch.tensor([[1., 10.], [3., 16.],
+    ...                   [5., 16.], [7., 18.]])
+    >>> x.mean(dim=0)                 # mu_B
     tensor([ 4., 15.])
-    >>> x.var(dim=0, unbiased=False)     # sigma^2_B, dividing by m
+    >>> x.var(dim=0, unbiased=False)  # sigma^2_B
     tensor([5., 9.])
-    >>> x_hat = batch_norm_reference(x, torch.ones(2), torch.zeros(2))
-    >>> x_hat                            # gamma = 1, beta = 0 gives x_hat itself
+    >>> ones, zeros = torch.ones(2), torch.zeros(2)
+    >>> x_hat = batch_norm_reference(x, ones, zeros)
+    >>> x_hat                  # gamma = 1, beta = 0
     tensor([[-1.3416, -1.6667],
             [-0.4472,  0.3333],
             [ 0.4472,  0.3333],
             [ 1.3416,  1.0000]])
-    >>> batch_norm_reference(x, torch.tensor([2., 0.5]), torch.tensor([0., 1.]))
+    >>> gamma = torch.tensor([2., 0.5])
+    >>> beta = torch.tensor([0., 1.])
+    >>> batch_norm_reference(x, gamma, beta)  # y
     tensor([[-2.6833,  0.1667],
             [-0.8944,  1.1667],
             [ 0.8944,  1.1667],
@@ -247,14 +243,24 @@ def batch_norm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
 # `batch_norm_reference` (the tests check this), but in fewer passes over memory, with
 # statistics that stay accurate when the mean is large, with the paper's back-propagation
 # written by hand, and with population statistics for inference.
+#
+# It is a [`labml_helpers`](https://github.com/labmlai/labml/tree/master/helpers) module when
+# that package is installed; otherwise a plain `torch.nn.Module`, so that this file can be
+# copied into any project with only PyTorch.
+try:
+    from labml_helpers.module import Module
+except ImportError:
+    Module = torch.nn.Module
+
 
 # ### Mini-batch statistics
 #
 # The forward pass needs $\mu_\mathcal{B}$ and $\sigma^2_\mathcal{B}$ per channel. We compute
 # them around a *shift* $s$, a rough guess of the mean: with $d_i = x_i - s$,
 #
-# $$\mu_\mathcal{B} = s + r, \quad r = \frac{1}{m}\sum_{i=1}^m d_i \qquad
-#   \sigma^2_\mathcal{B} = \frac{1}{m}\sum_{i=1}^m d_i^2 - r^2$$
+# $$\mu_\mathcal{B} = s + r \quad \text{with} \quad r = \frac{1}{m}\sum_{i=1}^m d_i$$
+#
+# $$\sigma^2_\mathcal{B} = \frac{1}{m}\sum_{i=1}^m d_i^2 - r^2$$
 #
 # Both sums are read from the same shifted values, so two reductions give both statistics,
 # and the centred values $x_i - \mu_\mathcal{B} = d_i - r$ never need $\mu_\mathcal{B}$
@@ -282,10 +288,11 @@ def batch_norm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
 #     the mean of the first examples, is close to it. Nothing of size $\mu_\mathcal{B}$ is
 #     ever subtracted from a value of size $\sigma_\mathcal{B}$.
 #
-#     Relative error of the normalised output against a `float64` computation, `float32`
-#     input $\mathcal{N}(\mu, 1)$, from [the variance-identity experiment](experiments/variance_identity.md):
+#     Relative error of the normalised output against a `float64` computation, for `float32`
+#     input $\mathcal{N}(\mu, 1)$: the identity, the two-pass form, the shifted form of this
+#     module, and `torch.nn.BatchNorm2d`; from [the variance-identity experiment](experiments/variance_identity.md):
 #
-#     | $\mu$ | $\mathbb{E}[x^2] - \mathbb{E}[x]^2$ | two-pass | shifted | `torch.nn.BatchNorm2d` |
+#     | $\mu$ | identity | two-pass | shifted | `BatchNorm2d` |
 #     |---|---|---|---|---|
 #     | $1$ | <!-- measured variance_identity:float32.identity.1e0 .1e -->2.3e-07<!-- /measured --> | <!-- measured variance_identity:float32.two_pass.1e0 .1e -->1.4e-07<!-- /measured --> | <!-- measured variance_identity:float32.shifted.1e0 .1e -->8.0e-08<!-- /measured --> | <!-- measured variance_identity:float32.torch_batch_norm.1e0 .1e -->5.5e-08<!-- /measured --> |
 #     | $10^3$ | <!-- measured variance_identity:float32.identity.1e3 .1e -->1.2e-01<!-- /measured --> | <!-- measured variance_identity:float32.two_pass.1e3 .1e -->1.0e-04<!-- /measured --> | <!-- measured variance_identity:float32.shifted.1e3 .1e -->7.6e-08<!-- /measured --> | <!-- measured variance_identity:float32.torch_batch_norm.1e3 .1e -->2.9e-05<!-- /measured --> |
@@ -413,16 +420,18 @@ class BatchNormFunction(torch.autograd.Function):
           \sum_{i=1}^m \frac{\partial \ell}{\partial \hat{x}_i} (x_i - \mu_\mathcal{B})
           \cdot \frac{-1}{2} (\sigma^2_\mathcal{B} + \epsilon)^{-3/2}$$
 
-        $$\frac{\partial \ell}{\partial \mu_\mathcal{B}} =
-          \Bigg(\sum_{i=1}^m \frac{\partial \ell}{\partial \hat{x}_i}
-          \cdot \frac{-1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}} \Bigg)
-          + \frac{\partial \ell}{\partial \sigma^2_\mathcal{B}}
-          \cdot \frac{\sum_{i=1}^m -2(x_i - \mu_\mathcal{B})}{m}$$
+        $$\begin{aligned}\frac{\partial \ell}{\partial \mu_\mathcal{B}} =
+          &\Bigg(\sum_{i=1}^m \frac{\partial \ell}{\partial \hat{x}_i}
+          \cdot \frac{-1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}} \Bigg) \\
+          &+ \frac{\partial \ell}{\partial \sigma^2_\mathcal{B}}
+          \cdot \frac{\sum_{i=1}^m -2(x_i - \mu_\mathcal{B})}{m}\end{aligned}$$
 
-        $$\frac{\partial \ell}{\partial x_i} =
-          \frac{\partial \ell}{\partial \hat{x}_i} \cdot \frac{1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}
-          + \frac{\partial \ell}{\partial \sigma^2_\mathcal{B}} \cdot \frac{2(x_i - \mu_\mathcal{B})}{m}
-          + \frac{\partial \ell}{\partial \mu_\mathcal{B}} \cdot \frac{1}{m}$$
+        $$\begin{aligned}\frac{\partial \ell}{\partial x_i} =
+          &\frac{\partial \ell}{\partial \hat{x}_i}
+          \cdot \frac{1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}} \\
+          &+ \frac{\partial \ell}{\partial \sigma^2_\mathcal{B}}
+          \cdot \frac{2(x_i - \mu_\mathcal{B})}{m} \\
+          &+ \frac{\partial \ell}{\partial \mu_\mathcal{B}} \cdot \frac{1}{m}\end{aligned}$$
 
         $$\frac{\partial \ell}{\partial \gamma} = \sum_{i=1}^m g_i \hat{x}_i \qquad
           \frac{\partial \ell}{\partial \beta} = \sum_{i=1}^m g_i$$
@@ -435,10 +444,11 @@ class BatchNormFunction(torch.autograd.Function):
         $\frac{\partial \ell}{\partial \sigma^2_\mathcal{B}} = -\frac{\gamma k^2}{2}\sum_j g_j \hat{x}_j$;
         the second term of $\frac{\partial \ell}{\partial \mu_\mathcal{B}}$ vanishes because the
         centred values sum to zero, leaving $-\gamma k \sum_j g_j$; and substituting both,
-        $$\frac{\partial \ell}{\partial x_i} = \gamma k g_i
-          - \frac{\gamma k^2}{m} \hat{x}_i \frac{1}{k} \sum_j g_j \hat{x}_j
-          - \frac{\gamma k}{m} \sum_j g_j
-          = \frac{\gamma k}{m}\Big(m g_i - \sum_j g_j - \hat{x}_i \sum_j g_j \hat{x}_j\Big)$$
+        $$\begin{aligned}\frac{\partial \ell}{\partial x_i}
+          &= \gamma k g_i - \frac{\gamma k^2}{m} \frac{\hat{x}_i}{k} \sum_j g_j \hat{x}_j
+             - \frac{\gamma k}{m} \sum_j g_j \\
+          &= \frac{\gamma k}{m}\Big(m g_i - \sum_j g_j
+             - \hat{x}_i \sum_j g_j \hat{x}_j\Big)\end{aligned}$$
         Only two sums per channel are needed, $\sum_j g_j$ and $\sum_j g_j \hat{x}_j$, and they
         are also $\frac{\partial \ell}{\partial \beta}$ and $\frac{\partial \ell}{\partial \gamma}$.
         Summing over $i$ shows what the gradient cannot do: $\sum_i \frac{\partial \ell}{\partial x_i} = 0$
@@ -615,9 +625,8 @@ class BatchNorm(Module):
         batch variance, which the training forward pass normalises with, into an unbiased
         estimate of the population variance. Instead of a second pass over the training set,
         the averages are tracked while training, as exponential moving averages,
-        $$\mathbb{E}[x] \leftarrow (1 - \alpha)\,\mathbb{E}[x] + \alpha\,\mu_\mathcal{B}
-          \qquad
-          \mathrm{Var}[x] \leftarrow (1 - \alpha)\,\mathrm{Var}[x]
+        $$\mathbb{E}[x] \leftarrow (1 - \alpha)\,\mathbb{E}[x] + \alpha\,\mu_\mathcal{B}$$
+        $$\mathrm{Var}[x] \leftarrow (1 - \alpha)\,\mathrm{Var}[x]
           + \alpha\,\frac{m}{m - 1}\sigma^2_\mathcal{B}$$
         with $\alpha$ = `momentum`, or $\alpha = \frac{1}{n}$ for the $n$-th batch when
         `momentum` is `None`, which makes them the plain average of all batches so far.
@@ -651,23 +660,25 @@ class BatchNorm(Module):
 
         With the population statistics fixed, the layer is one affine map per channel,
         $$y = \frac{\gamma}{\sqrt{\mathrm{Var}[x] + \epsilon}} \cdot \big(x - \mathbb{E}[x]\big) + \beta$$
-        The output for an example no longer depends on the rest of its batch:
+        The output for an example no longer depends on the rest of its batch. Below, the
+        example $2$ is normalised inside two batches, $a$ and $b$:
 
         ```pycon
-        >>> bn = BatchNorm(1)
-        >>> example = torch.tensor([[2.]])
-        >>> batch_a = torch.cat([example, torch.tensor([[0.], [4.]])])
-        >>> batch_b = torch.cat([example, torch.tensor([[6.], [10.]])])
-        >>> [round(bn(batch)[0, 0].item(), 4) for batch in (batch_a, batch_b)]
-        [0.0, -1.2247]
+        >>> bn = BatchNorm(1)          # in training mode
+        >>> a = torch.tensor([[2.], [0.], [4.]])
+        >>> b = torch.tensor([[2.], [6.], [10.]])
+        >>> def first(batch):          # output for 2.0
+        ...     return round(bn(batch)[0, 0].item(), 4)
+        >>> first(a), first(b)
+        (0.0, -1.2247)
         >>> _ = bn.eval()
-        >>> [round(bn(batch)[0, 0].item(), 4) for batch in (batch_a, batch_b)]
-        [0.733, 0.733]
+        >>> first(a), first(b)
+        (0.733, 0.733)
 
         ```
 
         In training mode the same example gives two outputs, one per batch; in evaluation mode
-        it gives one, computed from the running statistics the two training batches left.
+        it gives one, computed from the running statistics that the two training steps left.
 
         ![One example normalised inside two batches: two outputs in training mode, one in evaluation mode](../figures/bn_train_eval.svg)
 

@@ -127,8 +127,9 @@ import torch
 # Over a mini-batch $\mathcal{B} = \{x_1, \dots, x_m\}$ of one feature, the paper's
 # Algorithm 1 computes
 #
-# $$\mu_\mathcal{B} = \frac{1}{m} \sum_{i=1}^m x_i \qquad
-#   \sigma^2_\mathcal{B} = \frac{1}{m} \sum_{i=1}^m (x_i - \mu_\mathcal{B})^2$$
+# $$\mu_\mathcal{B} = \frac{1}{m} \sum_{i=1}^m x_i$$
+#
+# $$\sigma^2_\mathcal{B} = \frac{1}{m} \sum_{i=1}^m (x_i - \mu_\mathcal{B})^2$$
 #
 # $$\hat{x}_i = \frac{x_i - \mu_\mathcal{B}}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}} \qquad
 #   y_i = \gamma \hat{x}_i + \beta$$
@@ -416,9 +417,9 @@ class BatchNormFunction(torch.autograd.Function):
 
         $$\frac{\partial \ell}{\partial \hat{x}_i} = g_i \cdot \gamma$$
 
-        $$\frac{\partial \ell}{\partial \sigma^2_\mathcal{B}} =
-          \sum_{i=1}^m \frac{\partial \ell}{\partial \hat{x}_i} (x_i - \mu_\mathcal{B})
-          \cdot \frac{-1}{2} (\sigma^2_\mathcal{B} + \epsilon)^{-3/2}$$
+        $$\begin{aligned}\frac{\partial \ell}{\partial \sigma^2_\mathcal{B}} =
+          &\sum_{i=1}^m \frac{\partial \ell}{\partial \hat{x}_i} (x_i - \mu_\mathcal{B}) \\
+          &\cdot \frac{-1}{2} (\sigma^2_\mathcal{B} + \epsilon)^{-3/2}\end{aligned}$$
 
         $$\begin{aligned}\frac{\partial \ell}{\partial \mu_\mathcal{B}} =
           &\Bigg(\sum_{i=1}^m \frac{\partial \ell}{\partial \hat{x}_i}

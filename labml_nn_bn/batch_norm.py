@@ -283,8 +283,12 @@ class BatchNormFunction(torch.autograd.Function):
         # $$\frac{\partial \ell}{\partial \sigma^2_\mathcal{B}} =
         #   \sum_{i=1}^m \frac{\partial \ell}{\partial \hat{x}_i} (x_i - \mu_\mathcal{B})
         #   \cdot \frac{-1}{2} (\sigma^2_\mathcal{B} + \epsilon)^{-3/2}$$
-        grad_var = ((grad_x_hat * centred).sum(dim=dims, keepdim=True) *
-                    (-0.5 * inv_std ** 3))
+        #
+        # It is computed as $\sum_i \frac{\partial \ell}{\partial \hat{x}_i} \hat{x}_i$ times
+        # $\frac{-1}{2\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$ twice, which is the same number: for
+        # a constant channel and a tiny $\epsilon$ (say $10^{-30}$), $(\sigma^2_\mathcal{B} + \epsilon)^{-3/2}$
+        # overflows to infinity and $0 \cdot \infty$ would make every gradient `NaN`.
+        grad_var = ((grad_x_hat * x_hat).sum(dim=dims, keepdim=True) * inv_std) * (-0.5 * inv_std)
         # $$\begin{aligned}\frac{\partial \ell}{\partial \mu_\mathcal{B}} =
         #   &\Bigg(\sum_{i=1}^m \frac{\partial \ell}{\partial \hat{x}_i}
         #   \cdot \frac{-1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}} \Bigg) \\
@@ -343,9 +347,9 @@ class BatchNorm(Module):
     (`weight` is $\gamma$, `bias` is $\beta$), so state dictionaries move freely between the two.
     """
 
-    def __init__(self, channels: int, *, eps: float = 1e-5, momentum=0.1,
+    def __init__(self, channels: int, eps: float = 1e-5, momentum=0.1,
                  affine: bool = True, track_running_stats: bool = True,
-                 device=None, dtype=None, bias: bool = True):
+                 device=None, dtype=None, *, bias: bool = True):
         super().__init__()
         # Arguments are checked here, with messages that say what was expected, rather than
         # surfacing later as a shape error deep inside a forward pass.
@@ -433,19 +437,30 @@ class BatchNorm(Module):
         self._check_input(x)
         # $m$, the number of values per channel
         m = x.numel() // x.shape[1]
-        # Batch statistics are used while training, and always when no running statistics are kept.
-        use_batch_stats = self.training or not self.track_running_stats
+        # Batch statistics are used while training, and in evaluation when there are no running
+        # statistics. As in PyTorch, the buffers decide, not the flag: a module whose
+        # `track_running_stats` is switched off after construction keeps its buffers and still
+        # uses them in evaluation (a common way to freeze the statistics while fine-tuning).
+        use_batch_stats = self.training or self.running_mean is None or self.running_var is None
+        # Running statistics learn from the batch only in training and while the flag is on
+        track = self.training and self.track_running_stats
         if use_batch_stats:
-            # An empty batch has no statistics to normalise with or to learn from
+            # An empty batch has no statistics to normalise with or to learn from. It still goes
+            # through the function, so that $\gamma$ and $\beta$ get (zero) gradients, and it is
+            # counted in `num_batches_tracked`: both as in PyTorch, so checkpoints agree.
             if m == 0:
-                return x.clone()
+                if track and self.num_batches_tracked is not None:
+                    self.num_batches_tracked.add_(1)
+                return BatchNormFunction.apply(x, self.weight, self.bias, self.eps)[0]
             # With a single value per channel, the variance is zero and its unbiased estimate
-            # is undefined, so there is nothing sensible to learn from the batch.
-            if self.training and m == 1:
-                raise ValueError(f"expected more than 1 value per channel when training, "
+            # is undefined, so there is nothing sensible to normalise with or learn from.
+            if m == 1:
+                when = ('when training' if self.training else
+                        'in evaluation without running statistics')
+                raise ValueError(f"expected more than 1 value per channel {when}, "
                                  f"got input of shape {tuple(x.shape)}")
             y, mean, var = BatchNormFunction.apply(x, self.weight, self.bias, self.eps)
-            if self.training and self.track_running_stats:
+            if track:
                 self._update_running_stats(mean, var, m)
             return y
         return self._normalise_for_inference(x)
@@ -467,9 +482,14 @@ class BatchNorm(Module):
         is `None`, which is the plain average of all batches. This runs under `no_grad`, so the
         buffers never hold autograd history.
         """
-        self.num_batches_tracked.add_(1)
+        # A module built without running statistics whose flag is switched on later has no
+        # buffers to update; PyTorch then only uses the batch, and so do we.
+        if self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+        if self.running_mean is None or self.running_var is None:
+            return
         if self.momentum is None:
-            alpha = 1. / float(self.num_batches_tracked)
+            alpha = 1. / float(self.num_batches_tracked) if self.num_batches_tracked is not None else 0.
         else:
             alpha = self.momentum
         # $\frac{m}{m - 1} \sigma^2_\mathcal{B}$
@@ -506,3 +526,24 @@ class BatchNorm(Module):
         return (f"{self.channels}, eps={self.eps}, momentum={self.momentum}, "
                 f"affine={self.affine}, bias={self.bias is not None}, "
                 f"track_running_stats={self.track_running_stats}")
+
+    # ### Compatibility with older PyTorch checkpoints
+    #
+    # PyTorch stores a format version for each module in a state dictionary's metadata. Batch
+    # norm modules saved by PyTorch before version 0.4.1 (format version 1, or no version at all)
+    # have no `num_batches_tracked`, because the counter did not exist yet. PyTorch loads them
+    # anyway and keeps the module's own count; we declare the same format version and do the
+    # same, so such checkpoints load here exactly as they do into `torch.nn.BatchNorm2d`.
+    _version = 2
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys, error_msgs):
+        version = local_metadata.get('version', None)
+        key = prefix + 'num_batches_tracked'
+        if (version is None or version < 2) and self.num_batches_tracked is not None \
+                and key not in state_dict:
+            # Nothing to read: keep the count we have (a meta tensor has no value to keep)
+            count = self.num_batches_tracked
+            state_dict[key] = (torch.tensor(0, dtype=torch.long) if count.is_meta else count)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                      missing_keys, unexpected_keys, error_msgs)

@@ -160,7 +160,9 @@ def fetch_mnist(folder: Path, mirrors=None, timeout: float = 30.) -> Path:
                 errors.append(f'{mirror}{file_name}: {e}')
         else:
             raise DataError(f'could not download {file_name} from any of {len(errors)} mirrors; '
-                            f'last error: {errors[-1] if errors else "no mirror given"}')
+                            f'last error: {errors[-1] if errors else "no mirror given"}; check the '
+                            f'connection, or copy the four MNIST .gz files into {folder}, or use '
+                            f"the offline subset (dataset 'mnist-5k')")
     return folder
 
 
@@ -370,17 +372,17 @@ def check_mnist_digests(folder: Path):
                 raise DataError(
                     f'{plain}: MNIST is checked against the published digests of the gzipped '
                     f'files, and {file_name} is not there to check; put the .gz file back (or '
-                    f'allow downloading), or read the folder unchecked as an IDX folder '
-                    f"(dataset 'idx')")
-            raise DataError(f'{folder}: expected {file_name}, not found; allow downloading to '
-                            f'fetch it')
+                    f'allow downloading: no --no-download), or read the folder unchecked as an '
+                    f"IDX folder (dataset 'idx')")
+            raise DataError(f'{folder}: expected {file_name}, not found; allow downloading '
+                            f'(no --no-download) to fetch it')
         actual = file_digest(path)
         if actual != digest:
             raise DataError(
                 f'{path}: expected the published MNIST file with MD5 {digest}, found MD5 {actual} '
                 f'(a damaged or partial download, or another data set under that name); delete it '
-                f'and run again with downloading allowed to fetch a verified copy, or read another '
-                f"data set with dataset 'idx' and its own folder")
+                f'and run again with downloading allowed (no --no-download) to fetch a verified '
+                f"copy; another data set is read with dataset 'idx' and its own folder")
 
 
 def check_images(images: np.ndarray, where: str):

@@ -498,3 +498,33 @@ def test_old_checkpoint_into_a_meta_module():
     assert ours.num_batches_tracked.device.type == 'cpu'
     assert int(ours.num_batches_tracked) == int(ref.num_batches_tracked) == 0
     torch.testing.assert_close(ours.running_var, ref.running_var)
+
+
+# ## Graph capture
+#
+# `torch.export` records what the forward does: the same outputs, and the same counter, as torch.
+# TorchScript (deprecated in torch 2.13) compiles the forward from its source and cannot compile
+# our hand-written `autograd.Function`; torch.fx treats torch's batch norm as a leaf but traces
+# into ours, whose forward branches on the input's size. Both are refused, by torch, while
+# compiling or tracing; `torch.export` and `torch.compile` are what to use.
+@pytest.mark.parametrize('train', [True, False])
+def test_torch_export_gives_torchs_outputs(train):
+    ref, ours = make_pair(4)
+    x = randn((4, C, 5, 5), 0)
+    ref.train(train), ours.train(train)
+    exported, exported_ref = (torch.export.export(m, (x,)).module() for m in (ours, ref))
+    torch.testing.assert_close(exported(x + 1), exported_ref(x + 1), rtol=1e-4, atol=1e-5)
+    for (name, a), (_, b) in zip(exported_ref.named_buffers(), exported.named_buffers()):
+        torch.testing.assert_close(b, a, msg=lambda m: f'{name}: {m}')
+
+
+@pytest.mark.filterwarnings('ignore::DeprecationWarning')
+@pytest.mark.parametrize('capture', ['torch.jit.script', 'torch.fx inside a model'])
+def test_graph_capture_that_needs_the_source_is_refused(capture):
+    def attempt(norm):
+        if capture == 'torch.jit.script':
+            return torch.jit.script(norm(C))
+        return torch.fx.symbolic_trace(torch.nn.Sequential(torch.nn.Conv2d(1, C, 1), norm(C)))
+    attempt(torch.nn.BatchNorm2d)
+    with pytest.raises(Exception):
+        attempt(BatchNorm)

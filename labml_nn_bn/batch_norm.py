@@ -284,10 +284,12 @@ class BatchNormFunction(torch.autograd.Function):
         #   \sum_{i=1}^m \frac{\partial \ell}{\partial \hat{x}_i} (x_i - \mu_\mathcal{B})
         #   \cdot \frac{-1}{2} (\sigma^2_\mathcal{B} + \epsilon)^{-3/2}$$
         #
-        # It is computed as $\sum_i \frac{\partial \ell}{\partial \hat{x}_i} \hat{x}_i$ times
-        # $\frac{-1}{2\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$ twice, which is the same number: for
-        # a constant channel and a tiny $\epsilon$ (say $10^{-30}$), $(\sigma^2_\mathcal{B} + \epsilon)^{-3/2}$
-        # overflows to infinity and $0 \cdot \infty$ would make every gradient `NaN`.
+        # Since $x_i - \mu_\mathcal{B} = \hat{x}_i \sqrt{\sigma^2_\mathcal{B} + \epsilon}$, this equals
+        # $-\frac{1}{2} \sum_i \frac{\partial \ell}{\partial \hat{x}_i} \hat{x}_i \cdot
+        # (\sigma^2_\mathcal{B} + \epsilon)^{-1}$, which is how it is computed, one factor of
+        # $\frac{1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$ at a time: for a constant channel and a
+        # tiny $\epsilon$ (say $10^{-30}$), $(\sigma^2_\mathcal{B} + \epsilon)^{-3/2}$ overflows `float32`
+        # to infinity, and $0 \cdot \infty$ would make every gradient `NaN`.
         grad_var = ((grad_x_hat * x_hat).sum(dim=dims, keepdim=True) * inv_std) * (-0.5 * inv_std)
         # $$\begin{aligned}\frac{\partial \ell}{\partial \mu_\mathcal{B}} =
         #   &\Bigg(\sum_{i=1}^m \frac{\partial \ell}{\partial \hat{x}_i}
@@ -482,16 +484,19 @@ class BatchNorm(Module):
         is `None`, which is the plain average of all batches. This runs under `no_grad`, so the
         buffers never hold autograd history.
         """
-        # A module built without running statistics whose flag is switched on later has no
-        # buffers to update; PyTorch then only uses the batch, and so do we.
+        # A module whose buffers were set to `None`, or one built without running statistics
+        # whose flag is switched on later, has nothing to update: PyTorch then only counts the
+        # batch (if it has a counter), and so do we.
         if self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
         if self.running_mean is None or self.running_var is None:
             return
-        if self.momentum is None:
-            alpha = 1. / float(self.num_batches_tracked) if self.num_batches_tracked is not None else 0.
-        else:
+        if self.momentum is not None:
             alpha = self.momentum
+        elif self.num_batches_tracked is not None:
+            alpha = 1. / float(self.num_batches_tracked)
+        else:
+            alpha = 0.
         # $\frac{m}{m - 1} \sigma^2_\mathcal{B}$
         unbiased_var = var * (m / (m - 1))
         self.running_mean.lerp_(mean.to(self.running_mean.dtype), alpha)
@@ -530,10 +535,10 @@ class BatchNorm(Module):
     # ### Compatibility with older PyTorch checkpoints
     #
     # PyTorch stores a format version for each module in a state dictionary's metadata. Batch
-    # norm modules saved by PyTorch before version 0.4.1 (format version 1, or no version at all)
-    # have no `num_batches_tracked`, because the counter did not exist yet. PyTorch loads them
-    # anyway and keeps the module's own count; we declare the same format version and do the
-    # same, so such checkpoints load here exactly as they do into `torch.nn.BatchNorm2d`.
+    # norm checkpoints written by PyTorch versions from before `num_batches_tracked` existed
+    # (format version 1, or no version at all) do not have the counter. PyTorch loads them anyway
+    # and keeps the module's own count; we declare the same format version (2) and do the same,
+    # so such checkpoints load here exactly as they do into `torch.nn.BatchNorm2d`.
     _version = 2
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,

@@ -216,7 +216,7 @@ def run_steps(module, case: Case, inputs, grads):
     module.train(case.train)
     record = []
     for x, g in zip(inputs, grads):
-        x = x.clone().requires_grad_(case.requires_grad) if case.requires_grad else x.clone()
+        x = x.clone().requires_grad_(case.requires_grad)
         for p in module.parameters():
             p.grad = None
         with torch.set_grad_enabled(not case.no_grad):

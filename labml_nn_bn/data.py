@@ -33,6 +33,7 @@ one label per image, no blank images and no empty split. Anything else is refuse
 import gzip
 import hashlib
 import importlib.util
+import math
 import os
 import struct
 import tempfile
@@ -94,7 +95,8 @@ def parse_idx(data: bytes, name: str = 'IDX data') -> np.ndarray:
     if len(data) < header:
         raise DataError(f'{name}: truncated header, expected {header} bytes, got {len(data)}')
     shape = struct.unpack(f'>{ndim}I', data[4:header])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
+    # Python's exact integers: numpy's product of the sizes could wrap around to a small number
+    expected = header + math.prod(shape) * dtype.itemsize
     if len(data) != expected:
         raise DataError(f'{name}: expected {expected} bytes for shape {shape}, got {len(data)}'
                         f' (truncated or corrupt)')

@@ -74,6 +74,14 @@ def test_corrupt_idx_is_rejected(mutate, match):
         data.parse_idx(mutate(raw))
 
 
+def test_sizes_whose_product_overflows_int64_are_rejected():
+    # 2^31 · 2^31 · 4 = 2^64 elements: wrapped around in int64 that is 0, which this file matches
+    raw = bytes([0, 0, 0x08, 3]) + struct.pack('>3I', 2 ** 31, 2 ** 31, 4)
+    with pytest.raises(data.DataError, match=r'expected 18446744073709551632 bytes for shape '
+                                             r'\(2147483648, 2147483648, 4\), got 16'):
+        data.parse_idx(raw)
+
+
 def test_truncated_gzip_is_rejected():
     compressed = idx_bytes(np.zeros((30, 28, 28), dtype=np.uint8))
     with pytest.raises(data.DataError, match='not a valid gzip file'):

@@ -265,7 +265,8 @@ except ImportError:
 #
 # Both sums are read from the same shifted values, so two reductions give both statistics,
 # and the centred values $x_i - \mu_\mathcal{B} = d_i - r$ never need $\mu_\mathcal{B}$
-# itself. The shift costs almost nothing: it is the mean of the first few examples.
+# itself. The shift costs next to nothing: it is the median of five values of each
+# channel.
 # The aside below explains why this is more accurate than the textbook formulas.
 #
 # ??? note "Numerics: why the statistics are computed around a shift (our addition, not the paper's)"
@@ -286,8 +287,9 @@ except ImportError:
 #     every $x_i$ is within a factor of two of $s$, and then $d_i = x_i - s$ is computed exactly
 #     (Sterbenz's lemma). The $d_i$ are small, of the order of the standard deviation, so
 #     $\frac{1}{m}\sum_i d_i^2 - r^2$ cancels only as much as $s$ is off from the mean, and $s$,
-#     the mean of the first examples, is close to it. Nothing of size $\mu_\mathcal{B}$ is
-#     ever subtracted from a value of size $\sigma_\mathcal{B}$.
+#     the median of five values of the channel, is typically within a standard deviation of it.
+#     Nothing of size $\mu_\mathcal{B}$ is ever subtracted from a value of size
+#     $\sigma_\mathcal{B}$.
 #
 #     Relative error of the normalised output against a `float64` computation, for `float32`
 #     input $\mathcal{N}(\mu, 1)$: the identity, the two-pass form, the shifted form of this
@@ -301,9 +303,10 @@ except ImportError:
 #     | $10^6$ | <!-- measured variance_identity:float32.identity.1e6 .1e -->1.0e+00<!-- /measured --> | <!-- measured variance_identity:float32.two_pass.1e6 .1e -->2.1e-02<!-- /measured --> | <!-- measured variance_identity:float32.shifted.1e6 .1e -->4.8e-08<!-- /measured --> | <!-- measured variance_identity:float32.torch_batch_norm.1e6 .1e -->2.2e-02<!-- /measured --> |
 #
 #     The tests check that this module stays within $10^{-6}$ of the `float64` result from
-#     $\mathcal{N}(0, 1)$ to $\mathcal{N}(10^6, 1)$. The shifted form has one weakness: if the
-#     first examples of a batch are far from the others (a batch sorted by class, say), the
-#     cancellation grows with $(s - \mu_\mathcal{B})^2 / \sigma^2_\mathcal{B}$. `float16` and
+#     $\mathcal{N}(0, 1)$ to $\mathcal{N}(10^6, 1)$. The shifted form has one weakness: when
+#     the shift lands many standard deviations from the mean (three of its five samples would
+#     have to be outliers), the relative error grows roughly like
+#     $1 + (s - \mu_\mathcal{B})^2 / \sigma^2_\mathcal{B}$ times the unit roundoff. `float16` and
 #     `bfloat16` inputs are summed in `float32`, so the cast costs nothing extra: the
 #     subtraction $x_i - s$ promotes them.
 def batch_statistics(x: torch.Tensor, shift: torch.Tensor = None):
@@ -321,24 +324,36 @@ def batch_statistics(x: torch.Tensor, shift: torch.Tensor = None):
     return shift, residual, var
 
 
-# The shift $s$: the mean of the first examples of the batch, enough of them to cover at least
-# 32 values per channel (one example of a $28 \times 28$ feature map; 32 rows of a $[B, C]$
-# batch). Any $s$ gives the same statistics in exact arithmetic; a close one keeps the
-# cancellation in $\frac{1}{m}\sum_i d_i^2 - r^2$ small.
+# The shift $s$: for each channel, the median of five of its values, taken from examples and
+# positions spread over the batch. Any $s$ gives the same statistics in exact arithmetic; one
+# within a few standard deviations of the mean keeps the cancellation in
+# $\frac{1}{m}\sum_i d_i^2 - r^2$ small, and a median of five is there unless three of the
+# five are outliers. Being one of the values, it is also exact for a channel that is constant
+# over the batch: every $d_i$ is then $0$ and the output is exactly $\beta$, however small
+# $\epsilon$ is. Gathering $5 \times C$ values costs nothing next to a pass over the data.
 def _cheap_shift(x: torch.Tensor) -> torch.Tensor:
-    per_example = 1
-    for size in x.shape[2:]:
-        per_example *= size
-    k = min(x.shape[0], -(-32 // max(per_example, 1)))
-    # $[1, C, 1, \dots]$
-    return x[:k].mean(dim=_reduced_dims(x), keepdim=True, dtype=_compute_dtype(x))
+    shape = _channel_shape(x)
+    if x.numel() == 0:
+        return torch.zeros(shape, dtype=_compute_dtype(x), device=x.device)
+    # Five examples, and in each a position, spread evenly over the batch and the positions
+    batch, positions = x.shape[0], x[0, 0].numel()
+    examples = [k * (batch - 1) // 4 for k in range(5)]
+    flat = [(2 * k + 1) * positions // 10 for k in range(5)]
+    index = [torch.tensor(examples, device=x.device), slice(None)]
+    for size in reversed(x.shape[2:]):
+        index.insert(2, torch.tensor([p % size for p in flat], device=x.device))
+        flat = [p // size for p in flat]
+    # $[5, C]$, then the median of each column; $[1, C, 1, \dots]$
+    samples = x[tuple(index)]
+    return samples.median(dim=0).values.to(_compute_dtype(x)).view(shape)
 
 
 # $r$ and $\sigma^2_\mathcal{B}$ from the shifted values $d_i$: two reductions over the data.
 # Rounding could leave a tiny negative variance for a constant channel; it is clamped at zero.
+# An empty batch gets $r = \sigma^2_\mathcal{B} = 0$, so that its gradients are zero, not `NaN`.
 def _shifted_moments(d: torch.Tensor):
     dims = _reduced_dims(d)
-    m = d.numel() // d.shape[1]
+    m = max(d.numel() // d.shape[1], 1)
     # $r = \frac{1}{m}\sum_i d_i$
     residual = d.sum(dim=dims, keepdim=True) / m
     # $\sigma^2_\mathcal{B} = \frac{1}{m}\sum_i d_i^2 - r^2$
@@ -529,9 +544,9 @@ class BatchNorm(Module):
     (`weight` is $\gamma$, `bias` is $\beta$), so state dictionaries move freely between the two.
     """
 
-    def __init__(self, channels: int, *, eps: float = 1e-5, momentum=0.1,
+    def __init__(self, channels: int, eps: float = 1e-5, momentum=0.1,
                  affine: bool = True, track_running_stats: bool = True,
-                 device=None, dtype=None, bias: bool = True):
+                 device=None, dtype=None, *, bias: bool = True):
         super().__init__()
         self._check_arguments(channels, eps, momentum)
         self.channels = channels
@@ -594,13 +609,14 @@ class BatchNorm(Module):
         # **Training or inference.** `model.train()` and `model.eval()` set `self.training`.
         # In training the batch normalises itself (Algorithm 1); in evaluation the population
         # estimates do (Algorithm 2). Without running statistics there is nothing else to use,
-        # so batch statistics serve in evaluation too.
-        if not self.training and self.track_running_stats:
+        # so batch statistics serve in evaluation too. As in PyTorch, the buffers decide, not
+        # the flag: a module whose `track_running_stats` is switched off after construction
+        # keeps its buffers and uses them in evaluation (a common way to freeze them while
+        # fine-tuning), but no longer updates them.
+        if not self.training and self.running_mean is not None \
+                and self.running_var is not None:
             return self._normalise_for_inference(x)
-
-        # An empty batch has no statistics to normalise with or to learn from
-        if m == 0:
-            return x.clone()
+        track = self.training and self.track_running_stats
 
         # **The normalisation.** `apply` runs `BatchNormFunction.forward` and, when any input
         # requires a gradient, records `BatchNormFunction.backward` in the autograd graph.
@@ -609,9 +625,14 @@ class BatchNorm(Module):
         y, mean, var = BatchNormFunction.apply(x, self.weight, self.bias, self.eps)
 
         # **Learning the population statistics**, while training only: every batch moves the
-        # running averages a little towards its own statistics.
-        if self.training and self.track_running_stats:
-            self._update_running_stats(mean, var, m)
+        # running averages a little towards its own statistics. An empty batch has nothing to
+        # teach them, but it is counted, as PyTorch counts it, so that checkpoints agree.
+        if track:
+            if m == 0:
+                if self.num_batches_tracked is not None:
+                    self.num_batches_tracked.add_(1)
+            else:
+                self._update_running_stats(mean, var, m)
         return y
 
     @torch.no_grad()
@@ -643,11 +664,19 @@ class BatchNorm(Module):
 
         This runs under `no_grad`, so the buffers never hold autograd history.
         """
-        self.num_batches_tracked.add_(1)
-        if self.momentum is None:
+        # A module whose buffers were set to `None`, or one built without running statistics
+        # whose flag is switched on later, has nothing to update: PyTorch then only counts the
+        # batch (if it has a counter), and so do we.
+        if self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+        if self.running_mean is None or self.running_var is None:
+            return
+        if self.momentum is not None:
+            alpha = self.momentum
+        elif self.num_batches_tracked is not None:
             alpha = 1. / float(self.num_batches_tracked)
         else:
-            alpha = self.momentum
+            alpha = 0.
         # $\frac{m}{m - 1} \sigma^2_\mathcal{B}$
         unbiased_var = var * (m / (m - 1))
         # `a.lerp_(b, α)` is the in-place linear interpolation $a \leftarrow a + \alpha (b - a)$,
@@ -726,9 +755,9 @@ class BatchNorm(Module):
             raise ValueError(f"momentum must be None or a number in [0, 1], "
                              f"got {momentum!r}")
 
-    # The input must be a floating-point $[B, C, *]$ tensor with this module's $C$. In
-    # training, a single value per channel has a zero variance and no unbiased estimate, so
-    # there is nothing sensible to learn from it.
+    # The input must be a floating-point $[B, C, *]$ tensor with this module's $C$. Where
+    # batch statistics are used, a single value per channel has a zero variance and no
+    # unbiased estimate, so there is nothing sensible to normalise with or learn from.
     def _check_input(self, x):
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
@@ -741,8 +770,12 @@ class BatchNorm(Module):
             raise ValueError(f"expected {self.channels} channels in dimension 1 of the "
                              f"input, got shape {tuple(x.shape)} "
                              f"with {x.shape[1]} channels")
-        if self.training and x.numel() == x.shape[1]:
-            raise ValueError(f"expected more than 1 value per channel when training, "
+        uses_batch_statistics = (self.training or self.running_mean is None
+                                 or self.running_var is None)
+        if uses_batch_statistics and x.numel() == x.shape[1]:
+            when = ('when training' if self.training else
+                    'in evaluation without running statistics')
+            raise ValueError(f"expected more than 1 value per channel {when}, "
                              f"got input of shape {tuple(x.shape)}")
 
     @property
@@ -755,6 +788,28 @@ class BatchNorm(Module):
         return (f"{self.channels}, eps={self.eps}, momentum={self.momentum}, "
                 f"affine={self.affine}, bias={self.bias is not None}, "
                 f"track_running_stats={self.track_running_stats}")
+
+    # ### Compatibility with older PyTorch checkpoints
+    #
+    # PyTorch stores a format version for each module in a state dictionary's metadata. Batch
+    # norm checkpoints written by PyTorch versions from before `num_batches_tracked` existed
+    # (format version 1, or no version at all) do not have the counter. PyTorch loads them anyway
+    # and keeps the module's own count; we declare the same format version (2) and do the same,
+    # so such checkpoints load here exactly as they do into `torch.nn.BatchNorm2d`.
+    _version = 2
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys, error_msgs):
+        version = local_metadata.get('version', None)
+        key = prefix + 'num_batches_tracked'
+        if (version is None or version < 2) and self.num_batches_tracked is not None \
+                and key not in state_dict:
+            # Nothing to read: keep the count we have (a meta tensor has no value to keep)
+            count = self.num_batches_tracked
+            state_dict[key] = (torch.tensor(0, dtype=torch.long) if count.is_meta
+                               else count)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                      missing_keys, unexpected_keys, error_msgs)
 
 
 # ## Helpers

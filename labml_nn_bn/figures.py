@@ -36,6 +36,9 @@ SMOKE_DIR = ROOT / 'test-output' / 'figures-smoke'
 
 # Figure makers, by name; each name is also the stem of the files it writes
 MAKERS: Dict[str, str] = {
+    'batch_norm_pictures': 'labml_nn_bn.batch_norm_pictures',
+    'detached_mean': 'labml_nn_bn.experiments.detached_mean',
+    'variance_identity': 'labml_nn_bn.experiments.variance_identity',
 }
 
 

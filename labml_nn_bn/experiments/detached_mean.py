@@ -210,9 +210,9 @@ DETACHED = '#F57C00'
 THROUGH = '#3F51B5'
 
 
-def plot(results: Dict, stamp_text: str, path: Path) -> Path:
-    from labml_nn_bn.figures import pyplot, save_svg
-    plt = pyplot()
+def draw(results: Dict):
+    """The figure, as a Matplotlib figure (shown inline in a notebook)."""
+    import matplotlib.pyplot as plt
     fig, axes = plt.subplots(2, 2, figsize=(6.2, 5.2))
     mean, scale = results['runs']['mean'], results['runs']['scale']
     labels = {'detached': 'statistics detached', 'through': 'gradient through them'}
@@ -269,7 +269,13 @@ def plot(results: Dict, stamp_text: str, path: Path) -> Path:
     fig.legend(handles, names, loc='upper right', ncol=2, fontsize=8, frameon=False,
                bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout(rect=(0, 0, 1, 0.95), h_pad=3.2)
-    return save_svg(fig, path, stamp_text)
+    return fig
+
+
+def plot(results: Dict, stamp_text: str, path: Path) -> Path:
+    from labml_nn_bn.figures import pyplot, save_svg
+    pyplot()
+    return save_svg(draw(results), path, stamp_text)
 
 
 def save(results: Dict, out_dir: Path) -> List[Path]:

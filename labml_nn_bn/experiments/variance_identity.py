@@ -121,7 +121,7 @@ def two_pass(x: torch.Tensor) -> torch.Tensor:
 
 # Our `BatchNorm`, exactly as a network would call it while training
 def shifted(x: torch.Tensor) -> torch.Tensor:
-    return BatchNorm(x.shape[1], affine=False, eps=EPS).train()(x)
+    return BatchNorm(x.shape[1], affine=False, eps=EPS, device=x.device).train()(x)
 
 
 # PyTorch's fused variance and mean (biased, as Algorithm 1 normalises with)
@@ -132,7 +132,7 @@ def torch_var_mean(x: torch.Tensor) -> torch.Tensor:
 
 # PyTorch's batch norm layer
 def torch_batch_norm(x: torch.Tensor) -> torch.Tensor:
-    return torch.nn.BatchNorm2d(x.shape[1], affine=False, eps=EPS).train()(x)
+    return torch.nn.BatchNorm2d(x.shape[1], affine=False, eps=EPS, device=x.device).train()(x)
 
 
 METHODS: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -257,9 +257,9 @@ MARKERS = {'identity': 'o', 'two_pass': 's', 'shifted': 'D', 'torch_var_mean': '
 NAN_Y = 2e4
 
 
-def plot(results: Dict, stamp_text: str, path: Path) -> Path:
-    from labml_nn_bn.figures import pyplot, save_svg
-    plt = pyplot()
+def draw(results: Dict):
+    """The figure, as a Matplotlib figure (shown inline in a notebook)."""
+    import matplotlib.pyplot as plt
     offsets = results['offsets']
     fig, axes = plt.subplots(3, 1, figsize=(6.2, 8.4), sharex=True)
     for ax, (dtype_name, rows) in zip(axes, results['curves'].items()):
@@ -316,7 +316,13 @@ def plot(results: Dict, stamp_text: str, path: Path) -> Path:
     fig.legend(handles, labels, loc='upper center', ncol=3, fontsize=8, frameon=False,
                bbox_to_anchor=(0.5, 0.975), handlelength=2.6)
     fig.tight_layout(rect=(0, 0, 1, 0.94), h_pad=1.2)
-    return save_svg(fig, path, stamp_text)
+    return fig
+
+
+def plot(results: Dict, stamp_text: str, path: Path) -> Path:
+    from labml_nn_bn.figures import pyplot, save_svg
+    pyplot()
+    return save_svg(draw(results), path, stamp_text)
 
 
 def _json_ready(value):

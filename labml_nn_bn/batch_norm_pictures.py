@@ -31,6 +31,7 @@ from labml_nn_bn import BatchNorm
 # A mini-batch of $m = 4$ examples with two features. Small integers, so that a reader can
 # follow $\mu_\mathcal{B}$ and $\sigma^2_\mathcal{B}$ by hand; the two features have different
 # means and variances, and $\gamma$, $\beta$ differ from $1$, $0$ so that the last step shows.
+# The doctest of `batch_norm_reference` in `labml_nn_bn/batch_norm.py` uses the same numbers.
 class WorkedExample(NamedTuple):
     x: Tuple[Tuple[float, ...], ...]
     gamma: Tuple[float, ...]
@@ -38,7 +39,7 @@ class WorkedExample(NamedTuple):
 
 
 WORKED_EXAMPLE = WorkedExample(
-    x=((1., 2.), (3., 10.), (5., 4.), (7., 8.)),
+    x=((1., 10.), (3., 16.), (5., 16.), (7., 18.)),
     gamma=(2., 0.5),
     beta=(0., 1.),
 )
@@ -84,24 +85,27 @@ def worked_example_values(example: WorkedExample = WORKED_EXAMPLE) -> Dict:
 # ## One example in two batches
 #
 # In training mode an example is normalised with the statistics of whatever batch it is in;
-# in evaluation mode with the population estimates. The layer sees two batches of four that
-# share the example $x^* = 2$, the first with smaller, the second with larger companions.
+# in evaluation mode with the running estimates. A fresh `BatchNorm(1)` (momentum 0.1) sees two
+# batches of three that share the example $x^* = 2$, the first with smaller, the second with
+# larger companions, then evaluates both. The doctest of `BatchNorm._normalise_for_inference`
+# in `labml_nn_bn/batch_norm.py` runs the same numbers.
 TRAIN_EVAL_X = 2.
-TRAIN_EVAL_BATCHES = ((2., 0., 1., 1.5), (2., 3., 4.5, 3.5))
+TRAIN_EVAL_BATCHES = ((2., 0., 4.), (2., 6., 10.))
+TRAIN_EVAL_MOMENTUM = 0.1
 
 
 def train_eval_values() -> Dict:
-    batches = [torch.tensor(b, dtype=torch.float64).view(-1, 1) for b in TRAIN_EVAL_BATCHES]
-    # `momentum=None`: the running statistics become the plain average over both batches
-    bn = BatchNorm(1, eps=EPS, momentum=None, affine=False, dtype=torch.float64)
+    batches = [torch.tensor(b).view(-1, 1) for b in TRAIN_EVAL_BATCHES]  # [3, 1] each
+    bn = BatchNorm(1, eps=EPS, momentum=TRAIN_EVAL_MOMENTUM)
     bn.train()
-    train_out = [bn(b).flatten().tolist() for b in batches]
-    bn.eval()
     with torch.no_grad():
+        train_out = [bn(b).flatten().tolist() for b in batches]
+        bn.eval()
         eval_out = [bn(b).flatten().tolist() for b in batches]
     return {
         'x_star': TRAIN_EVAL_X,
         'batches': [list(b) for b in TRAIN_EVAL_BATCHES],
+        'momentum': TRAIN_EVAL_MOMENTUM,
         'train': train_out, 'eval': eval_out,
         'running_mean': bn.running_mean.item(), 'running_var': bn.running_var.item(),
         'eps': EPS,
@@ -388,7 +392,7 @@ def draw_running_mean(values: Dict, path: Path, stamp_text: str) -> Path:
 def draw_train_eval(values: Dict, path: Path, stamp_text: str) -> Path:
     from labml_nn_bn.figures import pyplot, save_svg
     plt = pyplot()
-    fig, (ax_in, ax_out) = plt.subplots(2, 1, figsize=(5.6, 3.9),
+    fig, (ax_in, ax_out) = plt.subplots(2, 1, figsize=(5.6, 4.1),
                                         gridspec_kw={'height_ratios': [2, 4]})
     batch_colours = [INDIGO, TEAL]
     star = values['x_star']
@@ -411,7 +415,9 @@ def draw_train_eval(values: Dict, path: Path, stamp_text: str) -> Path:
         lane(ax_out, 3 - r, out, batch_colours[n], out[0], label)
     ax_in.set_title(f'input: the same example $x^* = {star:g}$ (★) in two batches',
                     fontsize=9.5, loc='left', color=INK)
-    ax_out.set_title('output of BatchNorm for each batch', fontsize=9.5, loc='left', color=INK)
+    ax_out.set_title('output of BatchNorm(1): train mode uses the batch statistics,\n'
+                     'eval mode the running statistics the two batches left', fontsize=9.5,
+                     loc='left', color=INK)
     ax_out.axhline(1.55, color=GREY, lw=0.6, ls=':')
     for ax in (ax_in, ax_out):
         ax.set_yticks([])
@@ -425,7 +431,7 @@ def draw_train_eval(values: Dict, path: Path, stamp_text: str) -> Path:
     ax_out.text(1.0, 0.5, 'one output for $x^*$', transform=ax_out.get_yaxis_transform(),
                 ha='right', va='center', fontsize=8, color='#546E7A')
     fig.tight_layout(h_pad=0.8)
-    fig.subplots_adjust(left=0.2)
+    fig.subplots_adjust(left=0.2, right=0.98)
     return save_svg(fig, path, stamp_text)
 
 
@@ -459,7 +465,7 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
                           stamp(f'synthetic N(drift, 1) batches of {RUNNING_MEAN_BATCH}',
                                 f'{RUNNING_MEAN_STEPS} steps', device)),
         draw_train_eval(values['train_eval'], out_dir / 'bn_train_eval.svg',
-                        stamp('two batches of 4 sharing one example', '2 steps', device)),
+                        stamp('2 batches of 3 sharing x*', '2 training steps', device)),
     ]
     json_values = dict(values)
     running = values['running_mean']

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 # ROOT is the repository root
-from site_build import ROOT, build_site, serve
+from site_build import ROOT, build_site, serve, write_fixture_project
 
 # Test output (screenshots, built sites) goes here; ignored by git
 TEST_OUTPUT = ROOT / 'test-output'
@@ -67,6 +67,28 @@ def built_site(tmp_path_factory):
 def served_site(built_site):
     """The built site on http://127.0.0.1:<free port>/ for the session."""
     server, url = serve(built_site[0])
+    yield url
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope='session')
+def fixture_site(tmp_path_factory):
+    """
+    The fixture project of `site_build.py` (one annotated source with every hard case),
+    built once per session in strict mode: `(site folder, project folder)`.
+    """
+    project = write_fixture_project(tmp_path_factory.mktemp('fixture-project'))
+    site_dir = tmp_path_factory.mktemp('fixture-site')
+    result = build_site(site_dir, project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'WARNING' not in result.stdout + result.stderr, result.stdout + result.stderr
+    return site_dir, project
+
+
+@pytest.fixture(scope='session')
+def served_fixture_site(fixture_site):
+    server, url = serve(fixture_site[0])
     yield url
     server.shutdown()
     server.server_close()

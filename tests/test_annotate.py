@@ -2,12 +2,16 @@
 Unit tests of the side-by-side renderer (`docs/hooks/annotate.py`) on tricky sources.
 """
 import ast
+import io
+import sys
 import textwrap
+import tokenize
 
 import markdown
 import pytest
 
 from conftest import ROOT, imported_packages, load_annotate_hook
+from site_build import SPLITLINES_ONLY, AnnotatedPageParser
 
 annotate = load_annotate_hook()
 
@@ -28,10 +32,23 @@ def docstring_lines(source):
     return found
 
 
+def physical_lines(source):
+    """The source's lines as Python reads them: broken at newlines only."""
+    lines = source.replace('\r\n', '\n').replace('\r', '\n').split('\n')
+    return lines[:-1] if lines[-1] == '' else lines
+
+
+def tokenizer_line_count(source):
+    """How many lines Python's tokenizer reads in a source that ends with a newline."""
+    tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    assert tokens[-1].type == tokenize.ENDMARKER
+    return tokens[-1].start[0] - 1
+
+
 def assert_every_line_accounted_for(source, sections):
     """Each code line appears once, in order, with its own text; every other line is a
     blank line, a whole-line comment or part of a docstring."""
-    lines = source.splitlines()
+    lines = physical_lines(source)
     numbers = [n for s in sections for n, _ in s.code]
     assert numbers == sorted(set(numbers)), 'code lines out of order or duplicated'
     for s in sections:
@@ -238,7 +255,7 @@ def test_source_without_front_matter_is_not_annotated():
 
 def test_highlighted_lines_match_source_lines():
     lines = annotate.highlight_lines(TRICKY)
-    assert len(lines) == len(TRICKY.splitlines())
+    assert len(lines) == len(physical_lines(TRICKY)) == tokenizer_line_count(TRICKY)
     # A multi-line string is split into balanced per-line fragments
     for fragment in lines:
         assert fragment.count('<span') == fragment.count('</span>')
@@ -262,9 +279,11 @@ def test_render_sections_gives_two_columns_per_section_and_math():
     md = markdown.Markdown(extensions=['pymdownx.arithmatex', annotate.DisplayMathExtension()],
                            extension_configs={'pymdownx.arithmatex': {'generic': True}})
     result = annotate.split_sections(source)
-    page = annotate.render_sections(result, source, md, 'https://github.com/o/r/blob/main/t.py')
-    assert page.count('class="annotated-section"') == len(result.sections) == 2
-    assert page.count('class="annotated-notes"') == page.count('class="annotated-code"') == 2
+    page = annotate.render_sections(result, md, 'https://github.com/o/r/blob/main/t.py').html
+    # The introduction (module docstring) is a section of its own, without code
+    assert len(result.sections) == 3 and not result.sections[0].code
+    assert page.count('class="annotated-section annotated-section--notes-only"') == 1
+    assert page.count('class="annotated-notes"') == 3 and page.count('class="annotated-code"') == 2
     assert 'href="https://github.com/o/r/blob/main/t.py"' in page
     # Math is handed to KaTeX whole: no `$` is left, underscores are not emphasis
     assert '$' not in page.replace('$a', '')
@@ -297,9 +316,262 @@ def test_repo_links_derive_from_repo_url():
 
 
 def test_hook_imports_only_what_the_docs_requirements_install():
-    third_party = imported_packages(annotate.__file__) - {'ast', 'html', 'inspect', 'io', 're', 'tokenize', 'xml', 'dataclasses',
-                           'pathlib', 'typing'}
+    third_party = imported_packages(annotate.__file__) - set(sys.stdlib_module_names)
     assert third_party == {'markdown', 'yaml', 'pygments', 'mkdocs'}
     docs_requirements = (ROOT / 'requirements' / 'docs.txt').read_text().lower()
     for package in ['markdown', 'pyyaml', 'pygments', 'mkdocs']:
         assert f'\n{package}==' in docs_requirements
+
+
+# --- line numbers: as Python's tokenizer counts them (issue 9) ----------------------------
+
+def special_source(char):
+    """A source with `char` (which `str.splitlines()` takes for a line break) in the module
+    docstring, a whole-line comment, a string, a trailing comment, a multi-line string and
+    a function's docstring. Built by concatenation: no dedent that might touch `char`."""
+    return (f'"""\n---\ntitle: T\n---\n# T\n\nThe introduction, {char} inside.\n"""\n'
+            f'# A note with {char} in it\n'
+            f'A = "x{char}y"  # trailing {char} comment\n'
+            f'# Another note\n'
+            f'B = 2\n'
+            f'C = """\nmulti {char} line\n"""\n'
+            f'\n\ndef f():\n    """Doc {char} string."""\n    return A  # {char}\n'
+            f'LAST = 3\n')
+
+
+def render(source):
+    md = markdown.Markdown(extensions=['toc', 'pymdownx.arithmatex', annotate.DisplayMathExtension()],
+                           extension_configs={'pymdownx.arithmatex': {'generic': True}})
+    annotated = annotate.split_sections(source)
+    parser = AnnotatedPageParser()
+    parser.feed(annotate.render_sections(annotated, md).html)
+    return annotated, parser
+
+
+@pytest.mark.parametrize('char', SPLITLINES_ONLY, ids=lambda c: f'U+{ord(c):04X}')
+def test_lines_are_numbered_as_the_tokenizer_numbers_them(char):
+    source = special_source(char)
+    lines = physical_lines(source)
+    # What the test stands on: Python reads no line break in `char`, str.splitlines() does
+    assert len(lines) == tokenizer_line_count(source) < len(source.splitlines())
+    assert annotate.split_lines(source) == lines
+    assert len(annotate.highlight_lines(source)) == len(lines)
+    annotated, page = render(source)
+    assert_every_line_accounted_for(source, annotated.sections)
+    # The page shows every code line once, in order, each with its own number and text
+    expected = [(n, line) for n, line in enumerate(lines, start=1)
+                if line.strip() and not line.lstrip().startswith('#')
+                and n not in docstring_lines(source)]
+    assert list(zip(page.numbers, page.lines)) == expected
+    # The tokenizer agrees on the number of the lines after the character
+    rows = {}
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.NAME:
+            rows.setdefault(tok.string, tok.start[0])
+    for name in ('A', 'B', 'C', 'LAST'):
+        assert lines[rows[name] - 1].startswith(name)
+        assert page.lines[page.numbers.index(rows[name])].startswith(name)
+    # The character is on the page, shown as a visible escape rather than as a line break
+    assert page.lines[page.numbers.index(rows['A'])] == f'A = "x{char}y"  # trailing {char} comment'
+
+
+def test_windows_and_old_mac_newlines_are_line_breaks():
+    source = '"""\r\n---\r\ntitle: T\r\n---\r\n"""\r\nA = 1\rB = 2\n'
+    annotated, page = render(source)
+    assert page.numbers == [6, 7] and page.lines == ['A = 1', 'B = 2']
+
+
+def test_hidden_characters_are_shown_as_escapes():
+    fragment = annotate.highlight_lines('A = "\u2028\u202e\x1c"\n')[0]
+    assert fragment.count('class="annotated-char"') == 3
+    assert '\\u2028' in fragment and 'U+202E RIGHT-TO-LEFT OVERRIDE' in fragment and '\\x1c' in fragment
+    assert '\u2028' not in fragment and '\u202e' not in fragment
+    # Tabs are ordinary indentation
+    assert 'annotated-char' not in annotate.highlight_lines('if x:\n\treturn 1\n')[1]
+
+
+# --- the layout's structure (issue 12) --------------------------------------------------
+
+def test_introduction_is_a_section_of_notes_only():
+    source = src('''
+        """
+        ---
+        title: T
+        ---
+        # T
+
+        A long introduction.
+        """
+        import torch
+    ''')
+    annotated, page = render(source)
+    first, second = annotated.sections
+    assert first.notes.startswith('# T') and first.code == []
+    assert second.notes == '' and second.code == [(9, 'import torch')]
+    assert page.sections[0]['classes'] == ['annotated-section', 'annotated-section--notes-only']
+    assert page.sections[0]['code'] == 0 and page.sections[1]['code'] == 1
+
+
+def test_a_jump_in_line_numbers_is_marked_with_the_lines_it_skips():
+    source = src('''
+        def f(x):
+            """
+            Two lines of
+            docstring.
+            """
+            return x
+
+
+        def g(x):
+            # One comment line opening the body
+            return x
+    ''')
+    _, page = render(source)
+    assert page.numbers == [1, 6, 9, 11]
+    assert page.gaps == ['Lines 2\u20135 are shown as notes', 'Line 10 is shown as notes']
+
+
+def test_short_code_beside_notes_is_sticky_and_long_code_is_not():
+    short = '# Notes\nx = 1\n'
+    long = '# Notes\n' + ''.join(f'x{i} = {i}\n' for i in range(annotate.STICKY_MAX_LINES + 1))
+    assert 'annotated-section--sticky' in render(short)[1].sections[0]['classes']
+    assert 'annotated-section--sticky' not in render(long)[1].sections[0]['classes']
+
+
+def test_indentation_is_marked_so_that_wrapping_never_starts_after_it():
+    md = markdown.Markdown()
+    html = annotate.render_sections(annotate.split_sections('def f():\n    return """\n  x"""\n'), md).html
+    assert 'style="--indent: 4"' in html
+    assert '<span class="annotated-indent">    </span><span class="k">return</span>' in html
+    # Indentation inside a string token is taken out of the token, text unchanged
+    assert '<span class="annotated-indent">  </span><span class="s2">x&quot;&quot;&quot;</span>' in html \
+        or '<span class="annotated-indent">  </span><span class="s2">x"""</span>' in html
+
+
+def test_copy_button_copies_exactly_the_code_lines_shown():
+    source = 'def f():\n    """Doc."""\n    return "<&>"\n'
+    html = annotate.render_sections(annotate.split_sections(source), markdown.Markdown()).html
+    assert 'data-copy="def f():\n    return &quot;&lt;&amp;&gt;&quot;"' in html
+
+
+def test_table_of_contents_has_every_heading_with_ids_unique_on_the_page():
+    source = src('''
+        """
+        ---
+        title: T
+        ---
+        # T
+
+        ## Details
+
+        ## Area
+        """
+
+        # ## Details
+        #
+        # The same heading in another section.
+        def area():
+            return 1
+    ''')
+    md = markdown.Markdown(extensions=['toc'])
+    rendered = annotate.render_sections(annotate.split_sections(source), md)
+    # The section of `area` has the anchor `area`: the heading "Area" may not take it
+    assert 'id="area"' in rendered.html and 'id="area_1"' in rendered.html
+    ids = [t['id'] for t in annotate._flat_toc(rendered.toc)]
+    assert ids == ['t', 'details', 'area_1', 'details_1']
+    assert [t['level'] for t in annotate._flat_toc(rendered.toc)] == [1, 2, 2, 2]
+    # Nested under the page's title, as mkdocs expects
+    assert [c['id'] for c in rendered.toc[0]['children']] == ['details', 'area_1', 'details_1']
+    import re
+    all_ids = re.findall(r'\bid="([^"]+)"', rendered.html)
+    assert len(all_ids) == len(set(all_ids))
+
+
+# --- sources that cannot be annotated: one line naming the file (issue 9) -----------------
+
+GOOD = '"""\n---\ntitle: Good\nsummary: Fine.\n---\n# Good\n"""\nx = 1\n'
+
+
+def load(tmp_path, data, name='bad.py'):
+    package = tmp_path / 'labml_nn_bn'
+    package.mkdir(exist_ok=True)
+    (package / name).write_bytes(data if isinstance(data, bytes) else data.encode('utf-8'))
+    return annotate.load_annotated(package / name, tmp_path)
+
+
+@pytest.mark.parametrize('data, message', [
+    (b'"""\n---\ntitle: T\n---\n"""\nx = "\xff"\n',
+     'labml_nn_bn/bad.py: line 6: byte ff is not valid utf-8 (the file must be UTF-8 or declare its encoding)'),
+    (b'"""\n---\ntitle: T\nsummary: \xe9\xe9\n---\n"""\n',
+     'labml_nn_bn/bad.py: line 4: byte e9 is not valid utf-8'),
+    (b'# \xff\n"""\n---\ntitle: T\n---\n"""\n',
+     'labml_nn_bn/bad.py: line 1: byte ff is not valid utf-8'),
+    (b'# coding: klingon\n"""\n---\ntitle: T\n---\n"""\n',
+     'labml_nn_bn/bad.py: line 1: unknown encoding: klingon'),
+    ('"""\n---\ntitle: [unclosed\n---\n"""\nx = 1\n',
+     "labml_nn_bn/bad.py: line 4: invalid front matter YAML: expected ',' or ']', but got '<stream end>'"),
+    ('"""\n---\ntitle: T\nsummary: a: b\n---\n"""\n',
+     'labml_nn_bn/bad.py: line 4: invalid front matter YAML: mapping values are not allowed here'),
+    ('"""\n---\n- a list\n---\n"""\n',
+     'labml_nn_bn/bad.py: line 2: front matter must be a mapping, got list'),
+    ('#!/usr/bin/env python\n"""\n  ---\n  title: [1, 2]\n  ---\n"""\n',
+     "labml_nn_bn/bad.py: line 3: front matter 'title' must be text, got list"),
+    ('"""\n---\ntitle: T\n\n# T\n"""\n',
+     "labml_nn_bn/bad.py: line 2: the front matter opened by '---' is never closed by a '---' line"),
+    ('"""\n---\ntitle: T\n---\n"""\ndef f(:\n    pass\n',
+     'labml_nn_bn/bad.py: line 6: invalid syntax'),
+    ('r"""\n---\ntitle: T\n---\n"""\nif True:\nx = 1\n',
+     "labml_nn_bn/bad.py: line 7: expected an indented block after 'if' statement on line 6"),
+    ('"""\n---\ntitle: T\n---\n"""\nx = 1\0\n',
+     'labml_nn_bn/bad.py: line 6: source code string cannot contain null bytes'),
+    (b'\xef\xbb\xbf# -*- coding: latin-1 -*-\n"""\n---\ntitle: T\n---\n"""\n',
+     'labml_nn_bn/bad.py: line 1: the file starts with a UTF-8 byte order mark but its coding line '
+     'declares another encoding'),
+], ids=['bad-byte-in-code', 'bad-byte-in-front-matter', 'bad-byte-first', 'unknown-coding', 'yaml-unclosed', 'yaml-colon',
+        'not-a-mapping', 'title-not-text', 'front-matter-unclosed', 'syntax-error',
+        'indentation-error', 'null-byte', 'bom-contradicts-coding'])
+def test_a_bad_annotated_source_is_one_line_naming_file_line_and_problem(tmp_path, data, message):
+    with pytest.raises(annotate.AnnotationError) as raised:
+        load(tmp_path, data)
+    assert str(raised.value).startswith(message), str(raised.value)
+    assert '\n' not in str(raised.value)
+
+
+def test_an_annotation_error_stops_mkdocs_without_a_traceback():
+    from mkdocs.exceptions import BuildError
+    assert issubclass(annotate.AnnotationError, BuildError)
+
+
+@pytest.mark.parametrize('data', [
+    b'x = "\xff"\n',                     # undecodable, but not meant to be a page
+    'def broken(:\n',                     # a syntax error, not meant to be a page
+    '"""A plain docstring."""\nx = 1\n',  # a docstring without front matter
+    '# ---\nx = 1\n',
+], ids=['bad-byte', 'syntax-error', 'plain-docstring', 'comment'])
+def test_a_file_not_meant_to_be_annotated_is_no_page(tmp_path, data):
+    assert load(tmp_path, data) is None
+
+
+def test_a_byte_order_mark_is_accepted_as_python_accepts_it(tmp_path):
+    # Python runs a file that starts with a UTF-8 byte order mark; so the site renders it,
+    # with the mark dropped: the same page as without it, line numbers unchanged
+    with_bom = load(tmp_path, b'\xef\xbb\xbf' + GOOD.encode(), 'bom.py')
+    without = load(tmp_path, GOOD, 'plain.py')
+    assert with_bom.title == 'Good'
+    assert [s.code for s in with_bom.sections] == [s.code for s in without.sections] == [[], [(8, 'x = 1')]]
+    assert with_bom.lines == without.lines and '\ufeff' not in ''.join(with_bom.lines)
+
+
+def test_a_declared_encoding_is_honoured_as_python_honours_it(tmp_path):
+    source = '# -*- coding: latin-1 -*-\n"""\n---\ntitle: Caf\xe9\n---\n"""\nx = "\xe9"\n'
+    annotated = load(tmp_path, source.encode('latin-1'))
+    assert annotated.title == 'Caf\xe9'
+    assert annotated.sections[-1].code == [(7, 'x = "\xe9"')]
+
+
+def test_every_project_source_that_looks_annotated_loads():
+    # No source of the project is skipped by the site: each file whose text opens with a
+    # front matter docstring is a page
+    for path in sorted((ROOT / 'labml_nn_bn').rglob('*.py')):
+        text = path.read_text(encoding='utf-8')
+        assert (annotate.load_annotated(path, ROOT) is not None) == annotate.looks_annotated(text), path

@@ -10,11 +10,14 @@ import time
 import urllib.request
 from collections import Counter
 from html.parser import HTMLParser
+from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import ROOT, load_annotate_hook
-from site_build import MKDOCS, parse_annotated_page
+from site_build import (DOT_SVG, MKDOCS, SPLITLINES_ONLY, AnnotatedPageParser, build_site, parse_annotated_page,
+                        write_fixture_project)
 
 annotate = load_annotate_hook()
 
@@ -54,8 +57,11 @@ def test_each_section_has_a_notes_and_a_code_column_and_an_anchor(built_site):
     for _, page in annotated_pages(site_dir):
         parsed = parse_annotated_page(page)
         assert len(parsed.sections) > 10
+        # The introduction is notes only, and spans the page
+        assert 'annotated-section--notes-only' in parsed.sections[0]['classes'], page
         for section in parsed.sections:
-            assert section['notes'] == 1 and section['code'] == 1, section
+            notes_only = 'annotated-section--notes-only' in section['classes']
+            assert section['notes'] == 1 and section['code'] == (0 if notes_only else 1), section
             assert section['id']
         ids = [s['id'] for s in parsed.sections]
         assert len(ids) == len(set(ids))
@@ -241,3 +247,114 @@ def test_links_between_annotated_pages_are_resolved(built_site):
     notes = html.split('class="annotated"', 1)[1]
     assert 'href="../batch_norm/"' in notes
     assert '.md"' not in notes
+
+
+# --- the table of contents (issue 12) ---------------------------------------------------
+
+class _TocParser(HTMLParser):
+    """The links of the page's table of contents, wherever Material put it."""
+
+    def __init__(self):
+        super().__init__()
+        self.links, self.ids, self._depth = [], [], 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if attrs.get('id'):
+            self.ids.append(attrs['id'])
+        if tag == 'nav' and 'md-nav--secondary' in (attrs.get('class') or ''):
+            self._depth = 1
+        elif tag == 'nav' and self._depth:
+            self._depth += 1
+        elif tag == 'a' and self._depth and (attrs.get('href') or '').startswith('#'):
+            self.links.append(attrs['href'][1:])
+
+    def handle_endtag(self, tag):
+        if tag == 'nav' and self._depth:
+            self._depth -= 1
+
+
+def test_every_annotated_page_has_a_table_of_contents_in_the_left_sidebar(built_site):
+    site_dir, _ = built_site
+    for _, page in annotated_pages(site_dir):
+        html = page.read_text(encoding='utf-8')
+        parser = _TocParser()
+        parser.feed(html)
+        assert len(parser.links) >= 3, page
+        # Every entry leads to a heading of the page, and no id is used twice
+        assert set(parser.links) <= set(parser.ids), page
+        assert len(parser.ids) == len(set(parser.ids)), page
+        # In the primary sidebar (navigation), not in a second one that takes the code's width
+        assert 'md-nav md-nav--primary md-nav--integrated' in html
+        assert 'md-sidebar--secondary' not in html
+
+
+# --- the fixture project: every hard case, built by mkdocs with the real hook ------------
+
+def test_fixture_page_numbers_each_code_line_as_python_does(fixture_site):
+    site_dir, project = fixture_site
+    source = (project / 'labml_nn_bn' / 'demo' / 'fixture.py').read_text(encoding='utf-8')
+    lines = source.split('\n')
+    parsed = parse_annotated_page(site_dir / 'labml_nn_bn' / 'demo' / 'fixture' / 'index.html')
+    # Each line is shown with its number as the tokenizer counts, with its own text
+    for number, text in zip(parsed.numbers, parsed.lines):
+        assert lines[number - 1] == text
+    for k, char in enumerate(SPLITLINES_ONLY):
+        assert f'S{k} = "a{char}b"  # c{char}d' in parsed.lines
+    assert 'AFTER_COMMENTS = 1' in parsed.lines
+    assert parsed.numbers == sorted(set(parsed.numbers))
+    # The docstring of `area` moved to the notes: the jump is marked
+    assert any(g.endswith('are shown as notes') for g in parsed.gaps)
+
+
+def _img_targets(page: Path, site_dir: Path):
+    parser = AnnotatedPageParser()
+    parser.feed(page.read_text(encoding='utf-8'))
+    return [(img['src'], (page.parent / img['src']).resolve()) for img in parser.images]
+
+
+@pytest.mark.parametrize('use_directory_urls', [True, False])
+def test_images_in_notes_are_resolved_like_links(tmp_path, use_directory_urls):
+    project = write_fixture_project(tmp_path / 'project', use_directory_urls=use_directory_urls)
+    result = build_site(tmp_path / 'site', project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    page = tmp_path / 'site' / 'labml_nn_bn' / 'demo' / ('fixture/index.html' if use_directory_urls else 'fixture.html')
+    images = _img_targets(page, tmp_path / 'site')
+    # One in the introduction, one in a docstring; both the site's copy of docs/figures/dot.svg
+    assert len(images) == 2
+    for src, target in images:
+        assert target == (tmp_path / 'site' / 'figures' / 'dot.svg').resolve(), src
+        assert target.read_text() == DOT_SVG
+
+
+def _build_error(tmp_path, source, extra_files=None):
+    """A failed build of the fixture project: its output, which must name the problem in
+    one line and hold no traceback."""
+    project = write_fixture_project(tmp_path / 'project', source=source, extra_files=extra_files)
+    result = build_site(tmp_path / 'site', project)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert 'Traceback' not in output, output
+    return output
+
+
+@pytest.mark.parametrize('source, message', [
+    (b'"""\n---\ntitle: T\n---\n"""\nx = "\xff"\n',
+     'labml_nn_bn/demo/fixture.py: line 6: byte ff is not valid utf-8'),
+    ('"""\n---\ntitle: [unclosed\n---\n"""\n',
+     'labml_nn_bn/demo/fixture.py: line 4: invalid front matter YAML'),
+    ('"""\n---\ntitle: T\n---\n"""\ndef f(:\n    pass\n',
+     'labml_nn_bn/demo/fixture.py: line 6: invalid syntax'),
+    ('"""\n---\ntitle: T\n---\n\n![x](../../figures/nothing.svg)\n"""\n',
+     "labml_nn_bn/demo/fixture.py: line 6: image '../../figures/nothing.svg' not found "
+     "(looked for docs/figures/nothing.svg)"),
+    ('"""\n---\ntitle: T\n---\n"""\n# ![x](https://example.com/x.png)\nx = 1\n',
+     "labml_nn_bn/demo/fixture.py: line 6: image 'https://example.com/x.png': images must be files of the site"),
+    ('"""\n---\ntitle: T\n---\n"""\n# See [the page](../nowhere.md).\nx = 1\n',
+     "labml_nn_bn/demo/fixture.py: line 6: link to '../nowhere.md' not found (looked for docs/labml_nn_bn/nowhere.md)"),
+], ids=['bad-byte', 'bad-yaml', 'syntax-error', 'missing-image', 'external-image',
+        'link-to-no-page'])
+def test_a_bad_source_fails_the_build_with_one_line_naming_it(tmp_path, source, message):
+    output = _build_error(tmp_path, source)
+    assert [line for line in output.splitlines() if message in line] != [], output
+    assert len([line for line in output.splitlines() if 'fixture.py' in line]) == 1, output

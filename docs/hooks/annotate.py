@@ -3,10 +3,11 @@ An mkdocs hook that renders annotated Python sources side by side: the explanati
 (docstrings and whole-line `#` comments, in Markdown + LaTeX) on the left, the code it explains
 on the right, section by section.
 
-The work is split in three:
+The work is split in four:
 
+* `read_source(data)`, which decodes a file's bytes the way Python does;
 * `split_sections(source)`, a pure function from source text to `Section`s;
-* `render_sections(...)`, which turns sections into HTML;
+* `render_sections(...)`, which turns sections into HTML and a table of contents;
 * the mkdocs events at the bottom, which find the annotated sources, add a page for each,
   and host KaTeX.
 
@@ -19,6 +20,10 @@ A source file is annotated when its module docstring starts with a front matter 
     ---
     # Markdown from here on
     '''
+
+A file that is meant to be annotated but cannot be (undecodable bytes, a syntax error, bad
+front matter, an image that does not exist) stops the build with one line that names the file,
+the line and the problem: an `AnnotationError`.
 """
 import ast
 import html
@@ -26,6 +31,8 @@ import inspect
 import io
 import re
 import tokenize
+import unicodedata
+import urllib.parse
 import xml.etree.ElementTree as etree
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +40,96 @@ from typing import Dict, List, Optional, Tuple
 
 import markdown
 import yaml
+from markdown.extensions.toc import (nest_toc_tokens, remove_fnrefs, render_inner_html, slugify,
+                                     strip_tags, unique)
 from markdown.inlinepatterns import InlineProcessor
+from markdown.treeprocessors import Treeprocessor
+from mkdocs.exceptions import PluginError
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
+
+
+class SourceError(ValueError):
+    """A problem with a source's text, at a line of it (1-based) when there is one."""
+
+    def __init__(self, problem: str, line: Optional[int] = None):
+        super().__init__(f'line {line}: {problem}' if line else problem)
+        self.problem, self.line = problem, line
+
+
+class AnnotationError(PluginError):
+    """
+    A source meant to be annotated that cannot be: the message is one line,
+    `path: line n: problem`. As a `BuildError`, mkdocs prints it without a traceback.
+    """
+
+    def __init__(self, path: str, problem: str, line: Optional[int] = None):
+        super().__init__(f'{path}: line {line}: {problem}' if line else f'{path}: {problem}')
+
+
+# --- reading a source the way Python does -------------------------------------------------
+
+def split_lines(text: str) -> List[str]:
+    """
+    The lines of a source as Python's tokenizer numbers them: a line ends at `\\n`, `\\r\\n`
+    or `\\r` only. (`str.splitlines()` also breaks at form feed, `\\v`, `\\x1c`-`\\x1e`,
+    `\\x85`, U+2028 and U+2029, which Python reads as characters of a line; using it would
+    shift every line number after one of them.)
+    """
+    lines = re.split(r'\r\n|\r|\n', text)
+    if lines and lines[-1] == '':
+        lines.pop()  # the newline that ends the last line does not start another
+    return lines
+
+
+def normalise_newlines(text: str) -> str:
+    """`\\r\\n` and `\\r` to `\\n`, as Python does when it reads a source."""
+    return text.replace('\r\n', '\n').replace('\r', '\n')
+
+
+def read_source(data: bytes) -> str:
+    """
+    A source file's bytes as text, decoded as Python decodes them: UTF-8 unless a PEP 263
+    `coding:` line says otherwise; a UTF-8 byte order mark is accepted (Python accepts it)
+    and dropped, so it never shows on the page. Newlines are normalised to `\\n`.
+    Raises `SourceError` naming the line of anything Python would refuse.
+    """
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError as e:
+        first_lines = data.split(b'\n', 2)[:2]
+        cookie = next((n for n, line in enumerate(first_lines, start=1) if b'coding' in line), None)
+        if data.startswith(b'\xef\xbb\xbf') and cookie:
+            raise SourceError('the file starts with a UTF-8 byte order mark but its coding line '
+                              'declares another encoding', cookie) from None
+        if cookie:  # an unknown codec
+            raise SourceError(str(e), cookie) from None
+        encoding = 'utf-8'  # undecodable bytes in the first two lines: found just below
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b'\n') + 1
+        bad = data[e.start:e.end]
+        what = f'byte {bad.hex()} is' if len(bad) == 1 else f'bytes {bad.hex(" ")} are'
+        raise SourceError(f'{what} not valid {encoding.replace("-sig", "")} '
+                          f'(the file must be UTF-8 or declare its encoding)', line) from None
+    if text.startswith('\ufeff'):
+        text = text[1:]
+    return normalise_newlines(text)
+
+
+# A module docstring whose text starts with `---`, after any blank or comment lines (a
+# shebang, an encoding line). Used to recognise a file that is meant to be annotated even
+# when Python cannot parse it, so that a syntax error is reported instead of the page
+# silently vanishing.
+_LOOKS_ANNOTATED = re.compile(
+    r"""\A(?:[ \t\f]*(?:\#[^\n]*)?\n)*[ \t]*[rRuU]?(?:\"\"\"|\'\'\')\s*---[ \t]*\n""")
+
+
+def looks_annotated(text: str) -> bool:
+    """Whether a source, parsable or not, opens with a docstring that starts with `---`."""
+    return bool(_LOOKS_ANNOTATED.match(normalise_newlines(text)))
 
 
 # --- splitting a source into sections -----------------------------------------------------
@@ -53,11 +146,12 @@ class Section:
 
 
 class AnnotatedSource:
-    """What `split_sections` returns: the front matter and the sections."""
+    """What `split_sections` returns: the front matter, the sections, and the source's lines."""
 
-    def __init__(self, meta: Dict, sections: List[Section]):
+    def __init__(self, meta: Dict, sections: List[Section], lines: Optional[List[str]] = None):
         self.meta = meta
         self.sections = sections
+        self.lines = lines or []
 
     @property
     def title(self) -> Optional[str]:
@@ -70,26 +164,59 @@ class AnnotatedSource:
 
 
 _FRONT_MATTER = re.compile(r'\A---[ \t]*\n(.*?\n)---[ \t]*(?:\n|\Z)', re.DOTALL)
+_OPENS_FRONT_MATTER = re.compile(r'\A---[ \t]*(?:\n|\Z)')
 
 
 def split_front_matter(text: str) -> Tuple[Dict, str]:
-    """`---`-delimited YAML at the start of a docstring, and the Markdown after it."""
+    """
+    `---`-delimited YAML at the start of a docstring, and the Markdown after it.
+    A `SourceError`'s line counts from the opening `---` (line 1).
+    """
     match = _FRONT_MATTER.match(text)
     if not match:
+        if _OPENS_FRONT_MATTER.match(text):
+            raise SourceError("the front matter opened by '---' is never closed by a '---' line", 1)
         return {}, text
-    meta = yaml.safe_load(match.group(1)) or {}
+    try:
+        meta = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as e:
+        mark = getattr(e, 'problem_mark', None)
+        problem = ' '.join(str(getattr(e, 'problem', None) or e).split())
+        raise SourceError(f'invalid front matter YAML: {problem}',
+                          mark.line + 2 if mark is not None else 1) from None
+    meta = {} if meta is None else meta
     if not isinstance(meta, dict):
-        raise ValueError(f'front matter must be a mapping, got {type(meta).__name__}')
+        raise SourceError(f'front matter must be a mapping, got {type(meta).__name__} '
+                          f'(write it as `title: ...` and `summary: ...` lines)', 1)
+    for key in ('title', 'summary'):
+        if key in meta and not isinstance(meta[key], str):
+            raise SourceError(f"front matter '{key}' must be text, got {type(meta[key]).__name__}", 1)
     return meta, text[match.end():]
+
+
+def parse(source: str) -> ast.Module:
+    """The source's syntax tree; a `SourceError` with Python's own message and line."""
+    try:
+        return ast.parse(source)
+    except (SyntaxError, ValueError) as e:  # ValueError: a null byte, in older Pythons
+        line = getattr(e, 'lineno', None)
+        if line is None and '\0' in source:
+            line = source[:source.index('\0')].count('\n') + 1
+        raise SourceError(getattr(e, 'msg', None) or str(e), line) from None
 
 
 def has_front_matter(source: str) -> bool:
     """Whether a Python source is annotated (its module docstring starts with front matter)."""
     try:
         docstring = ast.get_docstring(ast.parse(source), clean=True)
-    except SyntaxError:
+    except (SyntaxError, ValueError):
         return False
     return bool(docstring and _FRONT_MATTER.match(docstring))
+
+
+def _chars(line: str, byte_offset: int) -> int:
+    """The AST's column (a UTF-8 byte offset) as an index into the line's characters."""
+    return len(line.encode('utf-8')[:byte_offset].decode('utf-8', errors='ignore'))
 
 
 def _docstrings(tree: ast.Module, lines: List[str]):
@@ -107,9 +234,9 @@ def _docstrings(tree: ast.Module, lines: List[str]):
             continue
         first, last = node.lineno, node.end_lineno
         # Only a docstring alone on its lines becomes notes: `def f(): """doc"""` stays code
-        if lines[first - 1][:node.col_offset].strip():
+        if lines[first - 1][:_chars(lines[first - 1], node.col_offset)].strip():
             continue
-        after = lines[last - 1][node.end_col_offset:].strip()
+        after = lines[last - 1][_chars(lines[last - 1], node.end_col_offset):].strip()
         if after and not after.startswith('#'):
             continue
         yield first, last, inspect.cleandoc(node.value), owner is tree
@@ -162,13 +289,18 @@ def split_sections(source: str) -> AnnotatedSource:
 
     * Whole-line `#` comments are notes. A run of them starts a new section when the current
       one already has code. Comments after code on the same line stay code.
-    * The module docstring is notes; its front matter becomes `meta`.
+    * The module docstring is notes, a section of its own (the introduction, shown full
+      width); its front matter becomes `meta`.
     * A class or function docstring, or a comment opening a body, is notes for the section
       that shows the definition's header, so the explanation sits beside the signature and
       body it describes.
+
+    Lines are numbered as Python numbers them (`split_lines`). A source Python cannot parse,
+    or bad front matter, raises `SourceError` with the line.
     """
-    lines = source.splitlines()
-    tree = ast.parse(source)
+    source = normalise_newlines(source)
+    lines = split_lines(source)
+    tree = parse(source)
     comments = _comment_lines(source, lines)
     anchors = _anchors(tree)
 
@@ -176,9 +308,16 @@ def split_sections(source: str) -> AnnotatedSource:
     docstrings = {}
     skip = set()
     meta = {}
+    module_docstring = None
     for first, last, text, is_module in _docstrings(tree, lines):
         if is_module:
-            meta, text = split_front_matter(text)
+            module_docstring = first
+            try:
+                meta, text = split_front_matter(text)
+            except SourceError as e:
+                # The docstring's text starts at its first non-blank line, the opening `---`
+                opening = next(n for n in range(first, last + 1) if '---' in lines[n - 1])
+                raise SourceError(e.problem, opening + e.line - 1) from None
         docstrings[first] = text.strip('\n')
         skip.update(range(first + 1, last + 1))
 
@@ -224,6 +363,8 @@ def split_sections(source: str) -> AnnotatedSource:
             continue
         if number in docstrings:
             add_notes(section_for_notes(number), docstrings[number], new_paragraph=True)
+            if number == module_docstring:
+                sections.append(Section())
             previous_was_comment = False
         elif number in comments:
             add_notes(section_for_notes(number), comments[number], new_paragraph=not previous_was_comment)
@@ -243,7 +384,7 @@ def split_sections(source: str) -> AnnotatedSource:
         if section.code and section.code[0][0] in anchors:
             section.anchor = anchors[section.code[0][0]]
     sections = [s for s in sections if s.notes.strip() or s.code]
-    return AnnotatedSource(meta, sections)
+    return AnnotatedSource(meta, sections, lines)
 
 
 # --- rendering ----------------------------------------------------------------------------
@@ -264,46 +405,185 @@ class DisplayMathExtension(markdown.Extension):
         md.inlinePatterns.register(_DisplayMathInline(r'(?<!\\)\$\$(.+?)\$\$', md), 'display-math-inline', 190)
 
 
+# Names of the control characters that `unicodedata` does not name
+_CONTROL_NAMES = {'\f': 'FORM FEED', '\v': 'LINE TABULATION', '\x1c': 'FILE SEPARATOR',
+                  '\x1d': 'GROUP SEPARATOR', '\x1e': 'RECORD SEPARATOR', '\x1f': 'UNIT SEPARATOR',
+                  '\x85': 'NEXT LINE', '\x00': 'NULL', '\x1b': 'ESCAPE', '\x7f': 'DELETE'}
+
+
+def _is_hidden(char: str) -> bool:
+    """
+    A character that a browser draws as a line break (form feed, `\x85`, U+2028, ...) or not
+    at all (other controls, zero-width and bidirectional format characters). Python reads
+    each as a character of its line, so the page shows it as a visible escape instead: a code
+    line stays one line on the screen, and nothing in it is invisible.
+    """
+    return char != '\t' and unicodedata.category(char) in ('Cc', 'Cf', 'Zl', 'Zp')
+
+
+def _show_hidden(fragment: str) -> str:
+    if not any(_is_hidden(c) for c in fragment):
+        return fragment
+    out = []
+    for char in fragment:
+        if _is_hidden(char):
+            code = ord(char)
+            name = _CONTROL_NAMES.get(char) or unicodedata.name(char, 'CONTROL')
+            escape = f'\\x{code:02x}' if code < 0x100 else f'\\u{code:04x}'
+            out.append(f'<span class="annotated-char" data-char="{code:x}" '
+                       f'title="U+{code:04X} {name}">{escape}</span>')
+        else:
+            out.append(char)
+    return ''.join(out)
+
+
 def highlight_lines(source: str) -> List[str]:
-    """The source highlighted by Pygments, one balanced HTML fragment per line."""
+    """
+    The source highlighted by Pygments, one balanced HTML fragment per line, lines numbered
+    as Python numbers them (`split_lines`); hidden characters are shown as escapes.
+    """
+    source = normalise_newlines(source)
     formatter = HtmlFormatter(nowrap=True)
     rendered = highlight(source, PythonLexer(stripnl=False, ensurenl=True), formatter)
-    result = rendered.split('\n')
-    # `highlight` ends with a newline: one more empty piece than lines
-    return result[:len(source.splitlines())]
+    # Pygments' tokens break lines at `\n` only; `highlight` ends with a newline
+    result = rendered.split('\n')[:len(split_lines(source))]
+    return [_show_hidden(fragment) for fragment in result]
 
 
-def render_sections(annotated: AnnotatedSource, source: str, md: markdown.Markdown,
-                    source_url: Optional[str] = None) -> str:
-    """The side-by-side HTML of a page: one `.annotated-section` per section."""
-    highlighted = highlight_lines(source)
+class _PageHeadingIds(Treeprocessor):
+    """
+    Gives every heading an id that is unique on the whole page. Each section's notes are
+    converted on their own, so the toc extension alone would give two `## Notes` headings in
+    two sections the same id. Runs just before toc, which keeps ids that are already set.
+    """
+
+    def __init__(self, md, used: set):
+        super().__init__(md)
+        self.used = used
+
+    def run(self, root):
+        toc = self.md.treeprocessors['toc'] if 'toc' in self.md.treeprocessors else None
+        slugify_id = toc.slugify if toc else slugify
+        separator = toc.sep if toc else '-'
+        for el in root.iter():
+            if not (isinstance(el.tag, str) and re.fullmatch(r'[hH][1-6]', el.tag)):
+                continue
+            if 'id' in el.attrib:
+                el.attrib['id'] = unique(el.attrib['id'], self.used)
+            else:
+                name = strip_tags(render_inner_html(remove_fnrefs(el), self.md))
+                el.attrib['id'] = unique(slugify_id(html.unescape(name), separator), self.used)
+
+
+def _flat_toc(tokens: List[dict]) -> List[dict]:
+    """The toc extension's nested tokens in page order, without their nesting."""
+    flat = []
+    for token in tokens:
+        flat.append({k: v for k, v in token.items() if k != 'children'})
+        flat.extend(_flat_toc(token.get('children', [])))
+    return flat
+
+
+# A section whose code has at most this many lines keeps its code in view (sticky) while its
+# notes scroll past; a longer block could be taller than the window, and would hide its end.
+STICKY_MAX_LINES = 24
+
+
+@dataclass
+class Rendered:
+    html: str
+    # The page's headings, nested, in the toc extension's format (`mkdocs.structure.toc.get_toc`)
+    toc: List[dict]
+
+
+def _leading(line: str) -> str:
+    """A line's indentation: its leading spaces and tabs."""
+    return line[:len(line) - len(line.lstrip(' \t'))]
+
+
+def _mark_indent(fragment: str, indent: str) -> str:
+    """
+    The highlighted line with its indentation moved into a span of its own, which the CSS
+    keeps from wrapping: a long line then wraps after its first word, never right after its
+    indentation (which would leave a row with nothing but the line number).
+    """
+    if not indent:
+        return fragment
+    out, i, taken = [], 0, 0
+    while taken < len(indent) and i < len(fragment):
+        if fragment[i] == '<':
+            end = fragment.index('>', i) + 1
+            out.append(fragment[i:end])
+            i = end
+        elif fragment[i] == indent[taken]:
+            i, taken = i + 1, taken + 1
+        else:
+            return fragment  # not the expected text: leave the line as it is
+    return f'<span class="annotated-indent">{indent}</span>' + ''.join(out) + fragment[i:]
+
+
+def _gap(first: int, last: int) -> str:
+    """A marker between two code lines whose numbers jump: the lines between are notes."""
+    lines = f'Line {first} is' if first == last else f'Lines {first}\u2013{last} are'
+    text = f'{lines} shown as notes'
+    return f'<span class="annotated-gap" role="note" title="{text}" aria-label="{text}"></span>'
+
+
+def render_sections(annotated: AnnotatedSource, md: markdown.Markdown,
+                    source_url: Optional[str] = None) -> Rendered:
+    """
+    The side-by-side HTML of a page, one `.annotated-section` per section, and its table of
+    contents (from the headings in the notes). Registers a treeprocessor on `md`.
+    """
+    highlighted = highlight_lines('\n'.join(annotated.lines) + '\n')
+    code_lines = [(n, t) for s in annotated.sections for n, t in s.code]
+    longest = max((len(t.expandtabs(4)) for _, t in code_lines), default=0)
+    digits = len(str(max((n for n, _ in code_lines), default=1)))
+
+    # Section anchors first, so that no heading takes one of them
     used = set()
-    out = ['<div class="annotated">']
+    anchors = []
+    for i, section in enumerate(annotated.sections):
+        anchors.append(unique(section.anchor or f'section-{i}', used))
+    md.treeprocessors.register(_PageHeadingIds(md, used), 'annotated-heading-ids', 6)
+
+    toc = []
+    out = [f'<div class="annotated" style="--code-chars: {longest}; --lineno-digits: {digits}">']
     if source_url:
         out.append(f'<p class="annotated-source"><a href="{html.escape(source_url)}">'
                    f'View this file on GitHub</a></p>')
-    for i, section in enumerate(annotated.sections):
-        anchor = section.anchor or f'section-{i}'
-        while anchor in used:
-            anchor += '-'
-        used.add(anchor)
+    for section, anchor in zip(annotated.sections, anchors):
         md.reset()
         notes = md.convert(section.notes) if section.notes.strip() else ''
-        code = '\n'.join(
-            f'<span class="annotated-line" id="L{n}">'
-            f'<a class="annotated-lineno" href="#L{n}" data-lineno="{n}" aria-label="line {n}"></a>'
-            f'{highlighted[n - 1]}</span>'
-            for n, _ in section.code)
+        toc.extend(_flat_toc(getattr(md, 'toc_tokens', [])))
+        notes_div = (f'<div class="annotated-notes">'
+                     f'<a class="annotated-anchor" href="#{anchor}" title="Link to this section">#</a>'
+                     f'{notes}</div>')
+        if not section.code:
+            out.append(f'<div class="annotated-section annotated-section--notes-only" id="{anchor}">'
+                       f'{notes_div}</div>')
+            continue
+        code = []
+        for k, (n, text) in enumerate(section.code):
+            if k and n > section.code[k - 1][0] + 1:
+                code.append(_gap(section.code[k - 1][0] + 1, n - 1))
+            indent = _leading(text)
+            width = len(indent.expandtabs(4))
+            style = f' style="--indent: {width}"' if width else ''
+            code.append(f'<span class="annotated-line" id="L{n}"{style}>'
+                        f'<a class="annotated-lineno" href="#L{n}" data-lineno="{n}" aria-label="line {n}"></a>'
+                        f'{_mark_indent(highlighted[n - 1], indent)}</span>')
+        # The copy button copies exactly the code lines shown, whatever the layout does
+        copy = html.escape('\n'.join(t for _, t in section.code))
+        classes = 'annotated-section'
+        if notes and len(section.code) <= STICKY_MAX_LINES:
+            classes += ' annotated-section--sticky'
         out.append(
-            f'<div class="annotated-section" id="{anchor}">'
-            f'<div class="annotated-notes">'
-            f'<a class="annotated-anchor" href="#{anchor}" title="Link to this section">#</a>'
-            f'{notes}</div>'
-            f'<div class="annotated-code">'
-            + (f'<div class="highlight"><pre><code>{code}</code></pre></div>' if code else '')
-            + '</div></div>')
+            f'<div class="{classes}" id="{anchor}">{notes_div}'
+            f'<div class="annotated-code"><div class="highlight" data-copy="{copy}">'
+            f'<pre><code>{"".join(code)}</code></pre></div></div></div>')
     out.append('</div>')
-    return '\n'.join(out)
+    return Rendered('\n'.join(out), nest_toc_tokens(toc))
 
 
 # --- mkdocs events ------------------------------------------------------------------------
@@ -314,8 +594,8 @@ KATEX_DIST = Path('node_modules') / 'katex' / 'dist'
 # What the site hosts of KaTeX, under assets/katex/
 KATEX_FILES = ['katex.min.js', 'katex.min.css']
 
-# Each generated page's source: its path, its text and its sections
-_pages: Dict[str, Tuple[Path, str, AnnotatedSource]] = {}
+# Each generated page's source: its path relative to the root, and its sections
+_pages: Dict[str, Tuple[str, AnnotatedSource]] = {}
 
 
 def _root(config) -> Path:
@@ -332,13 +612,48 @@ def repo_links(config) -> Dict[str, str]:
     return links
 
 
+def load_annotated(path: Path, root: Path) -> Optional[AnnotatedSource]:
+    """
+    The sections of an annotated source; None for a file that is not meant to be annotated.
+    A file is meant to be annotated when its module docstring starts with `---` (front
+    matter); when Python cannot parse it, when its text opens with such a docstring. Such a
+    file that cannot be rendered raises `AnnotationError`, naming it: it is never skipped.
+    """
+    name = path.relative_to(root).as_posix()
+    data = path.read_bytes()
+    try:
+        text = read_source(data)
+    except SourceError as e:
+        if looks_annotated(data.decode('utf-8', errors='replace').lstrip('\ufeff')):
+            raise AnnotationError(name, e.problem, e.line) from None
+        return None
+    try:
+        tree = parse(text)
+    except SourceError as e:
+        if looks_annotated(text):
+            raise AnnotationError(name, e.problem, e.line) from None
+        return None
+    docstring = ast.get_docstring(tree, clean=True)
+    if not (docstring and _OPENS_FRONT_MATTER.match(docstring)):
+        return None
+    try:
+        return split_sections(text)
+    except SourceError as e:
+        raise AnnotationError(name, e.problem, e.line) from None
+
+
 def annotated_sources(root: Path) -> List[Path]:
     """Python files under the source packages whose module docstring has front matter."""
+    return [path for path, _ in load_annotated_sources(root)]
+
+
+def load_annotated_sources(root: Path) -> List[Tuple[Path, AnnotatedSource]]:
     found = []
     for package in SOURCE_PACKAGES:
         for path in sorted((root / package).rglob('*.py')):
-            if has_front_matter(path.read_text(encoding='utf-8')):
-                found.append(path)
+            annotated = load_annotated(path, root)
+            if annotated is not None:
+                found.append((path, annotated))
     return found
 
 
@@ -353,16 +668,16 @@ def on_files(files, config):
 
     root = _root(config)
     _pages.clear()
-    for path in annotated_sources(root):
-        source = path.read_text(encoding='utf-8')
-        annotated = split_sections(source)
+    for path, annotated in load_annotated_sources(root):
         rel = path.relative_to(root).as_posix()
         src_uri = rel[:-len('.py')] + '.md'
+        # `annotated.html` (docs/overrides) shows the page's table of contents in the left
+        # sidebar, under the page's entry in the navigation, leaving the width to the code
         front = yaml.safe_dump({'title': annotated.title or path.stem,
                                 'description': annotated.summary or '',
-                                'hide': ['toc']}, sort_keys=False)
+                                'template': 'annotated.html'}, sort_keys=False)
         files.append(File.generated(config, src_uri, content=f'---\n{front}---\n'))
-        _pages[src_uri] = (path, source, annotated)
+        _pages[src_uri] = (rel, annotated)
 
     # KaTeX, copied from the npm package into the site: no request leaves the site's host
     dist = root / KATEX_DIST
@@ -382,44 +697,97 @@ def on_page_markdown(markdown_text, page, config, files):
 
 
 _MD_LINK = re.compile(r'href="(?![a-z][a-z0-9+.-]*:|/|#)([^"#]+\.md)(#[^"]*)?"')
+_IMG_SRC = re.compile(r'(<img\b[^>]*?\ssrc=")([^"]*)(")')
+_EXTERNAL = re.compile(r'^([a-z][a-z0-9+.-]*:|//)', re.IGNORECASE)
 
 
-def resolve_md_links(html_text: str, page, files) -> str:
+def _source_line(lines: List[str], needle: str) -> Optional[int]:
+    """The first line of the source that contains `needle`, to point an error at it."""
+    return next((n for n, line in enumerate(lines, start=1) if needle in line), None)
+
+
+def resolve_urls(html_text: str, page, files, source: str, lines: List[str]) -> str:
     """
-    Links from notes to other pages are written as in Markdown pages, `batch_norm.md#anchor`,
-    relative to the page's source. mkdocs resolves those only in the Markdown it renders itself,
-    so the notes' links are resolved here the same way.
+    Links and images in the notes are written as in Markdown pages, relative to the page's
+    source path: from `labml_nn_bn/batch_norm.py` (page `labml_nn_bn/batch_norm.md`),
+    `other.md#anchor` and `../figures/x.svg` (that is, docs/figures/x.svg). mkdocs resolves
+    those only in the Markdown it renders itself, so they are resolved here the same way,
+    into URLs relative to the page's URL (right with or without `use_directory_urls`).
+    A link to no page, an image that does not exist or one from another host stops the
+    build with an `AnnotationError` naming the source, its line and the path.
     """
     from mkdocs.utils import get_relative_url
 
     base = page.file.src_uri.rsplit('/', 1)[0] + '/' if '/' in page.file.src_uri else ''
 
-    def replace(match):
-        target = files.get_file_from_path(_normalise_path(base + match.group(1)))
-        if target is None:
-            raise ValueError(f'{page.file.src_uri}: link to {match.group(1)}, which is not a page')
-        return f'href="{get_relative_url(target.url, page.url)}{match.group(2) or ""}"'
+    def target(path: str, what: str):
+        normalised = _normalise_path(base + urllib.parse.unquote(path))
+        found = files.get_file_from_path(normalised) if normalised is not None else None
+        if found is None:
+            where = f'docs/{normalised}' if normalised is not None else 'outside docs/'
+            raise AnnotationError(source, f'{what} {path!r} not found (looked for {where})',
+                                  _source_line(lines, path))
+        return found
 
-    return _MD_LINK.sub(replace, html_text)
+    def replace_link(match):
+        page_file = target(html.unescape(match.group(1)), 'link to')
+        return f'href="{get_relative_url(page_file.url, page.url)}{match.group(2) or ""}"'
+
+    def replace_image(match):
+        src = html.unescape(match.group(2))
+        if src.startswith('data:'):
+            return match.group(0)
+        if _EXTERNAL.match(src) or src.startswith('/'):
+            raise AnnotationError(source, f'image {src!r}: images must be files of the site, '
+                                  f'written relative to the source (like ../figures/x.svg)',
+                                  _source_line(lines, src))
+        image = target(src, 'image')
+        return f'{match.group(1)}{html.escape(get_relative_url(image.url, page.url))}{match.group(3)}'
+
+    return _IMG_SRC.sub(replace_image, _MD_LINK.sub(replace_link, html_text))
 
 
-def _normalise_path(path: str) -> str:
+def _normalise_path(path: str) -> Optional[str]:
+    """`a/./b/../c` as `a/c`; None for a path that leaves the docs folder."""
     parts = []
     for part in path.split('/'):
         if part == '..':
+            if not parts:
+                return None
             parts.pop()
         elif part not in ('', '.'):
             parts.append(part)
     return '/'.join(parts)
 
 
+def _typeset_titles(toc, tokens: List[dict]):
+    """
+    Headings with math or code keep their markup in the table of contents (Material shows
+    an entry's `typeset.title` as HTML), so that math.js typesets their formulas there too.
+    """
+    by_id = {t['id']: t['html'] for t in tokens}
+
+    def visit(links):
+        for link in links:
+            markup = by_id.get(link.id, '')
+            if ('arithmatex' in markup or '<code' in markup) and '<a' not in markup:
+                link.typeset = {'title': markup}
+            visit(link.children)
+
+    visit(toc)
+
+
 def on_page_content(html_text, page, config, files):
+    from mkdocs.structure.toc import get_toc
+
     if page.file.src_uri not in _pages:
         return html_text
-    path, source, annotated = _pages[page.file.src_uri]
+    rel, annotated = _pages[page.file.src_uri]
     md = markdown.Markdown(extensions=config.markdown_extensions, extension_configs=config.mdx_configs)
-    rel = path.relative_to(_root(config)).as_posix()
     repo = repo_links(config)['repo_url']
     source_url = f'{repo}/blob/main/{rel}' if repo else None
-    rendered = render_sections(annotated, source, md, source_url)
-    return resolve_md_links(rendered, page, files)
+    rendered = render_sections(annotated, md, source_url)
+    # The table of contents of the page is that of its notes (mkdocs read an empty page)
+    page.toc = get_toc(rendered.toc)
+    _typeset_titles(page.toc, _flat_toc(rendered.toc))
+    return resolve_urls(rendered.html, page, files, rel, annotated.lines)

@@ -1,4 +1,5 @@
 """
-Experiments that show the paper's claims, one annotated file each, runnable as
-`python -m labml_nn_bn.experiments.NAME`.
+The experiments: one file per claim of the paper, each runnable as
+`python -m labml_nn_bn.experiments.<name>`, all built on the shared trainer
+(`labml_nn_bn.experiments.trainer`).
 """

@@ -75,7 +75,7 @@ SMOKE = os.environ.get('LABML_NN_BN_SMOKE') == '1'
 # ## Train: a bias before centring, a scale before standardising
 #
 # Four full-batch gradient-descent runs on the same 256 × 4 synthetic data, recorded as one
-# labml experiment under `logs/`.
+# labml experiment under `logs/`; the summary is printed at the end.
 
 # %%
 results = detached_mean.run(smoke=SMOKE)
@@ -93,18 +93,6 @@ import matplotlib.pyplot as plt
 
 detached_mean.draw(results)
 plt.show()
-
-# %%
-values = detached_mean.summary(results)
-mean = values['mean']
-print(f"bias, detached: |b| {mean['detached']['b_start']:.2f} -> {mean['detached']['b_end']:.2f} "
-      f"in {mean['steps']} steps, loss {mean['detached']['loss_start']:.4f} -> "
-      f"{mean['detached']['loss_end']:.4f}")
-print(f"bias, through the mean: largest |dl/db| = {mean['through']['max_abs_grad_b']:.1e}")
-scale = values['scale']
-print(f"scale, detached: {scale['detached']['sign_flips']} sign flips, loss up to "
-      f"{scale['detached']['loss_max']:.2f} from {scale['detached']['loss_start']:.2f}")
-print(f"scale, through the statistics: largest |dl/da| = {scale['through']['max_abs_grad_a']:.1e}")
 
 # %% [markdown]
 # ## Try it

@@ -93,8 +93,6 @@ which records the four runs with labml under `logs/`, prints the summary, and wi
 `--out DIR` writes the figure and `detached_mean.json`.
 """
 
-import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -294,14 +292,29 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
 
 
 # ## Running it
+def format_summary(values: Dict) -> str:
+    mean, scale = values['mean'], values['scale']
+    return '\n'.join([
+        f"bias, mean detached:      |b| {mean['detached']['b_start']:.2f} -> "
+        f"{mean['detached']['b_end']:.2f} in {mean['steps']} steps, loss "
+        f"{mean['detached']['loss_start']:.4f} -> {mean['detached']['loss_end']:.4f}",
+        f"bias, through the mean:   |b| {mean['through']['b_start']:.2f} -> "
+        f"{mean['through']['b_end']:.2f}, largest |dl/db| {mean['through']['max_abs_grad_b']:.1e}",
+        f"scale, detached:          {scale['detached']['sign_flips']} sign flips in "
+        f"{scale['steps']} steps, loss {scale['detached']['loss_start']:.2f} -> up to "
+        f"{scale['detached']['loss_max']:.2f}",
+        f"scale, through the stats: largest |dl/da| {scale['through']['max_abs_grad_a']:.1e}",
+    ])
+
+
 def run(smoke: bool = False, seed: int = 0, out: Optional[Path] = None,
-        writers=frozenset({'screen', 'file'})) -> Dict:
+        logs_dir: Optional[str] = None, writers=('file',)) -> Dict:
     """Trains the four runs as one labml experiment: one step per training step."""
-    from labml import experiment, tracker
-    experiment.create(name='detached_mean', writers=set(writers), python_file=str(Path.cwd()))
-    experiment.configs({'smoke': smoke, 'seed': seed, 'examples': N, 'features': C,
-                        'lr_mean': LR['mean'], 'lr_scale': LR['scale']})
-    with experiment.start():
+    from labml import tracker
+    from labml_nn_bn.experiments import trainer
+    configs = {'smoke': smoke, 'seed': seed, 'examples': N, 'features': C,
+               'lr_mean': LR['mean'], 'lr_scale': LR['scale']}
+    with trainer.labml_run('detached_mean', configs, logs_dir=logs_dir, writers=writers):
         results = measure(smoke, seed)
         mean, scale = results['runs']['mean'], results['runs']['scale']
         for step in range(max(results['steps'].values())):
@@ -314,7 +327,7 @@ def run(smoke: bool = False, seed: int = 0, out: Optional[Path] = None,
                     metrics[f'loss_scale.{name}'] = scale[name]['loss'][step]
             tracker.save(step, metrics)
     values = summary(results)
-    print(json.dumps(values, indent=2))
+    print(format_summary(values))
     if out is not None:
         for path in save(results, out):
             print(f'wrote {path}')
@@ -322,21 +335,23 @@ def run(smoke: bool = False, seed: int = 0, out: Optional[Path] = None,
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog='python -m labml_nn_bn.experiments.detached_mean',
+    from labml_nn_bn.experiments import trainer
+    prog = 'python -m labml_nn_bn.experiments.detached_mean'
+    parser = trainer.make_parser(
+        prog,
         description='Train a bias before centring, and a scale before standardising, with the '
-                    'statistics detached and with the gradient through them.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    'statistics detached and with the gradient through them.')
     parser.add_argument('--smoke', action='store_true', help='50 steps of each (seconds)')
     parser.add_argument('--seed', type=int, default=0, help='seed of the data')
     parser.add_argument('--out', default=None, help='folder to write detached_mean.svg and .json into')
+    trainer.add_logs_argument(parser)
     args = parser.parse_args(argv)
     if args.seed < 0:
         parser.error(f'expected --seed >= 0, got {args.seed}')
     out = None if args.out is None else Path(args.out)
     if out is not None and out.exists() and not out.is_dir():
         parser.error(f'expected --out to be a folder, got the file {out}')
-    return run(args.smoke, args.seed, out)
+    return trainer.run_main(lambda: run(args.smoke, args.seed, out, args.logs_dir), prog)
 
 
 if __name__ == '__main__':

@@ -80,7 +80,6 @@ which prints the table, records it as a labml run under `logs/`, and with `--out
 figure and `variance_identity.json` there.
 """
 
-import argparse
 import json
 import math
 import sys
@@ -378,12 +377,12 @@ def format_table(values: Dict) -> str:
 
 
 def run(smoke: bool = False, seed: int = 0, out: Optional[Path] = None,
-        writers=frozenset({'screen', 'file'})) -> Dict:
+        logs_dir: Optional[str] = None, writers=('file',)) -> Dict:
     """Measures as a labml run: one step per offset, one series per dtype and method."""
-    from labml import experiment, tracker
-    experiment.create(name='variance_identity', writers=set(writers), python_file=str(Path.cwd()))
-    experiment.configs({'smoke': smoke, 'seed': seed, 'shape': str(list(SHAPE)), 'eps': EPS})
-    with experiment.start():
+    from labml import tracker
+    from labml_nn_bn.experiments import trainer
+    configs = {'smoke': smoke, 'seed': seed, 'shape': str(list(SHAPE)), 'eps': EPS}
+    with trainer.labml_run('variance_identity', configs, logs_dir=logs_dir, writers=writers):
         results = measure(smoke, seed)
         for step, offset in enumerate(results['offsets']):
             row = {f'{name}.{dtype_name}': results['curves'][dtype_name][step]['errors'][name]
@@ -397,23 +396,25 @@ def run(smoke: bool = False, seed: int = 0, out: Optional[Path] = None,
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog='python -m labml_nn_bn.experiments.variance_identity',
+    from labml_nn_bn.experiments import trainer
+    prog = 'python -m labml_nn_bn.experiments.variance_identity'
+    parser = trainer.make_parser(
+        prog,
         description='Relative error of five ways to compute the batch variance, against the '
-                    'offset |mean|/std of the input.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    'offset |mean|/std of the input.')
     parser.add_argument('--smoke', action='store_true',
                         help='one offset per decade instead of four (seconds)')
     parser.add_argument('--seed', type=int, default=0, help='seed of the random input')
     parser.add_argument('--out', default=None,
                         help='folder to write variance_identity.svg and .json into')
+    trainer.add_logs_argument(parser)
     args = parser.parse_args(argv)
     if args.seed < 0:
         parser.error(f'expected --seed >= 0, got {args.seed}')
     out = None if args.out is None else Path(args.out)
     if out is not None and out.exists() and not out.is_dir():
         parser.error(f'expected --out to be a folder, got the file {out}')
-    return run(args.smoke, args.seed, out)
+    return trainer.run_main(lambda: run(args.smoke, args.seed, out, args.logs_dir), prog)
 
 
 if __name__ == '__main__':

@@ -59,22 +59,14 @@ so $\mathbb{E}$ and $\mathrm{Var}$ are over the whole training data, as in the p
 
 What the figure shows:
 
-* **Mean, detached:** $\lVert b \rVert$ grows linearly, from
-  <!-- measured detached_mean:mean.detached.b_start .2f -->0.20<!-- /measured --> to
-  <!-- measured detached_mean:mean.detached.b_end .1f -->176.7<!-- /measured --> in
-  <!-- measured detached_mean:mean.steps ,d -->1,000<!-- /measured --> steps, while the loss stays at
-  <!-- measured detached_mean:mean.detached.loss_end .3f -->3.125<!-- /measured -->: every step
+* **Mean, detached:** $\lVert b \rVert$ grows linearly, from <!-- measured detached_mean:mean.detached.b_start .2f -->0.20<!-- /measured --> to <!-- measured detached_mean:mean.detached.b_end .1f -->176.7<!-- /measured --> in <!-- measured detached_mean:mean.steps ,d -->1,000<!-- /measured --> steps, while the loss stays at <!-- measured detached_mean:mean.detached.loss_end .3f -->3.125<!-- /measured -->: every step
   is undone by the next mean.
-* **Mean, through the gradient:** the largest $|\partial \ell / \partial b|$ over the run is
-  <!-- measured detached_mean:mean.through.max_abs_grad_b .1e -->4.5e-07<!-- /measured -->, rounding
+* **Mean, through the gradient:** the largest $|\partial \ell / \partial b|$ over the run is <!-- measured detached_mean:mean.through.max_abs_grad_b .1e -->4.5e-07<!-- /measured -->, rounding
   error, and $b$ does not move. The loss is the same: the unreachable part of the target costs
   the same either way; only the detached run wastes its updates on $b$.
-* **Scale, detached:** $a$ shrinks towards zero, is thrown across it, and the loss jumps to
-  <!-- measured detached_mean:scale.detached.loss_max .2f -->2.25<!-- /measured --> from
-  <!-- measured detached_mean:scale.detached.loss_start .2f -->0.25<!-- /measured -->: the
+* **Scale, detached:** $a$ shrinks towards zero, is thrown across it, and the loss jumps to <!-- measured detached_mean:scale.detached.loss_max .2f -->2.25<!-- /measured --> from <!-- measured detached_mean:scale.detached.loss_start .2f -->0.25<!-- /measured -->: the
   output's sign flipped for some features.
-  Through the statistics, the largest $|\partial \ell / \partial a|$ is
-  <!-- measured detached_mean:scale.through.max_abs_grad_a .1e -->1.8e-07<!-- /measured --> and
+  Through the statistics, the largest $|\partial \ell / \partial a|$ is <!-- measured detached_mean:scale.through.max_abs_grad_a .1e -->1.8e-07<!-- /measured --> and
   nothing moves.
 
 A real network is messier: the statistics of a mini-batch are noisy and other parameters adapt.

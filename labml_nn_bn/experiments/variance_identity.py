@@ -41,16 +41,16 @@ floor: $y_{64}$ rounded to the dtype.
 
 What the figure shows (torch 2.13 on CPU):
 
-* In `float32` the identity's error grows with the square of the offset: at $10^3$ it is
-  <!-- measured variance_identity:float32.identity.1e3 .1e -->1.2e-01<!-- /measured -->,
+* In `float32` the identity's error grows with the square of the offset: at $10^3$ it is <!-- measured variance_identity:float32.identity.1e3 .1e -->1.2e-01<!-- /measured -->,
   and beyond about $3 \times 10^3$ the "variance" of some channels comes out negative and the
-  output is `NaN`. The two-pass form grows only linearly, because all that goes wrong is the
+  output is `NaN`. At $10^6$ it is positive again but far too large, which squashes the output
+  towards zero (error <!-- measured variance_identity:float32.identity.1e6 .1e -->1.0e+00<!-- /measured -->).
+  The two-pass form grows only linearly, because all that goes wrong is the
   rounding of the mean: <!-- measured variance_identity:float32.two_pass.1e3 .1e -->1.0e-04<!-- /measured -->
   at $10^3$, <!-- measured variance_identity:float32.two_pass.1e6 .1e -->2.1e-02<!-- /measured -->
   at $10^6$. `torch.var_mean` and `torch.nn.BatchNorm2d` behave like the two-pass form
   (<!-- measured variance_identity:float32.torch_batch_norm.1e6 .1e -->2.2e-02<!-- /measured -->
-  at $10^6$); the shifted form stays at
-  <!-- measured variance_identity:float32.shifted.1e6 .1e -->5.8e-08<!-- /measured -->,
+  at $10^6$); the shifted form stays at <!-- measured variance_identity:float32.shifted.1e6 .1e -->4.8e-08<!-- /measured -->,
   next to the error of rounding the exact output to `float32`.
 * `bfloat16` keeps 8 significant bits. Written in `bfloat16`, the identity's variance is
   negative from an offset of about 30. From about $4 \times 10^3$ on, every stored value of a
@@ -59,16 +59,16 @@ What the figure shows (torch 2.13 on CPU):
 * In `float16` the identity's variance turns negative at an offset of $10^2$, and from about
   $300$ on $x^2$ overflows (the largest `float16` is 65,504), so the output is `NaN`. The
   input itself overflows from $65{,}504$ on.
-* With a 16-bit input, the two-pass form and `torch.var_mean` keep their statistics in the
-  input's dtype, and are off by
-  <!-- measured variance_identity:float16.torch_var_mean.1e3 .1e -->2.2e-02<!-- /measured -->
-  at $10^3$ in `float16`. Our `BatchNorm` and `torch.nn.BatchNorm2d` compute the statistics in
-  `float32`, and stay at the floor of the dtype (except `BatchNorm2d` on the nearly constant
-  `float16` channels at $10^4$).
+* With a 16-bit input, the two-pass form and `torch.var_mean` return the mean in the input's
+  dtype, and are off by <!-- measured variance_identity:float16.torch_var_mean.1e3 .1e -->2.2e-02<!-- /measured -->
+  at $10^3$ in `float16`. Our `BatchNorm` computes the statistics in `float32`; it and
+  `torch.nn.BatchNorm2d` stay at the floor of the dtype (except `BatchNorm2d` on the nearly
+  constant `float16` channels at $10^4$).
 
 The shifted form, which our `BatchNorm` uses, stays at the floor of each dtype over the whole
-range. Offsets of $10^3$ and more are not exotic: un-normalised pixel values, positions, time
-stamps, or the activations of a badly scaled layer all reach them.
+range. Large offsets do occur in practice, for instance with un-normalised inputs such as
+time stamps or coordinates far from the origin, or with the activations of a badly scaled
+layer.
 
 Run it with
 

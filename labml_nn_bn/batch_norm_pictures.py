@@ -154,6 +154,10 @@ def axes_values() -> Dict:
 
 
 # ## Drawing
+#
+# The BatchNorm page shows these pictures in its notes column, about 420 CSS pixels wide
+# beside the code. Each figure is about 4.5 inches wide, which an SVG shows at about 430 pixels,
+# so a font size of 8 points appears as about 11 pixels: readable without zooming.
 def _card(plt, width: float, height: float):
     """A figure with a white card background, so that it reads on light and dark pages."""
     fig = plt.figure(figsize=(width, height))
@@ -185,7 +189,7 @@ def draw_axes(values: Dict, path: Path, stamp_text: str) -> Path:
     plt = pyplot()
     b, c, h, w = values['shape']
     channel = values['channel']
-    fig, ax = _card(plt, 5.7, 3.6)
+    fig, ax = _card(plt, 4.6, 2.9)
     sheet_w, sheet_h, skew, gap_y, gap_x = 0.9, 0.42, 0.32, 0.62, 1.45
     left, top = 1.0, 2.55
     for i in range(b):
@@ -212,9 +216,9 @@ def draw_axes(values: Dict, path: Path, stamp_text: str) -> Path:
     ax.text(left + 0.5 * ((b - 1) * gap_x + sheet_w + skew), top - (c - 1) * gap_y - 0.3,
             f'one $\\mu$, $\\sigma^2$ per channel: $m = B \\cdot H \\cdot W = '
             f'{b} \\cdot {h} \\cdot {w} = {values["m"]}$ values',
-            ha='center', va='top', fontsize=10, color=INDIGO)
+            ha='center', va='top', fontsize=9.5, color=INDIGO)
     ax.text(left + 0.5 * ((b - 1) * gap_x + sheet_w + skew), top - (c - 1) * gap_y - 0.68,
-            f'a batch of shape $[B, C, H, W] = [{b}, {c}, {h}, {w}]$ gives '
+            f'$[B, C, H, W] = [{b}, {c}, {h}, {w}]$: '
             f'{values["statistics"]} means and {values["statistics"]} variances',
             ha='center', va='top', fontsize=8.5, color='#546E7A')
     ax.set_xlim(0, 6.75)
@@ -238,15 +242,15 @@ def draw_worked_example(values: Dict, path: Path, stamp_text: str) -> Path:
     from labml_nn_bn.figures import pyplot, save_svg
     from matplotlib.patches import FancyArrowPatch, Rectangle
     plt = pyplot()
-    fig, ax = _card(plt, 5.8, 3.1)
-    cell_w, cell_h = 0.56, 0.3
+    fig, ax = _card(plt, 4.6, 2.56)
+    cell_w, cell_h = 0.68, 0.3
     faces = [INDIGO_PALE, TEAL_LIGHT]
     edges = [INDIGO, TEAL]
     blocks = [
         ('$x$', values['x'], [('$\\mu_\\mathcal{B}$', values['mean']),
                               ('$\\sigma^2_\\mathcal{B}$', values['var'])]),
         ('$\\hat{x} = \\dfrac{x - \\mu_\\mathcal{B}}{\\sqrt{\\sigma^2_\\mathcal{B} + \\epsilon}}$',
-         values['x_hat'], [('mean', values['x_hat_mean']), ('variance', values['x_hat_var'])]),
+         values['x_hat'], [('$\\mu$', values['x_hat_mean']), ('$\\sigma^2$', values['x_hat_var'])]),
         ('$y = \\gamma\\,\\hat{x} + \\beta$', values['y'],
          [('$\\gamma$', values['gamma']), ('$\\beta$', values['beta'])]),
     ]
@@ -254,14 +258,14 @@ def draw_worked_example(values: Dict, path: Path, stamp_text: str) -> Path:
     top = 2.45
     starts = [0.55, 2.35, 4.15]
     for (title, grid, rows), x0 in zip(blocks, starts):
-        ax.text(x0 + cell_w, top + 0.2, title, ha='center', va='bottom', fontsize=10, color=INK)
+        ax.text(x0 + cell_w, top + 0.22, title, ha='center', va='bottom', fontsize=9.5, color=INK)
         for i in range(m):
             for k in range(2):
                 y0 = top - (i + 1) * cell_h
                 ax.add_patch(Rectangle((x0 + k * cell_w, y0), cell_w, cell_h, facecolor=faces[k],
                                        edgecolor='white', lw=1.5))
                 ax.text(x0 + (k + 0.5) * cell_w, y0 + cell_h / 2, _fmt(grid[i][k]) if x0 > 1
-                        else _number(grid[i][k]), ha='center', va='center', fontsize=8.5, color=INK)
+                        else _number(grid[i][k]), ha='center', va='center', fontsize=8, color=INK)
         # Per-feature rows under the grid
         for r, (label, row) in enumerate(rows):
             y0 = top - (m + 1) * cell_h - 0.12 - r * cell_h
@@ -269,9 +273,9 @@ def draw_worked_example(values: Dict, path: Path, stamp_text: str) -> Path:
                 ax.add_patch(Rectangle((x0 + k * cell_w, y0), cell_w, cell_h, facecolor='white',
                                        edgecolor=edges[k], lw=0.9))
                 ax.text(x0 + (k + 0.5) * cell_w, y0 + cell_h / 2,
-                        _fmt(row[k]) if label in ('mean', 'variance') else _number(row[k]),
-                        ha='center', va='center', fontsize=8.5, color=edges[k])
-            ax.text(x0 - 0.06, y0 + cell_h / 2, label, ha='right', va='center', fontsize=8.5,
+                        _fmt(row[k]) if x0 > 1 and x0 < 3 else _number(row[k]),
+                        ha='center', va='center', fontsize=8, color=edges[k])
+            ax.text(x0 - 0.06, y0 + cell_h / 2, label, ha='right', va='center', fontsize=8,
                     color='#546E7A')
     for x0, x1 in zip(starts[:-1], starts[1:]):
         ax.add_patch(FancyArrowPatch((x0 + 2 * cell_w + 0.08, top - m * cell_h / 2),
@@ -282,16 +286,33 @@ def draw_worked_example(values: Dict, path: Path, stamp_text: str) -> Path:
                 va='bottom', fontsize=7, color=edge)
     ax.text(0.1, top - m * cell_h / 2, f'$m = {m}$', ha='left', va='center', fontsize=8.5,
             color='#546E7A', rotation=90)
-    ax.set_xlim(0, 5.8)
+    ax.set_xlim(0, 5.6)
     ax.set_ylim(0.05, 3.15)
     return save_svg(fig, path, stamp_text)
+
+
+def _text_row(fig, ax, centre: float, y: float, parts, fontsize: float, gap: float = 0.07):
+    """Texts of different colours side by side, measured so that they neither overlap nor
+    drift apart, the row centred on `centre` (data coordinates)."""
+    renderer = fig.canvas.get_renderer()
+    to_data = ax.transData.inverted()
+    texts, x = [], 0.
+    for text, colour in parts:
+        t = ax.text(x, y, text, ha='left', va='center', fontsize=fontsize, color=colour)
+        box = t.get_window_extent(renderer=renderer)
+        (x0, _), (x1, _) = to_data.transform([(box.x0, box.y0), (box.x1, box.y1)])
+        texts.append(t)
+        x += (x1 - x0) + gap
+    shift = centre - (x - gap) / 2
+    for t in texts:
+        t.set_x(t.get_position()[0] + shift)
 
 
 def draw_graph(path: Path, stamp_text: str) -> Path:
     from labml_nn_bn.figures import pyplot, save_svg
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
     plt = pyplot()
-    fig, ax = _card(plt, 5.8, 3.7)
+    fig, ax = _card(plt, 4.5, 3.53)
 
     def box(x, y, w, h, edge=INK, face='white', lw=1.1):
         ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h,
@@ -335,7 +356,7 @@ def draw_graph(path: Path, stamp_text: str) -> Path:
     # sums to zero
     arrow((mu[0], mu[1] - 0.24), (var[0], var[1] + 0.24), GREY, lw=1., ls=(0, (3, 2)))
     ax.text(mu[0] + 0.07, 2.55, '$\\sigma^2_\\mathcal{B}$ uses $\\mu_\\mathcal{B}$:\nthis term is 0',
-            ha='left', va='center', fontsize=7, color='#78909C')
+            ha='left', va='center', fontsize=7.5, color='#78909C')
     arrow((3.55 + 0.35, 1.9), (4.65 - 0.35, 1.9), INK, lw=1.3)
     arrow((4.65 + 0.35, 1.9), (5.5 - 0.24, 1.9), INK, lw=1.3)
     ax.text(4.1, 1.98, '$\\gamma, \\beta$', ha='center', va='bottom', fontsize=9,
@@ -346,29 +367,27 @@ def draw_graph(path: Path, stamp_text: str) -> Path:
     ax.text(2.75, 0.6, 'through $\\sigma^2_\\mathcal{B}$,\nto every $\\hat{x}_j$', ha='left',
             va='top', fontsize=8.5, color=ORANGE)
 
-    # What each path contributes to $\partial \ell / \partial x_i$ (Section 3 of the paper)
-    terms = [
-        (INDIGO, '$\\dfrac{\\partial \\ell}{\\partial \\hat{x}_i}'
-                 '\\dfrac{1}{\\sqrt{\\sigma^2_\\mathcal{B} + \\epsilon}}$', 1.95),
-        (TEAL, '$\\dfrac{\\partial \\ell}{\\partial \\mu_\\mathcal{B}}\\dfrac{1}{m}$', 3.05),
-        (ORANGE, '$\\dfrac{\\partial \\ell}{\\partial \\sigma^2_\\mathcal{B}}'
-                 '\\dfrac{2(x_i - \\mu_\\mathcal{B})}{m}$', 3.85),
-    ]
-    ax.text(1.15, -0.45, '$\\dfrac{\\partial \\ell}{\\partial x_i} =$', ha='left', va='center',
-            fontsize=10.5, color=INK)
-    for n, (colour, term, x) in enumerate(terms):
-        ax.text(x, -0.45, term, ha='left', va='center', fontsize=10.5, color=colour)
-        if n:
-            ax.text(x - 0.12, -0.45, '$+$', ha='center', va='center', fontsize=10.5, color=INK)
+    # What each path contributes to $\partial \ell / \partial x_i$ (Section 3 of the paper),
+    # in the colour of its path, as one centred row
     ax.set_xlim(0, 5.8)
     ax.set_ylim(-0.95, 3.6)
+    _text_row(fig, ax, 2.9, -0.45, [
+        ('$\\dfrac{\\partial \\ell}{\\partial x_i} =$', INK),
+        ('$\\dfrac{\\partial \\ell}{\\partial \\hat{x}_i}'
+         '\\dfrac{1}{\\sqrt{\\sigma^2_\\mathcal{B} + \\epsilon}}$', INDIGO),
+        ('$+$', INK),
+        ('$\\dfrac{\\partial \\ell}{\\partial \\mu_\\mathcal{B}}\\dfrac{1}{m}$', TEAL),
+        ('$+$', INK),
+        ('$\\dfrac{\\partial \\ell}{\\partial \\sigma^2_\\mathcal{B}}'
+         '\\dfrac{2(x_i - \\mu_\\mathcal{B})}{m}$', ORANGE),
+    ], fontsize=10)
     return save_svg(fig, path, stamp_text)
 
 
 def draw_running_mean(values: Dict, path: Path, stamp_text: str) -> Path:
     from labml_nn_bn.figures import pyplot, save_svg
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.6, 3.2))
+    fig, ax = plt.subplots(figsize=(4.5, 2.9))
     steps = range(1, values['steps'] + 1)
     ax.plot(steps, values['batch_means'], ls='none', marker='o', ms=2.2, color=GREY, alpha=0.8,
             label=f'batch means ({values["batch_size"]} values each)')
@@ -376,14 +395,14 @@ def draw_running_mean(values: Dict, path: Path, stamp_text: str) -> Path:
     ax.plot(steps, values['running_mean']['0.1'], color=INDIGO, lw=2,
             label='running mean, momentum = 0.1')
     ax.plot(steps, values['running_mean']['None'], color=ORANGE, lw=2,
-            label='running mean, momentum = None (average of all)')
-    ax.set_xlabel('training step', fontsize=9)
-    ax.set_ylabel('mean of the feature', fontsize=9)
-    ax.tick_params(labelsize=8)
+            label='running mean, momentum = None')
+    ax.set_xlabel('training step', fontsize=8.5)
+    ax.set_ylabel('mean of the feature', fontsize=8.5)
+    ax.tick_params(labelsize=7.5)
     ax.grid(alpha=0.3)
     for side in ('top', 'right'):
         ax.spines[side].set_visible(False)
-    ax.legend(fontsize=8, frameon=False, loc='lower right')
+    ax.legend(fontsize=7.5, frameon=False, loc='lower right')
     ax.set_xlim(0, values['steps'])
     fig.tight_layout()
     return save_svg(fig, path, stamp_text)
@@ -392,7 +411,7 @@ def draw_running_mean(values: Dict, path: Path, stamp_text: str) -> Path:
 def draw_train_eval(values: Dict, path: Path, stamp_text: str) -> Path:
     from labml_nn_bn.figures import pyplot, save_svg
     plt = pyplot()
-    fig, (ax_in, ax_out) = plt.subplots(2, 1, figsize=(5.6, 4.1),
+    fig, (ax_in, ax_out) = plt.subplots(2, 1, figsize=(4.5, 3.7),
                                         gridspec_kw={'height_ratios': [2, 4]})
     batch_colours = [INDIGO, TEAL]
     star = values['x_star']
@@ -402,9 +421,9 @@ def draw_train_eval(values: Dict, path: Path, stamp_text: str) -> Path:
         ax.axhline(y, color=GREY_LIGHT, lw=6, zorder=0, solid_capstyle='round')
         ax.plot(others, [y] * len(others), 'o', ms=6, color=colour, alpha=0.45, mew=0)
         ax.plot([star_value], [y], marker='*', ms=14, color=colour, mec='white', mew=0.8)
-        ax.text(star_value, y + 0.22, _fmt(star_value), ha='center', va='bottom', fontsize=8,
+        ax.text(star_value, y + 0.22, _fmt(star_value), ha='center', va='bottom', fontsize=7.5,
                 color=colour)
-        ax.text(-0.02, y, label, ha='right', va='center', fontsize=8.5, color=INK,
+        ax.text(-0.02, y, label, ha='right', va='center', fontsize=8, color=INK,
                 transform=ax.get_yaxis_transform())
 
     for n, batch in enumerate(values['batches']):
@@ -414,9 +433,9 @@ def draw_train_eval(values: Dict, path: Path, stamp_text: str) -> Path:
     for r, (label, out, n) in enumerate(rows):
         lane(ax_out, 3 - r, out, batch_colours[n], out[0], label)
     ax_in.set_title(f'input: the same example $x^* = {star:g}$ (★) in two batches',
-                    fontsize=9.5, loc='left', color=INK)
+                    fontsize=8.5, loc='left', color=INK)
     ax_out.set_title('output of BatchNorm(1): train mode uses the batch statistics,\n'
-                     'eval mode the running statistics the two batches left', fontsize=9.5,
+                     'eval mode the running statistics the two batches left', fontsize=8.5,
                      loc='left', color=INK)
     ax_out.axhline(1.55, color=GREY, lw=0.6, ls=':')
     for ax in (ax_in, ax_out):
@@ -427,11 +446,11 @@ def draw_train_eval(values: Dict, path: Path, stamp_text: str) -> Path:
     ax_in.set_ylim(-0.6, 1.8)
     ax_out.set_ylim(-0.6, 3.8)
     ax_out.text(1.0, 2.5, 'two outputs for $x^*$', transform=ax_out.get_yaxis_transform(),
-                ha='right', va='center', fontsize=8, color='#546E7A')
+                ha='right', va='center', fontsize=7.5, color='#546E7A')
     ax_out.text(1.0, 0.5, 'one output for $x^*$', transform=ax_out.get_yaxis_transform(),
-                ha='right', va='center', fontsize=8, color='#546E7A')
+                ha='right', va='center', fontsize=7.5, color='#546E7A')
     fig.tight_layout(h_pad=0.8)
-    fig.subplots_adjust(left=0.2, right=0.98)
+    fig.subplots_adjust(left=0.22, right=0.98)
     return save_svg(fig, path, stamp_text)
 
 
@@ -455,17 +474,15 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
     }
     paths = [
         draw_axes(values['axes'], out_dir / 'bn_axes.svg',
-                  stamp('random [4, 3, 4, 4] batch', '1 step', device)),
+                  stamp('random [4, 3, 4, 4]', '1 step', device)),
         draw_worked_example(values['worked_example'], out_dir / 'bn_worked_example.svg',
-                            stamp('WORKED_EXAMPLE in labml_nn_bn/batch_norm_pictures.py',
-                                  '1 step', device)),
-        draw_graph(out_dir / 'bn_graph.svg', stamp('Algorithm 1 and Section 3 of the paper',
-                                                   'no steps', device)),
+                            stamp('WORKED_EXAMPLE', '1 step', device)),
+        draw_graph(out_dir / 'bn_graph.svg', stamp('diagram', 'no steps', device)),
         draw_running_mean(values['running_mean'], out_dir / 'bn_running_mean.svg',
-                          stamp(f'synthetic N(drift, 1) batches of {RUNNING_MEAN_BATCH}',
+                          stamp(f'synthetic, {RUNNING_MEAN_BATCH} per batch',
                                 f'{RUNNING_MEAN_STEPS} steps', device)),
         draw_train_eval(values['train_eval'], out_dir / 'bn_train_eval.svg',
-                        stamp('2 batches of 3 sharing x*', '2 training steps', device)),
+                        stamp('2 batches of 3', '2 steps', device)),
     ]
     json_values = dict(values)
     running = values['running_mean']

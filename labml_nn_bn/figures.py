@@ -39,6 +39,7 @@ MAKERS: Dict[str, str] = {
     'batch_norm_pictures': 'labml_nn_bn.batch_norm_pictures',
     'detached_mean': 'labml_nn_bn.experiments.detached_mean',
     'variance_identity': 'labml_nn_bn.experiments.variance_identity',
+    'mnist': 'labml_nn_bn.experiments.mnist',
 }
 
 

@@ -128,3 +128,27 @@ def test_command_line_help_lists_the_options(tmp_path):
         for option in ['--epochs', '--batch-size', '--lr', '--optimizer', '--device', '--bn, --no-bn',
                        '--dataset', '--data-dir', '--seed', '--logs-dir', '--fast-step']:
             assert option in out.stdout, option
+
+
+def test_compiled_step_gives_the_plain_paths_accuracy(monkeypatch):
+    # `--fast-step compile` through torch.compile's graph capture (Dynamo, and AOTAutograd for
+    # the backward). The test uses the 'aot_eager' backend, which runs the captured graphs
+    # without generating C++ code (minutes on a loaded 2-core CPU); the benchmark times the
+    # default backend, whose fused reductions may round differently in the last bits
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, 'compile', lambda *a, **k: compile_(*a, **{**k, 'backend': 'aot_eager'}))
+    tensors = mnist.load_data(conf(train_limit=256, epochs=1))
+    plain = mnist.train(conf(train_limit=256, epochs=1), tensors)
+    fast = mnist.train(conf(train_limit=256, epochs=1, fast_step='compile'), tensors)
+    assert fast.step.startswith('fast step: forward, backward and optimizer compiled')
+    assert plain.step.startswith('plain step')
+    assert fast.test_accuracy == plain.test_accuracy
+    assert fast.history[0]['loss.train'] == pytest.approx(plain.history[0]['loss.train'], rel=1e-5)
+
+
+def test_cuda_graph_step_falls_back_on_cpu():
+    tensors = mnist.load_data(conf(train_limit=128, epochs=1))
+    result = mnist.train(conf(train_limit=128, epochs=1, fast_step='cuda-graph'), tensors)
+    assert result.step == 'fast step: CUDA graphs need a CUDA device, got cpu; using the plain step'
+    plain = mnist.train(conf(train_limit=128, epochs=1), tensors)
+    assert result.history == plain.history

@@ -249,7 +249,7 @@ def test_help_shows_every_default(capsys):
             entry.append(line)
     names = [e[0].split()[0].rstrip(',') for e in entries]
     for option in ['--epochs', '--batch-size', '--lr', '--optimizer', '--seed', '--fast-step',
-                   '--device', '--bn', '--bn-impl', '--dataset', '--data-dir', '--no-download',
+                   '--device', '--bn', '--bn-impl', '--dataset', '--data-dir', '--download',
                    '--train-limit', '--logs-dir']:
         assert option in names, option
     for e in entries:

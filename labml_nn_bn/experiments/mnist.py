@@ -33,15 +33,24 @@ losses and accuracies are printed and stored under `logs/`, next to the nearest 
 
 ![Training loss and test accuracy of the MNIST CNN with and without batch normalization](../../figures/mnist.svg)
 
-Both networks are trained with the same seed, so they start from the same weights (but for
-the biases that batch normalization replaces) and see the same batches in the same order.
-Our view of the figure: with batch normalization the test accuracy climbs faster in the first
-steps, and the loss falls faster, at the same learning rate. This is the paper's claim at a
-small scale (Section 4.2: batch normalization reaches the same accuracy in fewer steps); the
-paper's own experiments are much larger, and on a network this small and a run this short the
-gap at the end is small. `torch.nn.BatchNorm2d` in place of ours gives the same curve to
-within the noise of floating-point reduction order. The figure is made by `make_figures`
-below (`python -m labml_nn_bn.figures --only mnist`).
+The three networks are trained with the same seed, so they see the same batches in the same
+order (the network without batch norm draws biases too, so its initial weights differ): 2
+epochs of the offline subset, batch 64, Adam at $10^{-3}$, with the test accuracy measured in
+`eval()` mode every 4 steps. After <!-- measured mnist:settings.steps -->124<!-- /measured -->
+steps, the test accuracy is
+<!-- measured mnist:bn.accuracy_test .2% -->97.80%<!-- /measured --> with our batch norm,
+<!-- measured mnist:torch_bn.accuracy_test .2% -->97.80%<!-- /measured --> with
+`torch.nn.BatchNorm*d` in its place, and
+<!-- measured mnist:no_bn.accuracy_test .2% -->96.90%<!-- /measured --> without batch
+normalization.
+
+The paper's claim is that batch normalization lets a network reach a given accuracy in fewer
+training steps (Figure 1 on MNIST, and 14 times fewer steps for its ImageNet network). Our view
+of this figure: the same holds at this small scale. With batch normalization the training
+loss falls faster and the test accuracy climbs faster in the first few dozen steps, at the same
+learning rate; by the end of this short run the gap has narrowed to about a point. Our module
+and `torch.nn`'s give curves that lie on top of each other. The figure is made by
+`make_figures` below (`python -m labml_nn_bn.figures --only mnist`).
 """
 
 import argparse
@@ -193,6 +202,7 @@ def train(conf: Configs, tensors: Optional[Tensors] = None, *,
 
 def load_data(conf: Configs) -> Tensors:
     """Loads the data set onto the device and checks the batch size against it."""
+    trainer.use_plain_output_when_not_a_terminal()
     device = pick_device(conf.device)
     dataset, how = data.load_dataset(conf.dataset, conf.data_dir, download_ok=conf.download,
                                      seed=conf.seed)
@@ -206,19 +216,6 @@ def load_data(conf: Configs) -> Tensors:
     trainer.check_batch_size(conf.batch_size, len(train_y),
                              ' or a larger --train-limit' if limited else '')
     return Tensors(str(dataset), how, device, train_x, train_y, on_device.test_x, on_device.test_y)
-
-
-def check(conf: Configs):
-    """Refuses settings that cannot make a meaningful run (`trainer.UsageError`)."""
-    trainer.check_values(epochs=conf.epochs, batch_size=conf.batch_size,
-                         learning_rate=conf.learning_rate, train_limit=conf.train_limit,
-                         device=conf.device, fast_step=conf.fast_step)
-    if conf.optimizer not in trainer.OPTIMIZERS:
-        raise trainer.UsageError(f"argument --optimizer: expected 'adam' or 'sgd', "
-                                 f"got {conf.optimizer!r}")
-    if conf.bn_impl not in ('ours', 'torch'):
-        raise trainer.UsageError(f"argument --bn-impl: expected 'ours' or 'torch', "
-                                 f"got {conf.bn_impl!r}")
 
 
 def run(conf: Configs, *, name: Optional[str] = None, logs_dir: Optional[str] = None,
@@ -257,8 +254,9 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
     base = Configs()
     base.dataset = 'mnist-5k' if smoke else 'auto'
     base.download = not smoke
-    base.epochs = 1 if smoke else base.epochs
-    base.train_limit = 256 if smoke else 0
+    if smoke:
+        base.epochs = 1
+    base.train_limit = 128 if smoke else 0
     check(base)
     tensors = load_data(base)
     every = 1 if smoke else 4
@@ -295,7 +293,9 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
     values['settings'] = {'epochs': base.epochs, 'batch_size': base.batch_size,
                           'optimizer': base.optimizer, 'learning_rate': base.learning_rate,
                           'seed': base.seed, 'steps': steps, 'dataset': tensors.dataset,
-                          'train_images': len(tensors.train_y), 'test_images': len(tensors.test_y)}
+                          'train_images': len(tensors.train_y), 'test_images': len(tensors.test_y),
+                          'torch_threads': torch.get_num_threads(),
+                          'device': figures.describe_device(tensors.device)}
     values['curves'] = curves
     stamp = figures.stamp(tensors.dataset.split(' (')[0] + f', {len(tensors.train_y):,} train / '
                           f'{len(tensors.test_y):,} test', f'{steps} steps ({base.epochs} epochs, '
@@ -326,6 +326,20 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
 
 _CONFIG_KEYS = ('epochs', 'batch_size', 'learning_rate', 'optimizer', 'device', 'batch_norm',
                 'bn_impl', 'dataset', 'data_dir', 'download', 'seed', 'train_limit', 'fast_step')
+
+
+# ## Argument checks
+def check(conf: Configs):
+    """Refuses settings that cannot make a meaningful run (`trainer.UsageError`)."""
+    trainer.check_values(epochs=conf.epochs, batch_size=conf.batch_size,
+                         learning_rate=conf.learning_rate, train_limit=conf.train_limit,
+                         device=conf.device, fast_step=conf.fast_step)
+    if conf.optimizer not in trainer.OPTIMIZERS:
+        raise trainer.UsageError(f"argument --optimizer: expected 'adam' or 'sgd', "
+                                 f"got {conf.optimizer!r}")
+    if conf.bn_impl not in ('ours', 'torch'):
+        raise trainer.UsageError(f"argument --bn-impl: expected 'ours' or 'torch', "
+                                 f"got {conf.bn_impl!r}")
 
 
 # ## Command line

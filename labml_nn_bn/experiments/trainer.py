@@ -201,8 +201,9 @@ def train_epochs(model, optimizer, train: Tuple[torch.Tensor, torch.Tensor],
     per epoch (`loss.train`, `accuracy.train`, `loss.test`, `accuracy.test`), which are also
     saved to labml's tracker. `on_epoch(epoch, metrics)` is called after each (epoch from 1).
     """
-    from labml import monit, tracker
+    from labml import logger, monit, tracker
 
+    use_plain_output_when_not_a_terminal()
     if epochs < 1:
         raise ValueError(f'epochs must be >= 1, got {epochs}')
     check_batch_size(batch_size, len(train[1]))
@@ -222,8 +223,9 @@ def train_epochs(model, optimizer, train: Tuple[torch.Tensor, torch.Tensor],
         history.append(metrics)
         tracker.save(metrics)
         if not is_terminal():
-            print(f'epoch {epoch + 1}/{epochs}: ' +
-                  '  '.join(f'{k} {v:.4f}' for k, v in metrics.items()), flush=True)
+            # Through labml's logger, so that this line replaces the tracker's partial one
+            logger.log(f'epoch {epoch + 1}/{epochs}: ' +
+                       '  '.join(f'{k} {v:.4f}' for k, v in metrics.items()))
         if on_epoch is not None:
             on_epoch(epoch + 1, metrics)
     return history
@@ -508,10 +510,11 @@ def add_data_arguments(parser: argparse.ArgumentParser, dataset: str = 'auto',
     parser.add_argument('--dataset', choices=list(data.DATASETS), default=dataset,
                         help="'auto': full MNIST if cached or downloadable, else the offline subset")
     parser.add_argument('--data-dir', default=None,
-                        help='where MNIST is cached (default: data/ beside .labml.yaml or in the '
-                             'current folder), or the IDX folder for --dataset idx')
-    parser.add_argument('--no-download', dest='download', action='store_false',
-                        help='never download; use cached files or the offline subset')
+                        help='where MNIST is cached, or the IDX folder for --dataset idx; '
+                             'None: data/ beside .labml.yaml, or in the current folder')
+    parser.add_argument('--download', action=argparse.BooleanOptionalAction, default=True,
+                        help='download full MNIST when it is not cached (--no-download: never; '
+                             'use cached files or the offline subset)')
     if train_limit:
         parser.add_argument('--train-limit', type=int, default=0,
                             help='use only this many training images (0: all)')
@@ -519,8 +522,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, dataset: str = 'auto',
 
 def add_logs_argument(parser: argparse.ArgumentParser):
     parser.add_argument('--logs-dir', default=None,
-                        help="where labml stores the run (default: labml's experiments_path from "
-                             "the nearest .labml.yaml, else logs/ in the current folder)")
+                        help="where labml stores the runs; None: labml's experiments_path from "
+                             "the nearest .labml.yaml, else logs/ in the current folder")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, **training):

@@ -100,6 +100,7 @@ def test_make_figures_writes_the_five_pictures_and_their_numbers(tmp_path):
 def test_committed_pictures_show_the_current_numbers():
     committed = json.loads((FIGURES_DIR / 'batch_norm_pictures.json').read_text())['values']
     for name in pictures.FILES:
-        assert (FIGURES_DIR / name).exists(), f'run `python -m labml_nn_bn.figures --only batch_norm_pictures`'
+        assert (FIGURES_DIR / name).exists(), \
+            'run `python -m labml_nn_bn.figures --only batch_norm_pictures`'
     assert committed['worked_example'] == pictures.worked_example_values()
     assert committed['train_eval'] == pictures.train_eval_values()

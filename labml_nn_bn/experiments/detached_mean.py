@@ -69,10 +69,10 @@ What the figure shows:
   Through the statistics, the largest $|\partial \ell / \partial a|$ is <!-- measured detached_mean:scale.through.max_abs_grad_a .1e -->1.8e-07<!-- /measured --> and
   nothing moves.
 
-A real network is messier: the statistics of a mini-batch are noisy and other parameters adapt.
-But the direction the normalisation removes is always there, and any loss component along it
-pushes the bias (or the scale) forever, without any effect on the output, until precision or
-stability gives out. Batch normalization avoids this by back-propagating through
+In our view the toy keeps what matters. A real network is messier: mini-batch statistics are
+noisy and other parameters adapt. But the direction the normalisation removes is always there,
+and with the statistics detached, any part of the loss's gradient along it pushes the bias (or
+the scale) step after step without changing the output, until precision or stability gives out. Batch normalization avoids this by back-propagating through
 $\mu_\mathcal{B}$ and $\sigma^2_\mathcal{B}$.
 
 Run it with

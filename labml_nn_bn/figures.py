@@ -36,9 +36,12 @@ SMOKE_DIR = ROOT / 'test-output' / 'figures-smoke'
 
 # Figure makers, by name; each name is also the stem of the files it writes
 MAKERS: Dict[str, str] = {
-    'covariate_shift': 'labml_nn_bn.experiments.covariate_shift',
-    'population_statistics': 'labml_nn_bn.experiments.population_statistics',
+    'batch_norm_pictures': 'labml_nn_bn.batch_norm_pictures',
     'mnist': 'labml_nn_bn.experiments.mnist',
+    'covariate_shift': 'labml_nn_bn.experiments.covariate_shift',
+    'detached_mean': 'labml_nn_bn.experiments.detached_mean',
+    'variance_identity': 'labml_nn_bn.experiments.variance_identity',
+    'population_statistics': 'labml_nn_bn.experiments.population_statistics',
 }
 
 

@@ -1,0 +1,417 @@
+r"""
+---
+title: E[x²] − E[x]² in floating point
+summary: >
+  How accurately five ways of computing the batch variance normalise an input whose mean is
+  far larger than its spread, in float32, bfloat16 and float16, against a float64 reference.
+---
+
+# $\mathbb{E}[x^2] - \mathbb{E}[x]^2$ in floating point
+
+*This page is our addition: the paper does not discuss how to compute the variance.*
+
+Algorithm 1 of the paper needs the mini-batch variance
+$\sigma^2_\mathcal{B} = \frac{1}{m}\sum_i (x_i - \mu_\mathcal{B})^2$.
+The identity $\mathrm{Var}[x] = \mathbb{E}[x^2] - \mathbb{E}[x]^2$ gives the same number in one
+pass over the data, and it is exact in real arithmetic. In floating point it subtracts two
+large, nearly equal numbers. When the mean is $10^3$ standard deviations away from zero,
+$\mathbb{E}[x^2] \approx 10^6\,\sigma^2$, and a `float32` number near $10^6$ is only known to
+about $0.06$: the difference keeps a few percent of the true variance, or turns negative.
+
+We measure this directly. The input is $\mathcal{N}(\mu, 1)$ of shape $[64, 16, 8, 8]$ (the
+statistics of each of the 16 channels are over $m = 4{,}096$ values), so the *offset*
+$|\mu| / \sigma$ is $\mu$, from $1$ to $10^6$. It is stored in `float32`, `bfloat16` or
+`float16`, and normalised by
+
+* `identity`: $\mathbb{E}[x^2] - \mathbb{E}[x]^2$, written plainly in the input's dtype;
+* `two_pass`: the mean first, then $\frac{1}{m}\sum_i (x_i - \mu_\mathcal{B})^2$, in the
+  input's dtype;
+* `shifted`: our [`BatchNorm`](../batch_norm.md), which computes in at least `float32` and
+  keeps the mean in two parts (a shift and the residual around it);
+* `torch_var_mean`: `torch.var_mean`, then the same normalisation in the input's dtype;
+* `torch_batch_norm`: `torch.nn.BatchNorm2d` in training mode.
+
+Each output is compared with the same normalisation computed in `float64` from the *same*
+stored input: we measure the error the method adds, not the rounding of the input. The error is
+$\lVert y - y_{64} \rVert / \lVert y_{64} \rVert$ over the whole tensor. An output in a
+16-bit dtype cannot be closer to $y_{64}$ than its own rounding, so the figure also shows that
+floor: $y_{64}$ rounded to the dtype.
+
+![Relative error of the normalised output against the offset |mean|/std](../../figures/variance_identity.svg)
+
+What the figure shows (torch 2.13 on CPU):
+
+* In `float32` the identity's error grows with the square of the offset: at $10^3$ it is <!-- measured variance_identity:float32.identity.1e3 .1e -->1.2e-01<!-- /measured -->,
+  and beyond about $3 \times 10^3$ the "variance" of some channels comes out negative and the
+  output is `NaN`. At $10^6$ it is positive again but far too large, which squashes the output
+  towards zero (error <!-- measured variance_identity:float32.identity.1e6 .1e -->1.0e+00<!-- /measured -->).
+  The two-pass form grows only linearly, because all that goes wrong is the
+  rounding of the mean: <!-- measured variance_identity:float32.two_pass.1e3 .1e -->1.0e-04<!-- /measured -->
+  at $10^3$, <!-- measured variance_identity:float32.two_pass.1e6 .1e -->2.1e-02<!-- /measured -->
+  at $10^6$. `torch.var_mean` and `torch.nn.BatchNorm2d` behave like the two-pass form
+  (<!-- measured variance_identity:float32.torch_batch_norm.1e6 .1e -->2.2e-02<!-- /measured -->
+  at $10^6$); the shifted form stays at <!-- measured variance_identity:float32.shifted.1e6 .1e -->4.8e-08<!-- /measured -->,
+  next to the error of rounding the exact output to `float32`.
+* `bfloat16` keeps 8 significant bits. Written in `bfloat16`, the identity's variance is
+  negative from an offset of about 30. From about $4 \times 10^3$ on, every stored value of a
+  channel is the same number, so there is nothing left to normalise and no error to measure
+  (the grey region); just before that, a channel has only a handful of distinct values.
+* In `float16` the identity's variance turns negative at an offset of $10^2$, and from about
+  $300$ on $x^2$ overflows (the largest `float16` is 65,504), so the output is `NaN`. The
+  input itself overflows from $65{,}504$ on.
+* With a 16-bit input, the two-pass form and `torch.var_mean` return the mean in the input's
+  dtype, and are off by <!-- measured variance_identity:float16.torch_var_mean.1e3 .1e -->2.2e-02<!-- /measured -->
+  at $10^3$ in `float16`. Our `BatchNorm` computes the statistics in `float32`; it and
+  `torch.nn.BatchNorm2d` stay at the floor of the dtype (except `BatchNorm2d` on the nearly
+  constant `float16` channels at $10^4$).
+
+The shifted form, which our `BatchNorm` uses, stays at the floor of each dtype over the whole
+range. Large offsets do occur in practice, for instance with un-normalised inputs such as
+time stamps or coordinates far from the origin, or with the activations of a badly scaled
+layer.
+
+Run it with
+
+```bash
+python -m labml_nn_bn.experiments.variance_identity
+```
+
+which prints the table, records it as a labml run under `logs/`, and with `--out DIR` writes the
+figure and `variance_identity.json` there.
+"""
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+from labml_nn_bn import BatchNorm
+
+# The input: 64 examples, 16 channels, 8×8 positions; statistics over all but the channels
+SHAPE = (64, 16, 8, 8)
+DIMS = (0, 2, 3)
+EPS = 1e-5
+DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
+# The offsets |mean|/std quoted in the JSON, one per decade
+DECADES = [f'1e{k}' for k in range(7)]
+
+
+# ## The five ways to normalise
+#
+# Each takes the stored input $x$ of shape $[B, C, H, W]$ and returns
+# $\hat{x}_i = (x_i - \mu_\mathcal{B}) / \sqrt{\sigma^2_\mathcal{B} + \epsilon}$ per channel.
+#
+# The identity, one pass: $\sigma^2_\mathcal{B} = \frac{1}{m}\sum_i x_i^2 - \mu_\mathcal{B}^2$
+def identity(x: torch.Tensor) -> torch.Tensor:
+    mean = x.mean(DIMS, keepdim=True)
+    var = (x * x).mean(DIMS, keepdim=True) - mean * mean
+    return (x - mean) * torch.rsqrt(var + EPS)
+
+
+# Two passes: $\sigma^2_\mathcal{B} = \frac{1}{m}\sum_i (x_i - \mu_\mathcal{B})^2$
+def two_pass(x: torch.Tensor) -> torch.Tensor:
+    mean = x.mean(DIMS, keepdim=True)
+    var = (x - mean).pow(2).mean(DIMS, keepdim=True)
+    return (x - mean) * torch.rsqrt(var + EPS)
+
+
+# Our `BatchNorm`, exactly as a network would call it while training
+def shifted(x: torch.Tensor) -> torch.Tensor:
+    return BatchNorm(x.shape[1], affine=False, eps=EPS, device=x.device).train()(x)
+
+
+# PyTorch's fused variance and mean (biased, as Algorithm 1 normalises with)
+def torch_var_mean(x: torch.Tensor) -> torch.Tensor:
+    var, mean = torch.var_mean(x, DIMS, unbiased=False, keepdim=True)
+    return (x - mean) * torch.rsqrt(var + EPS)
+
+
+# PyTorch's batch norm layer
+def torch_batch_norm(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.BatchNorm2d(x.shape[1], affine=False, eps=EPS, device=x.device).train()(x)
+
+
+METHODS: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    'identity': identity,
+    'two_pass': two_pass,
+    'shifted': shifted,
+    'torch_var_mean': torch_var_mean,
+    'torch_batch_norm': torch_batch_norm,
+}
+
+
+# ## The measurement
+#
+# The reference is the two-pass normalisation in `float64` of the stored values. Its own error
+# is around $10^{-16}$ relative to the spread for every offset here, far below anything
+# measured.
+def reference(x: torch.Tensor) -> torch.Tensor:
+    x64 = x.double()
+    centred = x64 - x64.mean(DIMS, keepdim=True)
+    return centred / torch.sqrt(centred.pow(2).mean(DIMS, keepdim=True) + EPS)
+
+
+# $\lVert y - y_{64} \rVert / \lVert y_{64} \rVert$, or `NaN` when the output is not finite or
+# no error is defined (every value of a channel rounded to the same number)
+def relative_error(y: torch.Tensor, ref: torch.Tensor) -> float:
+    # A non-finite value anywhere makes a norm non-finite, and so does a zero reference
+    error = ((y.double() - ref).norm() / ref.norm()).item()
+    return error if math.isfinite(error) else math.nan
+
+
+def make_input(offset: float, dtype: torch.dtype, seed: int) -> torch.Tensor:
+    """$\\mathcal{N}(\\text{offset}, 1)$ drawn in `float64`, then stored in `dtype`."""
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randn(SHAPE, generator=generator, dtype=torch.float64) + offset).to(dtype)
+
+
+def measure_one(offset: float, dtype: torch.dtype, seed: int) -> Dict:
+    """The relative error of every method, the error floor of the dtype, and what happened to
+    the input and the identity's variance at this offset."""
+    x = make_input(offset, dtype, seed)
+    ref = reference(x)
+    errors = {name: relative_error(method(x), ref) for name, method in METHODS.items()}
+    # The floor: the exact result, rounded to the output's dtype
+    floor = relative_error(ref.to(dtype), ref)
+    mean = x.mean(DIMS, keepdim=True)
+    square = x * x
+    identity_var = square.mean(DIMS, keepdim=True) - mean * mean
+    x64 = x.double()
+    distinct = sorted(torch.unique(x64[:, c]).numel() for c in range(x.shape[1]))
+    return {
+        'errors': errors,
+        'floor': floor,
+        # The input itself overflowed the dtype (float16 beyond 65,504)
+        'input_overflow': not math.isfinite(x64.abs().max().item()),
+        # The median number of distinct stored values in a channel; 1 means the dtype rounded
+        # every value of the channel to the same number
+        'distinct_values': distinct[len(distinct) // 2],
+        # Channels whose variance by the identity came out negative
+        'identity_negative_channels': int((identity_var < 0).sum()),
+        # Whether $x^2$ overflowed the dtype
+        'identity_square_overflow': not math.isfinite(square.abs().max().item()),
+    }
+
+
+def offsets_for(smoke: bool) -> List[float]:
+    """One offset per decade in a smoke run; four per decade otherwise, for the figure."""
+    per_decade = 1 if smoke else 4
+    return [10 ** (k / per_decade) for k in range(6 * per_decade + 1)]
+
+
+def decade_key(offset: float) -> Optional[str]:
+    k = math.log10(offset)
+    return f'1e{round(k)}' if abs(k - round(k)) < 1e-9 else None
+
+
+def measure(smoke: bool = False, seed: int = 0) -> Dict:
+    """Every measurement: `values[dtype][method][offset]` for the decades (the JSON's schema),
+    and `curves` over all offsets for the figure."""
+    offsets = offsets_for(smoke)
+    curves = {}
+    for dtype_name, dtype in DTYPES.items():
+        curves[dtype_name] = [measure_one(offset, dtype, seed) for offset in offsets]
+    values = {}
+    for dtype_name, rows in curves.items():
+        values[dtype_name] = {name: {} for name in METHODS}
+        for offset, row in zip(offsets, rows):
+            key = decade_key(offset)
+            if key is None:
+                continue
+            for name in METHODS:
+                error = row['errors'][name]
+                values[dtype_name][name][key] = error if math.isfinite(error) else 'nan'
+    return {'offsets': offsets, 'curves': curves, 'values': values}
+
+
+# ## The figure
+#
+# One log-log panel per dtype. A non-finite output has no error to plot: it is drawn as a
+# cross on the "NaN" strip at the top of its panel.
+COLOURS = {
+    'identity': '#E53935',
+    'two_pass': '#FB8C00',
+    'shifted': '#3F51B5',
+    'torch_var_mean': '#00897B',
+    'torch_batch_norm': '#8E24AA',
+}
+LABELS = {
+    'identity': 'E[x²] − E[x]²',
+    'two_pass': 'two-pass',
+    'shifted': 'shifted (our BatchNorm)',
+    'torch_var_mean': 'torch.var_mean',
+    'torch_batch_norm': 'torch.nn.BatchNorm2d',
+}
+STYLES = {'identity': '-', 'two_pass': '-', 'shifted': '-', 'torch_var_mean': (0, (4, 2)),
+          'torch_batch_norm': (0, (1.5, 1.5))}
+MARKERS = {'identity': 'o', 'two_pass': 's', 'shifted': 'D', 'torch_var_mean': '^',
+           'torch_batch_norm': 'v'}
+NAN_Y = 2e4
+
+
+def draw(results: Dict):
+    """The figure, as a Matplotlib figure (shown inline in a notebook)."""
+    import matplotlib.pyplot as plt
+    offsets = results['offsets']
+    fig, axes = plt.subplots(3, 1, figsize=(6.2, 8.4), sharex=True)
+    for ax, (dtype_name, rows) in zip(axes, results['curves'].items()):
+        # Where no error is defined: the input overflowed, or was rounded to a constant
+        undefined = [(o, r) for o, r in zip(offsets, rows) if not math.isfinite(r['floor'])]
+        if undefined:
+            start, row = undefined[0]
+            ax.axvspan(start / 10 ** 0.15, 2e6, color='#ECEFF1', lw=0, zorder=0)
+            overflows = any(r['input_overflow'] for _, r in undefined)
+            why = 'input constant\nper channel'
+            if overflows:
+                why += '\nor inf (> 65,504)'
+            ax.text(math.sqrt(start * 1e6), 1e-6, why, ha='center', va='center',
+                    fontsize=8, color='#546E7A')
+        ax.plot(offsets, [r['floor'] for r in rows], color='#9E9E9E', lw=1.2, ls='--',
+                label='floor: exact output rounded', zorder=1)
+        for name in METHODS:
+            errors = [r['errors'][name] for r in rows]
+            if any(math.isfinite(e) for e in errors):
+                # A NaN leaves a gap in the line
+                ax.plot(offsets, errors, color=COLOURS[name], marker=MARKERS[name], ms=3.5,
+                        lw=1.4, ls=STYLES[name], label=LABELS[name], zorder=3)
+            bad = [o for o, e, r in zip(offsets, errors, rows)
+                   if not math.isfinite(e) and math.isfinite(r['floor'])]
+            if bad:
+                ax.plot(bad, [NAN_Y] * len(bad), ls='none', marker='x', ms=6, mew=1.6,
+                        color=COLOURS[name], zorder=4)
+        negative = [o for o, r in zip(offsets, rows) if r['identity_negative_channels'] > 0]
+        if negative:
+            ax.axvline(negative[0], color=COLOURS['identity'], lw=0.8, ls=':', zorder=2)
+            ax.text(negative[0] * 1.15, 2e-10, 'identity: variance < 0', fontsize=7.5,
+                    color=COLOURS['identity'], va='bottom')
+        overflow = [o for o, r in zip(offsets, rows) if r['identity_square_overflow'] and
+                    math.isfinite(r['floor'])]
+        if overflow:
+            ax.text(overflow[0] * 1.15, 1e-8, 'identity: x² overflows', fontsize=7.5,
+                    color=COLOURS['identity'], va='bottom')
+        ax.axhspan(4e3, 1e5, color='#FFEBEE', lw=0, zorder=0)
+        ax.text(1.15, NAN_Y, 'NaN', fontsize=7.5, va='center', color='#C62828')
+        ax.set_xscale('log')
+        ax.set_yscale('log')
+        ax.set_ylim(1e-10, 1e5)
+        ax.set_yticks([1e-9, 1e-7, 1e-5, 1e-3, 1e-1, 1e1, 1e3])
+        ax.set_title(f'{dtype_name} input', fontsize=10, loc='left')
+        ax.set_ylabel('relative error', fontsize=9)
+        ax.grid(alpha=0.3, which='major')
+        ax.tick_params(labelsize=8)
+        for side in ('top', 'right'):
+            ax.spines[side].set_visible(False)
+    axes[-1].set_xlabel('offset |mean| / std of the input', fontsize=9)
+    axes[-1].set_xlim(0.8, 1.25e6)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.suptitle('Error of the normalised output vs float64', fontsize=11, y=0.995)
+    fig.legend(handles, labels, loc='upper center', ncol=3, fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 0.975), handlelength=2.6)
+    fig.tight_layout(rect=(0, 0, 1, 0.94), h_pad=1.2)
+    return fig
+
+
+def plot(results: Dict, stamp_text: str, path: Path) -> Path:
+    from labml_nn_bn.figures import pyplot, save_svg
+    pyplot()
+    return save_svg(draw(results), path, stamp_text)
+
+
+def _json_ready(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return 'nan'
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+def save(results: Dict, out_dir: Path, smoke: bool, seed: int) -> List[Path]:
+    """`variance_identity.svg` and `variance_identity.json` in `out_dir`. The JSON's `values`
+    follow the schema the BatchNorm page quotes; `details` keep the rest of the measurement."""
+    from labml_nn_bn.figures import describe_device, stamp, write_atomically
+    stamp_text = stamp(f'N(offset, 1), {list(SHAPE)}, seed {seed}',
+                       f'{len(results["offsets"])} offsets', describe_device('cpu'))
+    out_dir = Path(out_dir)
+    svg = plot(results, stamp_text, out_dir / 'variance_identity.svg')
+    details = {}
+    for dtype_name, rows in results['curves'].items():
+        details[dtype_name] = {}
+        for offset, row in zip(results['offsets'], rows):
+            key = decade_key(offset)
+            if key is not None:
+                details[dtype_name][key] = {k: v for k, v in row.items() if k != 'errors'}
+    document = {'stamp': stamp_text, 'values': results['values'], 'details': _json_ready(details)}
+    text = json.dumps(document, indent=2, sort_keys=True) + '\n'
+    path = out_dir / 'variance_identity.json'
+    write_atomically(path, text.encode('utf-8'))
+    return [svg, path]
+
+
+def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
+    """The figure maker `variance_identity` (see `labml_nn_bn.figures`)."""
+    return save(measure(smoke), out_dir, smoke, seed=0)
+
+
+# ## Running it
+def format_table(values: Dict) -> str:
+    lines = []
+    for dtype_name, methods in values.items():
+        lines.append(f'{dtype_name}: relative error of the normalised output vs float64')
+        lines.append(f'{"offset":>8} ' + ' '.join(f'{name:>17}' for name in methods))
+        for key in DECADES:
+            cells = []
+            for name in methods:
+                e = methods[name][key]
+                cells.append(f'{e:>17.1e}' if isinstance(e, float) else f'{e:>17}')
+            lines.append(f'{key:>8} ' + ' '.join(cells))
+    return '\n'.join(lines)
+
+
+def run(smoke: bool = False, seed: int = 0, out: Optional[Path] = None,
+        logs_dir: Optional[str] = None, writers=('file',)) -> Dict:
+    """Measures as a labml run: one step per offset, one series per dtype and method."""
+    from labml import tracker
+    from labml_nn_bn.experiments import trainer
+    configs = {'smoke': smoke, 'seed': seed, 'shape': str(list(SHAPE)), 'eps': EPS}
+    with trainer.labml_run('variance_identity', configs, logs_dir=logs_dir, writers=writers):
+        results = measure(smoke, seed)
+        for step, offset in enumerate(results['offsets']):
+            row = {f'{name}.{dtype_name}': results['curves'][dtype_name][step]['errors'][name]
+                   for dtype_name in DTYPES for name in METHODS}
+            tracker.save(step, {k: v for k, v in row.items() if math.isfinite(v)})
+    print(format_table(results['values']))
+    if out is not None:
+        for path in save(results, out, smoke, seed):
+            print(f'wrote {path}')
+    return results
+
+
+def main(argv=None):
+    from labml_nn_bn.experiments import trainer
+    prog = 'python -m labml_nn_bn.experiments.variance_identity'
+    parser = trainer.make_parser(
+        prog,
+        description='Relative error of five ways to compute the batch variance, against the '
+                    'offset |mean|/std of the input.')
+    parser.add_argument('--smoke', action='store_true',
+                        help='one offset per decade instead of four (seconds)')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the random input')
+    parser.add_argument('--out', default=None,
+                        help='folder to write variance_identity.svg and .json into')
+    trainer.add_logs_argument(parser)
+    args = parser.parse_args(argv)
+    if args.seed < 0:
+        parser.error(f'expected --seed >= 0, got {args.seed}')
+    out = None if args.out is None else Path(args.out)
+    if out is not None and out.exists() and not out.is_dir():
+        parser.error(f'expected --out to be a folder, got the file {out}')
+    return trainer.run_main(lambda: run(args.smoke, args.seed, out, args.logs_dir), prog)
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])

@@ -390,3 +390,273 @@ def case_gradcheck(rank, world, sizes, tail):
 def test_gradcheck_through_the_all_reduce(group):
     assert group.run('case_gradcheck', sizes=[2, 0, 1], tail=(2,)) == [True] * WORLD
     assert group.run('case_gradcheck', sizes=[2, 1, 2], tail=()) == [True] * WORLD
+
+
+# ---- without other ranks, and in evaluation --------------------------------------------------
+
+def test_without_a_process_group_it_is_batch_norm():
+    assert not dist.is_initialized()
+    x = torch.randn(6, CHANNELS, 4, 4) * 3 + 1
+    w = torch.randn_like(x)
+    xs, ws = [x, x * 2 + 1], [w, w]
+    (sync, sync_stats), (plain, plain_stats) = [
+        _steps(_make(cls, True, 0.1), xs, ws) for cls in (SyncBatchNorm, BatchNorm)]
+    for got, want in zip(sync, plain):
+        for key in ('y', 'grad_x', 'grad_weight', 'grad_bias'):
+            assert torch.equal(got[key], want[key]), key
+    for key in sync_stats:
+        assert torch.equal(sync_stats[key], plain_stats[key]), key
+    assert int(sync_stats['num_batches_tracked']) == 2
+
+
+def case_subgroups(rank, world, sizes):
+    """Groups of one (every rank alone) and a group of ranks 0, 1 with rank 2 alone."""
+    alone, _ = dist.new_subgroups(group_size=1)
+    pairs = [dist.new_group([0, 1]), dist.new_group([2])]
+    result = {}
+    data = [_data(0, sizes, (3,), torch.float32, False)]
+    for name, grp in (('alone', alone), ('pair', pairs[0] if rank < 2 else pairs[1])):
+        a, b = _bounds(sizes, rank)
+        out, stats = _steps(_make(SyncBatchNorm, True, 0.1, process_group=grp),
+                            [data[0][0][a:b]], [data[0][1][a:b]])
+        result[name] = {'y': _np(out[0]['y']), 'grad_x': _np(out[0]['grad_x']),
+                        'running_var': _np(stats['running_var'])}
+    return result
+
+
+def test_process_group_of_one_and_subgroups(group):
+    sizes = [3, 2, 4]
+    ranks = group.run('case_subgroups', sizes=sizes)
+    x, w = _data(0, sizes, (3,), torch.float32, False)
+
+    def reference(a, b):
+        out, stats = _steps(_make(BatchNorm, True, 0.1), [x[a:b]], [w[a:b]])
+        return _np(out[0]['y']), _np(out[0]['grad_x']), _np(stats['running_var'])
+
+    # A group of one: exactly BatchNorm on the rank's own slice
+    for r, got in enumerate(ranks):
+        y, grad_x, var = reference(*_bounds(sizes, r))
+        np.testing.assert_array_equal(got['alone']['y'], y)
+        np.testing.assert_array_equal(got['alone']['grad_x'], grad_x)
+        np.testing.assert_array_equal(got['alone']['running_var'], var)
+    # Ranks 0 and 1 together: their concatenated batch, not all three ranks'
+    y, grad_x, var = reference(0, sizes[0] + sizes[1])
+    np.testing.assert_allclose(np.concatenate([ranks[0]['pair']['y'], ranks[1]['pair']['y']]), y,
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.concatenate([ranks[0]['pair']['grad_x'],
+                                               ranks[1]['pair']['grad_x']]), grad_x,
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ranks[1]['pair']['running_var'], var, rtol=1e-5)
+    np.testing.assert_array_equal(ranks[2]['pair']['y'], ranks[2]['alone']['y'])
+    assert np.abs(ranks[0]['pair']['y'] - ranks[0]['alone']['y']).max() > 0.1
+
+
+def _refuse(*args, **kwargs):
+    raise AssertionError('communicated')
+
+
+def case_eval_without_communication(rank, world):
+    bn = _make(SyncBatchNorm, True, 0.1)
+    no_stats = SyncBatchNorm(CHANNELS, track_running_stats=False)
+    x = torch.randn(4, CHANNELS, 2, 2) + rank
+    saved = dist.all_gather, dist.all_reduce
+    dist.all_gather, dist.all_reduce = _refuse, _refuse
+    try:
+        # Training would communicate: the patched collectives catch it
+        try:
+            bn(x)
+            trained = True
+        except AssertionError:
+            trained = False
+        bn.eval()
+        no_stats.eval()
+        # Different numbers of calls on different ranks: fine without collectives
+        for _ in range(rank + 1):
+            y = bn(x)
+            y_local = no_stats(x)
+    finally:
+        dist.all_gather, dist.all_reduce = saved
+    expected = BatchNorm(CHANNELS, track_running_stats=False)(x)
+    return {'trained': trained, 'y': _np(y), 'x': _np(x), 'local_ok': torch.equal(y_local, expected)}
+
+
+def test_evaluation_does_not_communicate(group):
+    for r in group.run('case_eval_without_communication'):
+        assert r['trained'] is False
+        # Population statistics at their initial values: y = γ x / √(1 + ε) + β
+        bn = _make(BatchNorm, True, 0.1).eval()
+        np.testing.assert_allclose(r['y'], _np(bn(torch.from_numpy(r['x']).float())), rtol=1e-6)
+        assert r['local_ok']
+
+
+# ---- converting a model --------------------------------------------------------------------
+
+def test_convert_the_mnist_cnn():
+    from labml_nn_bn.mnist import Model
+    for impl in ('ours', 'torch'):
+        model = Model(batch_norm=True, bn_impl=impl)
+        # Some history in the statistics, and one layer left in evaluation mode
+        model(torch.randn(8, 1, 28, 28))
+        model.bn2.eval()
+        x = torch.randn(5, 1, 28, 28)
+        y_before = model(x)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        params = dict(model.named_parameters())
+        originals = [model.bn1, model.bn2, model.bn3]
+
+        converted = convert_sync_batch_norm(model)
+        assert converted is model
+        norms = [model.bn1, model.bn2, model.bn3]
+        assert all(type(m) is SyncBatchNorm for m in norms)
+        assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        assert [m.channels for m in norms] == [o.num_features for o in originals]
+        # 570 channels: the page's count of numbers communicated per step is 3 and 2 times this
+        assert sum(m.channels for m in norms) == 570
+        # The same parameter objects, so an optimiser built before still trains the model
+        assert all(p is params[n] for n, p in model.named_parameters())
+        after = model.state_dict()
+        assert after.keys() == before.keys()
+        for k in before:
+            assert torch.equal(after[k], before[k]), k
+        assert [m.training for m in norms] == [True, False, True]
+        # Outside a process group the converted model computes what it computed before
+        torch.testing.assert_close(model(x), y_before)
+
+
+def test_convert_keeps_flags_device_and_dtype():
+    model = torch.nn.Sequential(
+        torch.nn.BatchNorm1d(4, eps=1e-3, momentum=None, affine=False),
+        torch.nn.Sequential(torch.nn.BatchNorm3d(5, track_running_stats=False, bias=False)),
+        BatchNorm(6, momentum=0.3, bias=False),
+    ).to(torch.float64)
+    model.train(False)
+    convert_sync_batch_norm(model, process_group='group')
+    first, second, third = model[0], model[1][0], model[2]
+    assert all(type(m) is SyncBatchNorm for m in (first, second, third))
+    assert (first.eps, first.momentum, first.affine, first.weight) == (1e-3, None, False, None)
+    assert first.running_mean.dtype == torch.float64
+    assert second.running_mean is None and second.weight.dtype == torch.float64
+    assert second.bias is None and third.bias is None and third.momentum == 0.3
+    assert all(m.process_group == 'group' and not m.training for m in (first, second, third))
+    # A batch norm itself comes back converted
+    assert type(convert_sync_batch_norm(torch.nn.BatchNorm2d(3))) is SyncBatchNorm
+    # Lazy batch norms do not know their channels yet
+    with pytest.raises(ValueError, match='before its first forward pass'):
+        convert_sync_batch_norm(torch.nn.LazyBatchNorm2d())
+    with pytest.raises(TypeError, match='expected a torch.nn.Module, got int'):
+        convert_sync_batch_norm(3)
+
+
+# ---- data-parallel training of the MNIST CNN -----------------------------------------------
+
+STEPS, GLOBAL_BATCH, LR = 5, 11, 0.05
+
+
+def _training_data():
+    g = torch.Generator().manual_seed(3)
+    return torch.randn(STEPS * GLOBAL_BATCH, 1, 28, 28, generator=g), \
+        torch.randint(0, 10, (STEPS * GLOBAL_BATCH,), generator=g)
+
+
+def _flat_parameters(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def case_ddp_training(rank, world, sync):
+    from torch.nn.parallel import DistributedDataParallel
+    from labml_nn_bn import data
+    from labml_nn_bn.experiments import mnist_ddp
+    from labml_nn_bn.mnist import Model
+    torch.manual_seed(0)
+    model = Model(batch_norm=True)
+    if sync:
+        model = convert_sync_batch_norm(model)
+    ddp = DistributedDataParallel(model)
+    optimizer = torch.optim.SGD(ddp.parameters(), lr=LR, momentum=0.9)
+    x, y = _training_data()
+    history = []
+    for xb, yb in data.batches(x, y, GLOBAL_BATCH, generator=torch.Generator().manual_seed(0)):
+        share = mnist_ddp.shard(len(yb), rank, world)
+        mnist_ddp.train_step(ddp, optimizer, xb[share], yb[share], len(yb), world)
+        history.append(_np(_flat_parameters(model)))
+    stats = _np(torch.cat([model.bn1.running_mean, model.bn3.running_var]))
+    # The experiment's epoch and evaluation on the same data: one more pass, then the test
+    loss, accuracy = mnist_ddp.train_epoch(ddp, optimizer, x, y, GLOBAL_BATCH,
+                                           torch.Generator().manual_seed(1), rank, world)
+    test = mnist_ddp.evaluate(model, x[:7], y[:7], rank, world, batch_size=2)
+    return {'history': history, 'stats': stats, 'epoch': (loss, accuracy), 'test': test,
+            'final': _np(_flat_parameters(model))}
+
+
+def test_ddp_training_equals_single_process_training(group):
+    from labml_nn_bn import data
+    from labml_nn_bn.mnist import Model
+    torch.manual_seed(0)
+    model = Model(batch_norm=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
+    x, y = _training_data()
+    history = []
+    for xb, yb in data.batches(x, y, GLOBAL_BATCH, generator=torch.Generator().manual_seed(0)):
+        loss = F.cross_entropy(model(xb), yb)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.append(_np(_flat_parameters(model)))
+    assert len(history) == STEPS
+
+    synced = group.run('case_ddp_training', sync=True)
+    for r in synced:
+        for step, (got, want) in enumerate(zip(r['history'], history)):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5, err_msg=f'step {step}')
+        np.testing.assert_allclose(r['stats'], _np(torch.cat([model.bn1.running_mean,
+                                                               model.bn3.running_var])),
+                                   rtol=1e-4, atol=1e-5)
+        # Every rank agrees on the epoch's loss and accuracy and on the test numbers
+        assert r['epoch'] == synced[0]['epoch'] and r['test'] == synced[0]['test']
+        np.testing.assert_array_equal(r['final'], synced[0]['final'])
+
+    # The experiment's epoch and evaluation against one process on the same batches
+    total, correct = 0., 0
+    model.train()
+    for xb, yb in data.batches(x, y, GLOBAL_BATCH, generator=torch.Generator().manual_seed(1),
+                               drop_last=True):
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(yb)
+        correct += (logits.argmax(1) == yb).sum().item()
+    np.testing.assert_allclose(synced[0]['epoch'], (total / len(y), correct / len(y)), rtol=1e-4)
+    np.testing.assert_allclose(synced[0]['final'], _np(_flat_parameters(model)), rtol=1e-4, atol=2e-5)
+    model.eval()
+    with torch.no_grad():
+        logits = model(x[:7])
+    test = (F.cross_entropy(logits, y[:7]).item(), (logits.argmax(1) == y[:7]).float().mean().item())
+    np.testing.assert_allclose(synced[0]['test'], test, rtol=1e-4)
+
+    # Without synchronisation the same run departs from one process's at the first step
+    unsynced = group.run('case_ddp_training', sync=False)
+    assert np.abs(unsynced[0]['history'][0] - history[0]).max() > 1e-3
+
+
+# ---- the experiment's command line -----------------------------------------------------------
+
+def test_experiment_command_line_errors(capsys):
+    from labml_nn_bn.experiments import mnist_ddp
+    assert mnist_ddp.parse_args(['--no-sync', '--batch-size', '8'], world=2)['sync'] is False
+    bad = [
+        ([], None, 'expected to be started by torchrun'),
+        (['--batch-size', '1'], 2, 'expected --batch-size >= 2 for 2 processes with sync'),
+        (['--no-sync', '--batch-size', '6'], 4, 'expected --batch-size >= 8 for 4 processes without sync'),
+        (['--epochs', '0'], 2, 'expected --epochs >= 1, got 0'),
+        (['--lr', '0'], 2, 'expected --lr > 0'),
+        (['--dataset', 'idx'], 2, '--dataset idx needs --data-dir'),
+        (['--train-limit', '10'], 2, 'expected --train-limit >= --batch-size (64) or 0, got 10'),
+    ]
+    for argv, world, message in bad:
+        with pytest.raises(SystemExit) as e:
+            mnist_ddp.parse_args(argv, world)
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert message in err[-1] and err[-1].startswith('usage:') is False, err

@@ -161,9 +161,9 @@ def local_moments(x: torch.Tensor) -> torch.Tensor:
 # the spread of the parts' means around each other. Folding the $W$ ranks in one by one with
 # this rule gives the same result as applying it to all of them at once:
 #
-# $$n = \sum_r n_r \qquad
-#   \mu = \frac{1}{n} \sum_r n_r \mu_r \qquad
-#   M = \sum_r M_r + \sum_r n_r (\mu_r - \mu)^2$$
+# $$n = \sum_r n_r \qquad \mu = \frac{1}{n} \sum_r n_r \mu_r$$
+#
+# $$M = \sum_r M_r + \sum_r n_r (\mu_r - \mu)^2$$
 #
 # which is what we compute, since it needs no loop over ranks. Every term of $M$ is a square,
 # so nothing cancels; a rank with $n_r = 0$ contributes nothing, as it should.

@@ -8,14 +8,15 @@ summary: >
 
 # Data-parallel MNIST with synchronised batch norm
 
-This trains the MNIST CNN of the [batch norm experiment](../batch_norm.md) with
-`torch.nn.parallel.DistributedDataParallel` in several processes, with its batch norms
-converted to [`SyncBatchNorm`](../sync_batch_norm.md) or left as they are.
-Start it with `torchrun`, which launches the processes and tells each its rank:
+This trains the MNIST CNN of `labml_nn_bn.mnist`, with our [`BatchNorm`](../batch_norm.md)
+after each hidden layer, with `torch.nn.parallel.DistributedDataParallel` in several
+processes; its batch norms are converted to [`SyncBatchNorm`](../sync_batch_norm.md), or
+left as they are. Start it with `torchrun`, which launches the processes and tells each its
+rank. With synchronised batch norm, without it, and every option:
 
 ```bash
-torchrun --nproc_per_node 2 -m labml_nn_bn.experiments.mnist_ddp            # synchronised batch norm
-torchrun --nproc_per_node 2 -m labml_nn_bn.experiments.mnist_ddp --no-sync  # each process's own statistics
+torchrun --nproc_per_node 2 -m labml_nn_bn.experiments.mnist_ddp
+torchrun --nproc_per_node 2 -m labml_nn_bn.experiments.mnist_ddp --no-sync
 torchrun --nproc_per_node 2 -m labml_nn_bn.experiments.mnist_ddp --help
 ```
 
@@ -27,11 +28,14 @@ share of every global batch (shares differ by at most one image). Process 0 logs
 with labml and prints the final test accuracy.
 
 With `--sync` (the default), this is the same training as the single-process experiment
-(`python -m labml_nn_bn.mnist`) with the same seed, batch size and optimiser, up to floating-point
-rounding: the same initial weights, the same batches, batch norm statistics over the whole
-global batch, and the gradient of the mean loss over the global batch. With `--no-sync`, each
-process normalises with the statistics of its share alone, so the network depends on the
-number of processes.
+(`python -m labml_nn_bn.mnist`) with the same seed, batch size and optimiser: the same initial
+weights, the same batches, batch norm statistics over the whole global batch, and the
+gradient of the mean loss over the global batch. Only the rounding differs, since sums are
+taken in another order, and training amplifies it: Adam divides each step by the size of the
+gradient, which magnifies differences in tiny gradients, and a max-pool or a ReLU can switch on
+a tiny difference. So the final accuracies of the two runs differ a little; the tests check
+the equality step by step in `float64`. With `--no-sync`, each process normalises with the
+statistics of its share alone, so the network depends on the number of processes.
 """
 
 import argparse

@@ -1,19 +1,24 @@
 """
-Training throughput of the MNIST CNN (images per second over one epoch), with our `BatchNorm`
-and with `torch.nn.BatchNorm*d`, on the CPU and, when there is one, on the GPU.
+Training throughput of the MNIST CNN (images per second over one epoch, and seconds per
+epoch), with our `BatchNorm`, with `torch.nn.BatchNorm*d` and without batch norm, on the CPU and,
+when there is one, on the GPU; and, in the same run, the experiment's fast train steps
+(`--fast-step compile`, and `cuda-graph` on a GPU) against the plain step.
 
 Not a test: timings depend on the machine. It prints the data set, the devices and a table.
 
     .venv/bin/python benchmarks/mnist_throughput.py                 # offline subset when needed
     .venv/bin/python benchmarks/mnist_throughput.py --dataset idx --data-dir /usr/share/datasets/fashion-mnist
+    .venv/bin/python benchmarks/mnist_throughput.py --no-compile     # skip torch.compile (slow to compile on a CPU)
 """
 import argparse
 import platform
+import statistics
 import time
 
 import torch
 
-from labml_nn_bn import data, mnist
+from labml_nn_bn import data
+from labml_nn_bn.experiments import mnist, trainer
 
 
 def synchronize(device):
@@ -21,27 +26,34 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
-def epoch_throughput(tensors: data.DeviceData, device, bn_impl: str, batch_size: int, seed: int = 0,
-                     warmup_steps: int = 5) -> float:
-    """Images per second for one epoch of the experiment's own `train_epoch`, after a warm-up."""
-    torch.manual_seed(seed)
+def epoch_seconds(tensors: data.DeviceData, device, bn_impl: str, batch_size: int,
+                  fast_step: str = 'off', repeats: int = 3, seed: int = 0):
+    """Seconds for each of `repeats` epochs of the experiment's own training loop, after a
+    warm-up epoch (which also compiles or captures a fast step), and the test accuracy after
+    the first timed epoch."""
+    generator = trainer.seed_everything(seed)
     model = mnist.Model(batch_norm=bn_impl != 'none', bn_impl='torch' if bn_impl == 'none' else bn_impl)
     model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    generator = torch.Generator().manual_seed(seed)
+    step, text = trainer.make_fast_step(model, optimizer, fast_step, device)
     x, y = tensors.train_x, tensors.train_y
-    warmup = warmup_steps * batch_size
-    mnist.train_epoch(model, optimizer, x[:warmup], y[:warmup], batch_size, generator)
-    synchronize(device)
-    start = time.perf_counter()
-    # `train_epoch` drops the last incomplete batch
-    images = len(y) - len(y) % batch_size
-    mnist.train_epoch(model, optimizer, x, y, batch_size, generator)
-    synchronize(device)
-    return images / (time.perf_counter() - start)
+    trainer.train_epoch(model, optimizer, x, y, batch_size, generator, step_fn=step, progress=None)
+    times, accuracy = [], None
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        trainer.train_epoch(model, optimizer, x, y, batch_size, generator, step_fn=step,
+                            progress=None)
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+        if accuracy is None:
+            accuracy = trainer.evaluate(model, tensors.test_x, tensors.test_y)[1]
+    return times, accuracy, text
 
 
-def cpu_name() -> str:
+def device_name(device) -> str:
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
     try:
         with open('/proc/cpuinfo') as f:
             for line in f:
@@ -53,29 +65,42 @@ def cpu_name() -> str:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument('--dataset', default='auto', choices=list(data.DATASETS))
-    parser.add_argument('--data-dir', default=None)
-    parser.add_argument('--batch-size', type=int, default=64)
-    parser.add_argument('--repeats', type=int, default=3, help='epochs timed per setting (best is kept)')
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--dataset', default='auto', choices=list(data.DATASETS), help='data set')
+    parser.add_argument('--data-dir', default=None, help='MNIST cache or IDX folder')
+    parser.add_argument('--batch-size', type=int, default=64, help='images per step')
+    parser.add_argument('--repeats', type=int, default=3, help='timed epochs per setting (median kept)')
+    parser.add_argument('--no-compile', dest='compile', action='store_false',
+                        help='leave out --fast-step compile')
+    parser.add_argument('--cpu', dest='cpu', action=argparse.BooleanOptionalAction, default=True,
+                        help='also time the CPU')
     args = parser.parse_args()
 
     dataset, how = data.load_dataset(args.dataset, args.data_dir)
-    devices = [torch.device('cpu')] + ([torch.device('cuda')] if torch.cuda.is_available() else [])
+    devices = ([torch.device('cpu')] if args.cpu else []) + \
+        ([torch.device('cuda')] if torch.cuda.is_available() else [])
     print(f'{dataset} ({how})')
     print(f'torch {torch.__version__}, Python {platform.python_version()}, '
           f'{torch.get_num_threads()} CPU threads, batch {args.batch_size}, '
-          f'best of {args.repeats} epochs')
+          f'median of {args.repeats} epochs after a warm-up epoch')
     for device in devices:
-        name = torch.cuda.get_device_name(device) if device.type == 'cuda' else cpu_name()
         tensors = data.DeviceData(dataset, device)
-        rates = {impl: max(epoch_throughput(tensors, device, impl, args.batch_size)
-                           for _ in range(args.repeats))
-                 for impl in ('ours', 'torch', 'none')}
-        print(f'{device.type} ({name}): ours {rates["ours"]:,.0f} images/s, '
-              f'torch.nn {rates["torch"]:,.0f} images/s '
-              f'(ours/torch = {rates["ours"] / rates["torch"]:.2f}), '
-              f'no batch norm {rates["none"]:,.0f} images/s')
+        print(f'\n{device.type} ({device_name(device)})')
+        print(f'{"batch norm":<12} {"step":<11} {"s/epoch":>9} {"images/s":>10} {"vs plain":>9} '
+              f'{"test acc":>9}')
+        steps = ['off'] + (['compile'] if args.compile else []) + \
+            (['cuda-graph'] if device.type == 'cuda' else [])
+        for impl in ('ours', 'torch', 'none'):
+            plain = None
+            for fast in steps:
+                times, accuracy, text = epoch_seconds(tensors, device, impl, args.batch_size, fast,
+                                                      args.repeats)
+                seconds = statistics.median(times)
+                plain = plain or seconds
+                images = len(tensors.train_y) - len(tensors.train_y) % args.batch_size
+                print(f'{impl:<12} {fast:<11} {seconds:>9.3f} {images / seconds:>10,.0f} '
+                      f'{plain / seconds:>8.2f}x {accuracy:>9.2%}', flush=True)
 
 
 if __name__ == '__main__':

@@ -36,6 +36,7 @@ SMOKE_DIR = ROOT / 'test-output' / 'figures-smoke'
 
 # Figure makers, by name; each name is also the stem of the files it writes
 MAKERS: Dict[str, str] = {
+    'mnist': 'labml_nn_bn.experiments.mnist',
 }
 
 

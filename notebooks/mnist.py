@@ -24,8 +24,10 @@
 #
 # This notebook trains the same small convolutional network on MNIST twice, with and without
 # [batch normalization](https://arxiv.org/abs/1502.03167), and plots how the two learn.
-# The network and the training loop are in
-# [`labml_nn_bn/mnist.py`](https://github.com/labml-nn-bn/labml_nn_bn/blob/main/labml_nn_bn/mnist.py),
+# The network is in
+# [`labml_nn_bn/experiments/mnist.py`](https://github.com/labml-nn-bn/labml_nn_bn/blob/main/labml_nn_bn/experiments/mnist.py),
+# the training loop it shares with the other experiments in
+# [`labml_nn_bn/experiments/trainer.py`](https://github.com/labml-nn-bn/labml_nn_bn/blob/main/labml_nn_bn/experiments/trainer.py),
 # the batch norm itself in
 # [`labml_nn_bn/batch_norm.py`](https://github.com/labml-nn-bn/labml_nn_bn/blob/main/labml_nn_bn/batch_norm.py);
 # the [annotated pages](https://labml-nn-bn.github.io/labml_nn_bn/) explain both.
@@ -69,7 +71,7 @@ else:
 # %%
 import os
 
-from labml_nn_bn import mnist
+from labml_nn_bn.experiments import mnist
 
 SMOKE = os.environ.get('LABML_NN_BN_SMOKE') == '1'
 

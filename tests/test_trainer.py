@@ -1,0 +1,350 @@
+"""
+Tests of the shared trainer (`labml_nn_bn.experiments.trainer`) and of how the experiments'
+command line behaves with bad input: one line on stderr, a non-zero exit, no traceback and no
+run folder left behind; a diverging run stops at its first non-finite loss; runs go where
+--logs-dir or labml's configuration says, with one clear line when nothing is writable; plain
+output when stdout is not a terminal.
+"""
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT
+from labml_nn_bn import data
+from labml_nn_bn.experiments import mnist, trainer
+
+QUICK = ['--dataset', 'mnist-5k', '--device', 'cpu', '--epochs', '1', '--train-limit', '128']
+
+
+def _main(argv, capsys):
+    """Runs the MNIST command line in this process: (exit status, stdout, stderr)."""
+    try:
+        mnist.main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _assert_one_line_error(code, err, expected_code, *fragments):
+    assert code == expected_code, err
+    assert 'Traceback' not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f'{mnist.PROG}: error: '), err
+    for fragment in fragments:
+        assert fragment in last, last
+
+
+def _runs(folder: Path):
+    return sorted(p for p in folder.rglob('run.yaml')) if folder.exists() else []
+
+
+BAD_ARGUMENTS = [
+    (['--epochs', '0'], 'argument --epochs: expected at least 1, got 0'),
+    (['--epochs', '-3'], 'argument --epochs: expected at least 1, got -3'),
+    (['--batch-size', '1'], 'argument --batch-size: expected at least 2, got 1'),
+    (['--batch-size', '-64'], 'argument --batch-size: expected at least 2, got -64'),
+    (['--lr', 'inf'], 'argument --lr: expected a finite number > 0, got inf'),
+    (['--lr', 'nan'], 'argument --lr: expected a finite number > 0, got nan'),
+    (['--lr', '0'], 'argument --lr: expected a finite number > 0, got 0.0'),
+    (['--lr', '-0.1'], 'argument --lr: expected a finite number > 0, got -0.1'),
+    (['--train-limit', '-1'], 'argument --train-limit: expected 0 (all) or more, got -1'),
+    (['--device', 'tpu0'], "argument --device: unknown device 'tpu0'"),
+    (['--optimizer', 'rmsprop'], "argument --optimizer: invalid choice: 'rmsprop'"),
+    (['--fast-step', 'turbo'], "argument --fast-step: invalid choice: 'turbo'"),
+    (['--epochs', 'two'], "argument --epochs: invalid int value: 'two'"),
+]
+
+
+@pytest.mark.parametrize('argv,message', BAD_ARGUMENTS, ids=[' '.join(a) for a, _ in BAD_ARGUMENTS])
+def test_meaningless_arguments_are_refused_before_anything_runs(argv, message, tmp_path,
+                                                                monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _main(argv, capsys)
+    _assert_one_line_error(code, err, 2, message)
+    # Refused before the data was loaded and before a labml run was created
+    assert 'Data:' not in out
+    assert not (tmp_path / 'logs').exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has CUDA')
+def test_cuda_is_refused_up_front_without_cuda(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _main(['--device', 'cuda'], capsys)
+    _assert_one_line_error(code, err, 2, "argument --device: device 'cuda': CUDA is not available",
+                           '--device cpu')
+    assert 'Data:' not in out and not (tmp_path / 'logs').exists()
+
+
+@pytest.mark.parametrize('argv,fragments', [
+    (['--batch-size', '4001'], ['4001 is larger than the 4,000 training images',
+                                'use a smaller batch']),
+    (['--batch-size', '64', '--train-limit', '10'], ['64 is larger than the 10 training images',
+                                                     'or a larger --train-limit']),
+])
+def test_a_batch_larger_than_the_data_is_refused_before_the_run(argv, fragments, tmp_path,
+                                                                monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _main(['--dataset', 'mnist-5k', '--device', 'cpu'] + argv, capsys)
+    _assert_one_line_error(code, err, 2, *fragments)
+    assert not (tmp_path / 'logs').exists()
+
+
+def test_bad_data_is_one_line_and_leaves_no_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'idx').mkdir()
+    code, out, err = _main(['--dataset', 'idx', '--data-dir', str(tmp_path / 'idx')], capsys)
+    _assert_one_line_error(code, err, 1, 'expected train-images-idx3-ubyte.gz')
+    assert not (tmp_path / 'logs').exists()
+
+
+# ## Divergence
+class _NaNAt(torch.nn.Module):
+    """A model whose output becomes NaN from the `at`-th training forward pass on."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 3)
+        self.at, self.calls = at, 0
+
+    def forward(self, x):
+        self.calls += 1
+        out = self.linear(x)
+        return out * float('nan') if self.calls >= self.at else out
+
+
+@pytest.mark.parametrize('check_every', [1, 2, 100])
+def test_training_stops_at_the_first_non_finite_loss(check_every):
+    model = _NaNAt(at=3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+    seen = []
+    with pytest.raises(trainer.DivergenceError) as error:
+        trainer.train_steps(model, optimizer, trainer.batch_stream(x, y, 8, torch.Generator()),
+                            20, on_step=lambda s: seen.append(s.step), check_every=check_every)
+    # The error names the first bad step even when the flag is read only every few steps
+    assert error.value.step == 3 and math.isnan(error.value.loss)
+    message = str(error.value)
+    assert 'the loss is nan at step 3' in message and '--lr (now 0.1)' in message
+    assert 'check the data' in message
+    if check_every == 1:
+        assert seen == [1, 2]
+    # With a larger interval training stops at the next check (or at the end, if sooner)
+    assert max(seen) <= min(2 + check_every, 20)
+
+
+def test_a_diverging_run_exits_non_zero_with_one_line(tmp_path):
+    # 1e30 passes the up-front checks (finite, positive) and makes the loss NaN at once
+    out = _cli(QUICK + ['--lr', '1e30'], tmp_path, tmp_path)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert 'Traceback' not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert 'error: training diverged: the loss is nan at step' in last
+    assert 'try a lower learning rate' in last
+    assert 'Final test accuracy' not in out.stdout
+
+
+# ## Where runs go
+def _cli(args, cwd, home, module='labml_nn_bn.experiments.mnist'):
+    env = dict(os.environ, HOME=str(home), PYTHONPATH=str(ROOT))
+    env.pop('LABML_NN_BN_TRACEBACK', None)
+    return subprocess.run([sys.executable, '-m', module] + args, cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_logs_dir_stores_the_run_there_and_output_is_plain_when_not_a_terminal(tmp_path):
+    home = tmp_path / 'home'
+    home.mkdir()
+    out = _cli(QUICK + ['--logs-dir', str(tmp_path / 'runs')], tmp_path, home)
+    assert out.returncode == 0, out.stderr
+    assert len(_runs(tmp_path / 'runs' / 'mnist_batch_norm')) == 1
+    assert not (tmp_path / 'logs').exists()
+    # stdout is a pipe here: no carriage-return redraws, no colour codes, one line per epoch
+    text = out.stdout + out.stderr
+    assert '\r' not in text and '\x1b' not in text
+    assert sum(line.startswith('epoch 1/1: ') for line in out.stdout.splitlines()) == 1
+    assert 'Final test accuracy: ' in out.stdout
+
+
+@pytest.mark.skipif(not hasattr(os, 'openpty'), reason='needs a pseudo-terminal')
+def test_a_terminal_keeps_labmls_progress_bar(tmp_path):
+    # Under a (pseudo-)terminal the run shows labml's redrawn progress line and finishes
+    primary, secondary = os.openpty()
+    env = dict(os.environ, HOME=str(tmp_path), PYTHONPATH=str(ROOT))
+    process = subprocess.Popen([sys.executable, '-m', 'labml_nn_bn.experiments.mnist'] + QUICK +
+                               ['--logs-dir', str(tmp_path / 'runs')], cwd=tmp_path, env=env,
+                               stdout=secondary, stderr=subprocess.PIPE)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(primary, 1 << 16)
+        except OSError:  # the terminal closed: the process has ended
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(primary)
+    code = process.wait(timeout=300)
+    stderr = process.stderr.read().decode()
+    text = b''.join(chunks).decode(errors='replace')
+    assert code == 0, stderr
+    assert 'Train:' in text and '\r' in text and '\x1b[' in text
+    assert 'Final test accuracy' in text
+    assert 'epoch 1/1: ' not in text
+
+
+def test_labml_configuration_is_honoured_without_logs_dir(tmp_path, monkeypatch, capsys):
+    # .labml.yaml in a parent folder says where runs go, relative to that file
+    (tmp_path / '.labml.yaml').write_text('experiments_path: my_runs\n')
+    work = tmp_path / 'work'
+    work.mkdir()
+    monkeypatch.chdir(work)
+    code, out, err = _main(QUICK, capsys)
+    assert code == 0, err
+    assert len(_runs(tmp_path / 'my_runs' / 'mnist_batch_norm')) == 1
+    assert not (work / 'logs').exists()
+    # A later run in the same process with --logs-dir goes there, and the next without it
+    # goes back to labml's configuration
+    code, _, err = _main(QUICK + ['--logs-dir', str(tmp_path / 'other')], capsys)
+    assert code == 0, err
+    assert len(_runs(tmp_path / 'other')) == 1
+    assert _main(QUICK + ['--no-bn'], capsys)[0] == 0
+    assert len(_runs(tmp_path / 'my_runs' / 'mnist_no_batch_norm')) == 1
+
+
+@pytest.fixture
+def unwritable_dir(tmp_path):
+    """A folder this process cannot write into."""
+    if os.geteuid() != 0:
+        folder = tmp_path / 'read-only'
+        folder.mkdir()
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    # root writes through permission bits; sysfs refuses new entries even to root
+    folder = Path('/sys/kernel')
+    try:
+        (folder / 'labml-nn-bn-probe').mkdir()
+    except OSError:
+        yield folder
+        return
+    pytest.skip('no folder here is read-only to this user')
+
+
+def test_read_only_folder_without_logs_dir_is_one_line(unwritable_dir, monkeypatch, capsys):
+    monkeypatch.chdir(unwritable_dir)
+    code, out, err = _main(QUICK, capsys)
+    _assert_one_line_error(code, err, 1, f'cannot write to {unwritable_dir / "logs"}',
+                           'pass --logs-dir with a writable folder')
+
+
+def test_read_only_folder_with_logs_dir_works(unwritable_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(unwritable_dir)
+    code, out, err = _main(QUICK + ['--logs-dir', str(tmp_path / 'runs')], capsys)
+    assert code == 0, err
+    assert len(_runs(tmp_path / 'runs')) == 1
+
+
+def test_unwritable_home_is_one_line(unwritable_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv('HOME', str(unwritable_dir))
+    code, out, err = _main(QUICK, capsys)
+    _assert_one_line_error(code, err, 1, f'cannot write to {unwritable_dir / ".labml"}',
+                           'set HOME to a writable folder')
+    assert not _runs(tmp_path / 'logs')
+
+
+# ## --help
+def test_help_shows_every_default(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        mnist.parse_args(['--help'])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    entries, entry = [], None
+    for line in text.split('options:', 1)[1].splitlines():
+        if line.startswith('  -'):
+            entry = [line]
+            entries.append(entry)
+        elif entry is not None and line.strip():
+            entry.append(line)
+    names = [e[0].split()[0].rstrip(',') for e in entries]
+    for option in ['--epochs', '--batch-size', '--lr', '--optimizer', '--seed', '--fast-step',
+                   '--device', '--bn', '--bn-impl', '--dataset', '--data-dir', '--download',
+                   '--train-limit', '--logs-dir']:
+        assert option in names, option
+    for e in entries:
+        if e[0].strip().startswith('-h'):
+            continue
+        assert '(default: ' in ' '.join(e), e
+
+
+# ## Library pieces
+def test_pick_device():
+    assert trainer.pick_device('auto').type == ('cuda' if torch.cuda.is_available() else 'cpu')
+    assert trainer.pick_device('cpu') == torch.device('cpu')
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        trainer.pick_device('gpu')
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match='CUDA is not available here'):
+            trainer.pick_device('cuda:0')
+
+
+def test_check_values_refuses_each_bad_value_and_accepts_good_ones():
+    trainer.check_values(epochs=1, steps=1, batch_size=2, learning_rate=1e-3, train_limit=0,
+                         device='cpu', fast_step='off')
+    for bad in [dict(steps=0), dict(epochs=0), dict(batch_size=1), dict(learning_rate=float('inf')),
+                dict(learning_rate=-1e-3), dict(train_limit=-2), dict(device='nope'),
+                dict(fast_step='x')]:
+        with pytest.raises(trainer.UsageError):
+            trainer.check_values(**bad)
+
+
+def test_train_steps_counts_steps_across_calls_and_batch_stream_is_endless():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(20, 4), torch.randint(0, 3, (20,))
+    stream = trainer.batch_stream(x, y, 8, torch.Generator().manual_seed(0))
+    steps = []
+    # 20 images, batch 8: two batches an epoch; 5 steps need three epochs of the stream
+    first = trainer.train_steps(model, optimizer, stream, 5, on_step=lambda s: steps.append(s.step))
+    second = trainer.train_steps(model, optimizer, stream, 2, first_step=5,
+                                 on_step=lambda s: steps.append(s.step))
+    assert steps == [1, 2, 3, 4, 5, 6, 7]
+    assert first.steps == 5 and first.images == 40 and second.images == 16
+    with pytest.raises(trainer.UsageError, match='64 is larger than the 20 training images'):
+        next(trainer.batch_stream(x, y, 64, torch.Generator()))
+    with pytest.raises(ValueError, match='ran out after 2 of 3 steps'):
+        trainer.train_steps(model, optimizer, data.batches(x, y, 8, drop_last=True), 3)
+
+
+def test_evaluate_uses_eval_mode_and_restores_the_mode():
+    modes = []
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    model.register_forward_hook(lambda m, i, o: modes.append(m.training))
+    x, y = torch.randn(10, 4), torch.randint(0, 3, (10,))
+    model.train()
+    trainer.evaluate(model, x, y, batch_size=4)
+    assert modes == [False] * 3 and model.training
+    model.eval()
+    trainer.evaluate(model, x, y)
+    assert not model.training
+
+
+def test_fast_step_falls_back_to_the_plain_step_without_cuda():
+    model = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.Adam(model.parameters())
+    with pytest.raises(ValueError, match='fast step must be one of off, compile, cuda-graph'):
+        trainer.make_fast_step(model, optimizer, 'fast', torch.device('cpu'))
+    step, text = trainer.make_fast_step(model, optimizer, 'cuda-graph', torch.device('cpu'))
+    assert text == 'fast step: CUDA graphs need a CUDA device, got cpu; using the plain step'
+    loss, logits = step(torch.randn(8, 4), torch.randint(0, 3, (8,)))
+    assert logits.shape == (8, 3) and torch.isfinite(loss)

@@ -304,12 +304,11 @@ class SyncBatchNorm(BatchNorm):
     Outside an initialised process group, or in a group of one, it is `BatchNorm`.
     """
 
-    def __init__(self, channels: int, *, eps: float = 1e-5, momentum=0.1,
+    def __init__(self, channels: int, eps: float = 1e-5, momentum=0.1,
                  affine: bool = True, track_running_stats: bool = True,
-                 device=None, dtype=None, bias: bool = True, process_group=None):
-        super().__init__(channels, eps=eps, momentum=momentum, affine=affine,
-                         track_running_stats=track_running_stats, device=device,
-                         dtype=dtype, bias=bias)
+                 device=None, dtype=None, *, bias: bool = True, process_group=None):
+        super().__init__(channels, eps, momentum, affine, track_running_stats, device, dtype,
+                         bias=bias)
         self.process_group = process_group
 
     def forward(self, x: torch.Tensor):
@@ -330,9 +329,10 @@ class SyncBatchNorm(BatchNorm):
             m, mean, var = merge_moments(moments)
 
         # The same cases as `BatchNorm`, decided on the global count: every rank knows it, so all
-        # of them take the same branch and none is left waiting in a collective.
+        # of them take the same branch and none is left waiting in a collective. With no values
+        # anywhere, every rank's slice is empty, and `BatchNorm` handles it without communicating.
         if m == 0:
-            return x.clone()
+            return super().forward(x)
         if m == 1:
             raise ValueError(f"expected more than 1 value per channel over all ranks when "
                              f"training, got 1 (this rank's input has shape {tuple(x.shape)})")
@@ -351,6 +351,16 @@ class SyncBatchNorm(BatchNorm):
         if not (dist.is_available() and dist.is_initialized()):
             return False
         return dist.get_world_size(self.process_group) > 1
+
+    # `BatchNorm` refuses an input with a single value per channel when training. Synchronised,
+    # that rule is about the global batch, checked in `forward` once every rank's count is
+    # known: one rank may hold a single example while the others hold many. Here only the
+    # type, rank and number of channels are checked, on an empty slice of the same input.
+    def _check_input(self, x):
+        if self.training and isinstance(x, torch.Tensor) and x.dim() >= 2 \
+                and self._is_distributed():
+            x = x[:0]
+        super()._check_input(x)
 
 
 # ## Converting a model

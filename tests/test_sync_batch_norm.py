@@ -307,15 +307,22 @@ def case_count_edge(rank, world, sizes):
 
 
 def test_all_empty_and_single_value_batches(group):
-    # No values anywhere: like BatchNorm on an empty batch, an empty output and no update
+    # No values anywhere: what BatchNorm does with an empty batch, an empty output and no
+    # change to the averages
+    empty = BatchNorm(CHANNELS)
+    empty(torch.randn(0, CHANNELS))
     for r in group.run('case_count_edge', sizes=[0, 0, 0]):
-        assert r['shape'] == (0, CHANNELS) and r['batches'] == 0 and not r['mean'].any()
+        assert r['shape'] == (0, CHANNELS) and not r['mean'].any()
+        assert r['batches'] == int(empty.num_batches_tracked)
     # One value over all ranks: every rank raises, none is left waiting in a collective
     for r in group.run('case_count_edge', sizes=[0, 1, 0]):
         assert 'expected more than 1 value per channel over all ranks' in r['error']
-    # Two values, on different ranks: fine, although each rank alone has at most one
+    # Two values, on different ranks: fine, although BatchNorm would refuse each rank's alone
     ranks = group.run('case_count_edge', sizes=[1, 0, 1])
     assert [r['batches'] for r in ranks] == [1, 1, 1]
+    with pytest.raises(ValueError, match='expected more than 1 value per channel'):
+        BatchNorm(CHANNELS)(torch.randn(1, CHANNELS))
+    assert ranks[0]['grad'].shape == (1, CHANNELS) and np.isfinite(ranks[0]['grad']).all()
 
 
 # ---- gradcheck through the collectives -----------------------------------------------------

@@ -499,7 +499,7 @@ def test_evaluation_does_not_communicate(group):
 # ---- converting a model --------------------------------------------------------------------
 
 def test_convert_the_mnist_cnn():
-    from labml_nn_bn.mnist import Model
+    from labml_nn_bn.experiments.mnist import Model
     for impl in ('ours', 'torch'):
         model = Model(batch_norm=True, bn_impl=impl)
         # Some history in the statistics, and one layer left in evaluation mode
@@ -574,7 +574,7 @@ def case_ddp_training(rank, world, sync):
     from torch.nn.parallel import DistributedDataParallel
     from labml_nn_bn import data
     from labml_nn_bn.experiments import mnist_ddp
-    from labml_nn_bn.mnist import Model
+    from labml_nn_bn.experiments.mnist import Model
     torch.manual_seed(0)
     model = Model(batch_norm=True).double()
     if sync:
@@ -598,7 +598,7 @@ def case_ddp_training(rank, world, sync):
 
 def test_ddp_training_equals_single_process_training(group):
     from labml_nn_bn import data
-    from labml_nn_bn.mnist import Model
+    from labml_nn_bn.experiments.mnist import Model
     torch.manual_seed(0)
     model = Model(batch_norm=True).double()
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
@@ -656,16 +656,19 @@ def test_experiment_command_line_errors(capsys):
     assert mnist_ddp.parse_args(['--no-sync', '--batch-size', '8'], world=2)['sync'] is False
     bad = [
         ([], None, 'expected to be started by torchrun'),
-        (['--batch-size', '1'], 2, 'expected --batch-size >= 2 for 2 processes with sync'),
-        (['--no-sync', '--batch-size', '6'], 4, 'expected --batch-size >= 8 for 4 processes without sync'),
-        (['--epochs', '0'], 2, 'expected --epochs >= 1, got 0'),
-        (['--lr', '0'], 2, 'expected --lr > 0'),
-        (['--dataset', 'idx'], 2, '--dataset idx needs --data-dir'),
-        (['--train-limit', '10'], 2, 'expected --train-limit >= --batch-size (64) or 0, got 10'),
+        (['--batch-size', '2'], 3, 'argument --batch-size: expected at least 3 for 3 processes with sync'),
+        (['--no-sync', '--batch-size', '6'], 4,
+         'argument --batch-size: expected at least 8 for 4 processes without sync, got 6'),
+        (['--batch-size', '1'], 1, 'argument --batch-size: expected at least 2, got 1'),
+        (['--epochs', '0'], 2, 'argument --epochs: expected at least 1, got 0'),
+        (['--lr', '0'], 2, 'argument --lr: expected a finite number > 0'),
+        (['--dataset', 'idx'], 2, 'idx needs --data-dir'),
+        (['--device', 'tpu'], 2, "argument --device: invalid choice: 'tpu'"),
     ]
     for argv, world, message in bad:
         with pytest.raises(SystemExit) as e:
             mnist_ddp.parse_args(argv, world)
         assert e.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert message in err[-1] and err[-1].startswith('usage:') is False, err
+        assert message in err[-1] and err[-1].startswith('torchrun --nproc_per_node N -m '
+                                                         'labml_nn_bn.experiments.mnist_ddp: error:'), err

@@ -8,7 +8,7 @@ summary: >
 
 # Data-parallel MNIST with synchronised batch norm
 
-This trains the MNIST CNN of `labml_nn_bn.mnist`, with our [`BatchNorm`](../batch_norm.md)
+This trains [the MNIST CNN](mnist.md), with our [`BatchNorm`](../batch_norm.md)
 after each hidden layer, with `torch.nn.parallel.DistributedDataParallel` in several
 processes; its batch norms are converted to [`SyncBatchNorm`](../sync_batch_norm.md), or
 left as they are. Start it with `torchrun`, which launches the processes and tells each its
@@ -25,10 +25,12 @@ On CPUs the processes talk through the gloo backend; with one GPU per process, t
 Every process loads the same data and draws the same sequence of global batches from the same
 seed; `--batch-size` is the size of the **global** batch, and each process trains on its own
 share of every global batch (shares differ by at most one image). Process 0 logs the run
-with labml and prints the final test accuracy.
+with labml and prints the final test accuracy. The options and their checks are those of the
+[shared trainer](trainer.md); the training loop is written out here, since each step works on
+a share of the batch.
 
 With `--sync` (the default), this is the same training as the single-process experiment
-(`python -m labml_nn_bn.mnist`) with the same seed, batch size and optimiser: the same initial
+(`python -m labml_nn_bn.experiments.mnist`) with the same seed, batch size and optimiser: the same initial
 weights, the same batches, batch norm statistics over the whole global batch, and the
 gradient of the mean loss over the global batch. Only the rounding differs, since sums are
 taken in another order, and training amplifies it: Adam divides each step by the size of the
@@ -44,19 +46,21 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from labml import experiment, logger, monit, tracker
+from labml import logger, monit, tracker
 from labml.logger import Text
 from torch.nn.parallel import DistributedDataParallel
 
 from labml_nn_bn import data
-from labml_nn_bn.mnist import Model
+from labml_nn_bn.experiments import trainer
+from labml_nn_bn.experiments.mnist import Model
 from labml_nn_bn.sync_batch_norm import convert_sync_batch_norm
+
+PROG = 'torchrun --nproc_per_node N -m labml_nn_bn.experiments.mnist_ddp'
 
 
 # ## Configuration
@@ -80,8 +84,10 @@ class Config:
     data_dir: Optional[str] = None
     download: bool = True
     seed: int = 0
-    # Use only the first `train_limit` training images (0 for all), for quick checks
+    # Use only `train_limit` training images, a seeded random subset (0 for all), for quick checks
     train_limit: int = 0
+    # Where labml stores runs (`None`: labml's configuration)
+    logs_dir: Optional[str] = None
     # Filled in when the processes start
     world_size: int = 1
     backend: str = ''
@@ -144,11 +150,11 @@ def train_epoch(model, optimizer, x: torch.Tensor, y: torch.Tensor, batch_size: 
     # The last, incomplete global batch is dropped, as in the single-process experiment
     steps = len(y) // batch_size
     batches = data.batches(x, y, batch_size, generator=generator, drop_last=True)
-    if progress:
-        batches = monit.iterate('Train', batches, total_steps=steps)
+    # The progress bar runs over the step numbers, as in the shared trainer
+    counter = monit.iterate('Train', range(steps)) if progress else range(steps)
     # Summed loss, number correct and number of examples of this process
     sums = torch.zeros(3, dtype=torch.float64, device=x.device)
-    for xb, yb in batches:
+    for _, (xb, yb) in zip(counter, batches):
         share = shard(len(yb), rank, world)
         logits, total = train_step(model, optimizer, xb[share], yb[share], len(yb), world)
         sums[0] += total
@@ -184,14 +190,6 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, rank: int, world: int,
     return (sums[0] / sums[2]).item(), (sums[1] / sums[2]).item()
 
 
-def make_optimizer(name: str, params, lr: float):
-    if name == 'adam':
-        return torch.optim.Adam(params, lr=lr)
-    if name == 'sgd':
-        return torch.optim.SGD(params, lr=lr, momentum=0.9)
-    raise ValueError(f"optimizer must be 'adam' or 'sgd', got {name!r}")
-
-
 # ## The training run
 #
 # The seed is set before the model is built, so every process starts from the same weights
@@ -201,31 +199,30 @@ def make_optimizer(name: str, params, lr: float):
 def train(conf: Config, rank: int, world: int, device: torch.device, tensors: data.DeviceData,
           dataset: str) -> Result:
     train_x, train_y = tensors.train_x, tensors.train_y
-    if conf.train_limit:
-        subset = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(conf.seed))
-        subset = subset[:conf.train_limit].to(device)
-        train_x, train_y = train_x[subset], train_y[subset]
-
-    torch.manual_seed(conf.seed)
+    generator = trainer.seed_everything(conf.seed)
     model = Model(batch_norm=True).to(device)
     if conf.sync:
         model = convert_sync_batch_norm(model)
     ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
-    optimizer = make_optimizer(conf.optimizer, ddp.parameters(), conf.learning_rate)
-    generator = torch.Generator().manual_seed(conf.seed)
+    optimizer = trainer.make_optimizer(conf.optimizer, ddp.parameters(), conf.learning_rate)
 
     result = Result(dataset=dataset, device=str(device))
     start = time.perf_counter()
-    epochs = monit.loop(conf.epochs) if rank == 0 else range(conf.epochs)
-    for _ in epochs:
+    # Progress on a terminal, as the shared trainer shows it; elsewhere one line per epoch
+    terminal = rank == 0 and trainer.is_terminal()
+    epochs = monit.loop(conf.epochs) if terminal else range(conf.epochs)
+    for epoch in epochs:
         train_loss, train_acc = train_epoch(ddp, optimizer, train_x, train_y, conf.batch_size,
-                                            generator, rank, world, progress=rank == 0)
+                                            generator, rank, world, progress=terminal)
         test_loss, test_acc = evaluate(model, tensors.test_x, tensors.test_y, rank, world)
         metrics = {'loss.train': train_loss, 'accuracy.train': train_acc,
                    'loss.test': test_loss, 'accuracy.test': test_acc}
         result.history.append(metrics)
         if rank == 0:
             tracker.save(metrics)
+            if not terminal:
+                logger.log(f'epoch {epoch + 1}/{conf.epochs}: ' +
+                           '  '.join(f'{k} {v:.4f}' for k, v in metrics.items()))
     result.seconds = time.perf_counter() - start
     return result
 
@@ -234,7 +231,7 @@ def train(conf: Config, rank: int, world: int, device: torch.device, tensors: da
 #
 # `torchrun` passes each process its rank, the number of processes and its rank on this
 # machine in environment variables, and the address of rank 0 for the rendezvous.
-class SetupError(Exception):
+class SetupError(ValueError):
     """A choice on the command line that cannot work on this machine, or missing data."""
 
 
@@ -252,13 +249,16 @@ def pick_device(name: str, local_rank: int, local_world: int) -> torch.device:
 
 # Process 0 reads the data (downloading full MNIST when it is missing and allowed) and sends
 # it to the others, so that every process has the very same images, whichever source process
-# 0 ended up with. If it fails, all processes stop with its error.
+# 0 ended up with. It also checks that it can store the labml run. If either fails, all
+# processes stop with its error, rather than the others waiting for it in a collective.
 def load_data(conf: Config, rank: int, device: torch.device):
     outcome = [None]
     if rank == 0:
         try:
             dataset, how = data.load_dataset(conf.dataset, conf.data_dir, download_ok=conf.download,
                                              seed=conf.seed)
+            trainer.check_writable(trainer.logs_folder(conf.logs_dir),
+                                   'pass --logs-dir with a writable folder')
             outcome = [(dataset, how)]
         except (ValueError, OSError) as e:
             outcome = [str(e)]
@@ -266,7 +266,12 @@ def load_data(conf: Config, rank: int, device: torch.device):
     if isinstance(outcome[0], str):
         raise SetupError(outcome[0])
     dataset, how = outcome[0]
-    return data.DeviceData(dataset, device), str(dataset), how
+    tensors = data.DeviceData(dataset, device)
+    # The same seeded subset on every process, checked against the batch size on every process
+    tensors.train_x, tensors.train_y = trainer.limit_training_data(
+        tensors.train_x, tensors.train_y, conf.train_limit, conf.seed)
+    trainer.check_batch_size(conf.batch_size, len(tensors.train_y))
+    return tensors, str(dataset), how
 
 
 def run(conf: Config) -> Optional[Result]:
@@ -285,9 +290,7 @@ def run(conf: Config) -> Optional[Result]:
         if rank != 0:
             return train(conf, rank, world, device, tensors, description)
         name = 'mnist_ddp_sync' if conf.sync else 'mnist_ddp_no_sync'
-        experiment.create(name=name, writers={'screen', 'file'}, python_file=str(Path.cwd()))
-        experiment.configs(asdict(conf))
-        with experiment.start():
+        with trainer.labml_run(name, asdict(conf), logs_dir=conf.logs_dir):
             logger.log([('Data: ', Text.key), (description, Text.value)])
             logger.log([('       ', Text.key), (how, Text.meta)])
             logger.log([('Processes: ', Text.key),
@@ -306,72 +309,54 @@ def run(conf: Config) -> Optional[Result]:
 
 
 # ## Command line
+#
+# The options of the single-process experiment, through the shared trainer's helpers, plus
+# `--sync`; `--batch-size` is the global batch. Checks that need the number of processes
+# come after those of the trainer.
 def parse_args(argv=None, world: Optional[int] = None) -> Dict:
     """The settings from the command line; `world` is the number of processes, when known."""
-    parser = argparse.ArgumentParser(
-        prog='torchrun --nproc_per_node N -m labml_nn_bn.experiments.mnist_ddp',
-        description='Train the MNIST CNN with DistributedDataParallel, with or without '
-                    'synchronised batch norm.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = trainer.make_parser(PROG, 'Train the MNIST CNN with DistributedDataParallel, with '
+                                       'or without synchronised batch norm.')
     defaults = Config()
     parser.add_argument('--sync', action=argparse.BooleanOptionalAction, default=defaults.sync,
                         help='synchronise batch norm statistics across processes '
                              '(--no-sync: each process its own)')
-    parser.add_argument('--epochs', type=int, default=defaults.epochs)
-    parser.add_argument('--batch-size', type=int, default=defaults.batch_size,
-                        help='the global batch, split over the processes')
-    parser.add_argument('--lr', '--learning-rate', dest='learning_rate', type=float,
-                        default=defaults.learning_rate)
-    parser.add_argument('--optimizer', choices=['adam', 'sgd'], default=defaults.optimizer)
+    trainer.add_training_arguments(parser, epochs=defaults.epochs, batch_size=defaults.batch_size,
+                                   lr=defaults.learning_rate, optimizer=defaults.optimizer,
+                                   seed=defaults.seed)
     parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'], default=defaults.device,
                         help="'auto': one GPU per process if there are enough, else the CPU")
-    parser.add_argument('--dataset', choices=list(data.DATASETS), default=defaults.dataset,
-                        help="'auto': full MNIST if cached or downloadable, else the offline subset")
-    parser.add_argument('--data-dir', default=None,
-                        help='where MNIST is cached, or the IDX folder for --dataset idx')
-    parser.add_argument('--no-download', dest='download', action='store_false',
-                        help='never download; use cached files or the offline subset')
-    parser.add_argument('--seed', type=int, default=defaults.seed)
-    parser.add_argument('--train-limit', type=int, default=defaults.train_limit,
-                        help='use only this many training images (0: all)')
+    trainer.add_data_arguments(parser, defaults.dataset)
+    trainer.add_logs_argument(parser)
     args = parser.parse_args(argv)
+    trainer.check_arguments(parser, argparse.Namespace(**{**vars(args), 'device': None}))
 
-    if args.epochs < 1:
-        parser.error(f'expected --epochs >= 1, got {args.epochs}')
-    if args.learning_rate <= 0:
-        parser.error(f'expected --lr > 0, got {args.learning_rate}')
-    if args.train_limit < 0:
-        parser.error(f'expected --train-limit >= 0, got {args.train_limit}')
     if args.dataset == 'idx' and args.data_dir is None:
-        parser.error('--dataset idx needs --data-dir, the folder of IDX files')
+        parser.error('argument --dataset: idx needs --data-dir, the folder of IDX files')
     if world is None:
         parser.error('expected to be started by torchrun (RANK and WORLD_SIZE are not set): '
                      'torchrun --nproc_per_node 2 -m labml_nn_bn.experiments.mnist_ddp')
-    # Synchronised, the batch norm needs 2 images in the global batch; on its own, each process
-    # needs 2 in its share, the smallest of which has `batch_size // world`.
-    least = 2 if args.sync else 2 * world
+    # Every process needs at least one image of each batch; without syncing, each batch norm
+    # needs 2 images per process, and the smallest share has `batch_size // world`.
+    least = max(2, world) if args.sync else 2 * world
     if args.batch_size < least:
-        parser.error(f'expected --batch-size >= {least} for {world} processes '
-                     f'{"with" if args.sync else "without"} sync '
-                     f'(each batch norm needs 2 images{"" if args.sync else " per process"}), '
-                     f'got {args.batch_size}')
-    if args.train_limit and args.train_limit < args.batch_size:
-        parser.error(f'expected --train-limit >= --batch-size ({args.batch_size}) or 0, '
-                     f'got {args.train_limit}')
+        parser.error(f'argument --batch-size: expected at least {least} for {world} processes '
+                     f'{"with" if args.sync else "without"} sync, got {args.batch_size}')
     return vars(args)
 
 
 def main(argv=None) -> Optional[Result]:
+    """The command line: errors a user can meet end in one line, printed by process 0."""
     world = int(os.environ['WORLD_SIZE']) if 'RANK' in os.environ and 'WORLD_SIZE' in os.environ \
         else None
     conf = Config(**parse_args(argv, world))
-    try:
-        return run(conf)
-    except SetupError as e:
-        # A missing GPU or data set is reported in one line, by process 0 only
-        if int(os.environ.get('RANK', 0)) == 0:
-            print(f'mnist_ddp: error: {e}', file=sys.stderr)
-        sys.exit(1)
+    if int(os.environ.get('RANK', 0)) != 0:
+        # The others stop quietly with the same status
+        try:
+            return run(conf)
+        except (ValueError, trainer.LogsError):
+            sys.exit(1)
+    return trainer.run_main(lambda: run(conf), PROG)
 
 
 if __name__ == '__main__':

@@ -247,8 +247,8 @@ class SyncBatchNormFunction(torch.autograd.Function):
 
         On one process, the paper's gradient collapses to
         $$\frac{\partial \ell}{\partial x_i} =
-          \frac{\gamma}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}
-          \Big(g_i - \frac{1}{m}\sum_j g_j - \hat{x}_i \frac{1}{m}\sum_j g_j \hat{x}_j\Big)$$
+          \frac{\gamma \, (g_i - a - \hat{x}_i b)}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$$
+        $$a = \frac{1}{m}\sum_j g_j \qquad b = \frac{1}{m}\sum_j g_j \hat{x}_j$$
         with $g_i = \frac{\partial \ell}{\partial y_i}$ (see [`BatchNorm`](batch_norm.md)).
         The sums run over the whole batch: the loss reaches $x_i$ through $\mu$ and
         $\sigma^2_\mathcal{B}$, and every example of every rank changes those. Everything else
@@ -273,7 +273,7 @@ class SyncBatchNormFunction(torch.autograd.Function):
             m = ctx.count
             sum_g, sum_g_x_hat = sums[0].view(shape), sums[1].view(shape)
             gamma = weight.to(dtype).view(shape) if weight is not None else 1.
-            # $\frac{\partial \ell}{\partial x_i}$, the formula above with the global $m$ and sums
+            # $\frac{\partial \ell}{\partial x_i}$, the formula above with the global $m$, $a$ and $b$
             grad_x = (gamma * inv_std) * (g - sum_g / m - x_hat * (sum_g_x_hat / m))
             grad_x = grad_x.to(x.dtype)
 

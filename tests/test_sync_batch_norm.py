@@ -53,7 +53,6 @@ def _worker(rank, world, port, inbox, outbox):
             outbox.put((rank, True, globals()[name](rank, world, **kwargs)))
         except BaseException:
             outbox.put((rank, False, traceback.format_exc()))
-    dist.destroy_process_group()
 
 
 class Group:

@@ -1,0 +1,363 @@
+r"""
+---
+title: Data-parallel MNIST with synchronised batch norm
+summary: >
+  The MNIST CNN trained with DistributedDataParallel over several processes, its batch norms
+  either synchronised across the processes or each on its own slice of the batch.
+---
+
+# Data-parallel MNIST with synchronised batch norm
+
+This trains [the MNIST CNN](mnist.md), with our [`BatchNorm`](../batch_norm.md)
+after each hidden layer, with `torch.nn.parallel.DistributedDataParallel` in several
+processes; its batch norms are converted to [`SyncBatchNorm`](../sync_batch_norm.md), or
+left as they are. Start it with `torchrun`, which launches the processes and tells each its
+rank. With synchronised batch norm, without it, and every option:
+
+```bash
+torchrun --nproc_per_node 2 -m labml_nn_bn.experiments.mnist_ddp
+torchrun --nproc_per_node 2 -m labml_nn_bn.experiments.mnist_ddp --no-sync
+torchrun --nproc_per_node 2 -m labml_nn_bn.experiments.mnist_ddp --help
+```
+
+On CPUs the processes talk through the gloo backend; with one GPU per process, through NCCL.
+
+Every process loads the same data and draws the same sequence of global batches from the same
+seed; `--batch-size` is the size of the **global** batch, and each process trains on its own
+share of every global batch (shares differ by at most one image). Process 0 logs the run
+with labml and prints the final test accuracy. The options and their checks are those of the
+[shared trainer](trainer.md); the training loop is written out here, since each step works on
+a share of the batch.
+
+With `--sync` (the default), this is the same training as the single-process experiment
+(`python -m labml_nn_bn.experiments.mnist`) with the same seed, batch size and optimiser: the same initial
+weights, the same batches, batch norm statistics over the whole global batch, and the
+gradient of the mean loss over the global batch. Only the rounding differs, since sums are
+taken in another order, and training amplifies it: Adam divides each step by the size of the
+gradient, which magnifies differences in tiny gradients, and a max-pool or a ReLU can switch on
+a tiny difference. So the final accuracies of the two runs differ a little; the tests check
+the equality step by step in `float64`. With `--no-sync`, each process normalises with the
+statistics of its share alone, so the network depends on the number of processes.
+"""
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from typing import Dict, List, Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from labml import logger, monit, tracker
+from labml.logger import Text
+from torch.nn.parallel import DistributedDataParallel
+
+from labml_nn_bn import data
+from labml_nn_bn.experiments import trainer
+from labml_nn_bn.experiments.mnist import Model
+from labml_nn_bn.sync_batch_norm import convert_sync_batch_norm
+
+PROG = 'torchrun --nproc_per_node N -m labml_nn_bn.experiments.mnist_ddp'
+
+
+# ## Configuration
+#
+# One record of every setting, stored with the run by labml. The defaults are those of the
+# single-process experiment.
+@dataclass
+class Config:
+    epochs: int = 2
+    # The global batch, split over the processes
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    # `'adam'` or `'sgd'` (with momentum 0.9)
+    optimizer: str = 'adam'
+    # Synchronise batch norm statistics across the processes
+    sync: bool = True
+    # `'auto'`: one GPU per process when there are enough, else the CPU
+    device: str = 'auto'
+    # `'auto'`, `'mnist'`, `'mnist-5k'` or `'idx'` (see `labml_nn_bn.data`)
+    dataset: str = 'auto'
+    data_dir: Optional[str] = None
+    download: bool = True
+    seed: int = 0
+    # Use only `train_limit` training images, a seeded random subset (0 for all), for quick checks
+    train_limit: int = 0
+    # Where labml stores runs (`None`: labml's configuration)
+    logs_dir: Optional[str] = None
+    # Filled in when the processes start
+    world_size: int = 1
+    backend: str = ''
+
+
+@dataclass
+class Result:
+    dataset: str
+    device: str
+    history: List[Dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.
+
+    @property
+    def test_accuracy(self) -> float:
+        return self.history[-1]['accuracy.test']
+
+
+# ## Each process's share of a batch
+#
+# Rank $r$ of $W$ takes a contiguous block of the $n$ examples; the first $n \bmod W$ ranks
+# take one more than the others. A share can be empty when $n < W$.
+def shard(n: int, rank: int, world: int) -> slice:
+    base, extra = divmod(n, world)
+    start = rank * base + min(rank, extra)
+    return slice(start, start + base + (1 if rank < extra else 0))
+
+
+# ## One training step
+#
+# `DistributedDataParallel` *averages* the gradients of the $W$ processes. If each process
+# minimised the mean loss over its own share, shares of unequal size would be weighted
+# equally, not their examples. So each process minimises
+# $$\ell_r = \frac{W}{n} \sum_{i \in \text{share } r} \ell_i$$
+# for a global batch of $n$ examples; the average over processes is then
+# $\frac{1}{W}\sum_r \nabla \ell_r = \nabla \frac{1}{n}\sum_i \ell_i$, the gradient of the mean
+# loss over the global batch, exactly as in one process.
+def train_step(model, optimizer, x: torch.Tensor, y: torch.Tensor, global_size: int, world: int):
+    """
+    One optimiser step on this process's share `x`, `y` of a global batch of `global_size`.
+    Returns the logits and the summed cross-entropy of the share (detached).
+    """
+    logits = model(x)
+    # $\sum_{i \in \text{share } r} \ell_i$
+    total = F.cross_entropy(logits, y, reduction='sum')
+    # $\ell_r = \frac{W}{n} \sum_{i \in \text{share } r} \ell_i$
+    loss = total * (world / global_size)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return logits.detach(), total.detach()
+
+
+# ## Training and evaluation
+#
+# Every process runs the same loop; only process 0 shows progress. The loss and accuracy of
+# an epoch are summed on each process and added up across processes at the end.
+def train_epoch(model, optimizer, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                generator: torch.Generator, rank: int, world: int, progress: bool = False):
+    model.train()
+    # The last, incomplete global batch is dropped, as in the single-process experiment
+    steps = len(y) // batch_size
+    batches = data.batches(x, y, batch_size, generator=generator, drop_last=True)
+    # The progress bar runs over the step numbers, as in the shared trainer
+    counter = monit.iterate('Train', range(steps)) if progress else range(steps)
+    # Summed loss, number correct and number of examples of this process
+    sums = torch.zeros(3, dtype=torch.float64, device=x.device)
+    for _, (xb, yb) in zip(counter, batches):
+        share = shard(len(yb), rank, world)
+        logits, total = train_step(model, optimizer, xb[share], yb[share], len(yb), world)
+        sums[0] += total
+        sums[1] += (logits.argmax(dim=1) == yb[share]).sum()
+        sums[2] += len(yb[share])
+    dist.all_reduce(sums)
+    return (sums[0] / sums[2]).item(), (sums[1] / sums[2]).item()
+
+
+# Evaluation uses the population statistics, so the processes need not talk while they
+# evaluate: each takes a share of the test set and only the sums are added up at the end.
+# `model` is the module inside `DistributedDataParallel`, whose forward pass would otherwise
+# broadcast buffers.
+#
+# Without syncing, every process has updated its moving averages from its own shares since
+# `DistributedDataParallel` last broadcast rank 0's, before the last step. We broadcast them
+# once more, so that all processes evaluate the same network: rank 0's, which is the one
+# `DistributedDataParallel` treats as the reference. With syncing they are already equal.
+@torch.no_grad()
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, rank: int, world: int,
+             batch_size: int = 1000):
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src=0)
+    model.eval()
+    share = shard(len(y), rank, world)
+    sums = torch.zeros(3, dtype=torch.float64, device=x.device)
+    for xb, yb in data.batches(x[share], y[share], batch_size):
+        logits = model(xb)
+        sums[0] += F.cross_entropy(logits, yb, reduction='sum')
+        sums[1] += (logits.argmax(dim=1) == yb).sum()
+        sums[2] += len(yb)
+    dist.all_reduce(sums)
+    return (sums[0] / sums[2]).item(), (sums[1] / sums[2]).item()
+
+
+# ## The training run
+#
+# The seed is set before the model is built, so every process starts from the same weights
+# (`DistributedDataParallel` also copies rank 0's weights to the others when it wraps the
+# model), and the batch generator has the same seed everywhere, so the processes agree on every
+# global batch without exchanging indices.
+def train(conf: Config, rank: int, world: int, device: torch.device, tensors: data.DeviceData,
+          dataset: str) -> Result:
+    train_x, train_y = tensors.train_x, tensors.train_y
+    generator = trainer.seed_everything(conf.seed)
+    model = Model(batch_norm=True).to(device)
+    if conf.sync:
+        model = convert_sync_batch_norm(model)
+    ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
+    optimizer = trainer.make_optimizer(conf.optimizer, ddp.parameters(), conf.learning_rate)
+
+    result = Result(dataset=dataset, device=str(device))
+    start = time.perf_counter()
+    # Progress on a terminal, as the shared trainer shows it; elsewhere one line per epoch
+    terminal = rank == 0 and trainer.is_terminal()
+    epochs = monit.loop(conf.epochs) if terminal else range(conf.epochs)
+    for epoch in epochs:
+        train_loss, train_acc = train_epoch(ddp, optimizer, train_x, train_y, conf.batch_size,
+                                            generator, rank, world, progress=terminal)
+        test_loss, test_acc = evaluate(model, tensors.test_x, tensors.test_y, rank, world)
+        metrics = {'loss.train': train_loss, 'accuracy.train': train_acc,
+                   'loss.test': test_loss, 'accuracy.test': test_acc}
+        result.history.append(metrics)
+        if rank == 0:
+            tracker.save(metrics)
+            if not terminal:
+                logger.log(f'epoch {epoch + 1}/{conf.epochs}: ' +
+                           '  '.join(f'{k} {v:.4f}' for k, v in metrics.items()))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+# ## Processes, devices and data
+#
+# `torchrun` passes each process its rank, the number of processes and its rank on this
+# machine in environment variables, and the address of rank 0 for the rendezvous.
+class SetupError(ValueError):
+    """A choice on the command line that cannot work on this machine, or missing data."""
+
+
+def pick_device(name: str, local_rank: int, local_world: int) -> torch.device:
+    gpus = torch.cuda.device_count()
+    if name == 'auto':
+        name = 'cuda' if gpus >= local_world else 'cpu'
+    if name == 'cuda':
+        if gpus < local_world:
+            raise SetupError(f'--device cuda needs one GPU per process: {local_world} processes '
+                               f'on this machine, {gpus} GPUs found; use --device cpu')
+        return torch.device('cuda', local_rank)
+    return torch.device('cpu')
+
+
+# Process 0 reads the data (downloading full MNIST when it is missing and allowed) and sends
+# it to the others, so that every process has the very same images, whichever source process
+# 0 ended up with. It also checks that it can store the labml run. If either fails, all
+# processes stop with its error, rather than the others waiting for it in a collective.
+def load_data(conf: Config, rank: int, device: torch.device):
+    outcome = [None]
+    if rank == 0:
+        try:
+            dataset, how = data.load_dataset(conf.dataset, conf.data_dir, download_ok=conf.download,
+                                             seed=conf.seed)
+            trainer.check_writable(trainer.logs_folder(conf.logs_dir),
+                                   'pass --logs-dir with a writable folder')
+            outcome = [(dataset, how)]
+        except (ValueError, OSError) as e:
+            outcome = [str(e)]
+    dist.broadcast_object_list(outcome, src=0)
+    if isinstance(outcome[0], str):
+        raise SetupError(outcome[0])
+    dataset, how = outcome[0]
+    tensors = data.DeviceData(dataset, device)
+    # The same seeded subset on every process, checked against the batch size on every process
+    tensors.train_x, tensors.train_y = trainer.limit_training_data(
+        tensors.train_x, tensors.train_y, conf.train_limit, conf.seed)
+    trainer.check_batch_size(conf.batch_size, len(tensors.train_y))
+    return tensors, str(dataset), how
+
+
+def run(conf: Config) -> Optional[Result]:
+    """Trains in this process, one of `WORLD_SIZE` started by `torchrun`."""
+    rank, world = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
+    local_rank = int(os.environ.get('LOCAL_RANK', rank))
+    local_world = int(os.environ.get('LOCAL_WORLD_SIZE', world))
+    device = pick_device(conf.device, local_rank, local_world)
+    if device.type == 'cuda':
+        torch.cuda.set_device(device)
+    conf.backend = 'nccl' if device.type == 'cuda' else 'gloo'
+    conf.world_size = world
+    dist.init_process_group(conf.backend, timeout=timedelta(minutes=5))
+    try:
+        tensors, description, how = load_data(conf, rank, device)
+        if rank != 0:
+            return train(conf, rank, world, device, tensors, description)
+        name = 'mnist_ddp_sync' if conf.sync else 'mnist_ddp_no_sync'
+        with trainer.labml_run(name, asdict(conf), logs_dir=conf.logs_dir):
+            logger.log([('Data: ', Text.key), (description, Text.value)])
+            logger.log([('       ', Text.key), (how, Text.meta)])
+            logger.log([('Processes: ', Text.key),
+                        (f'{world} on {device.type} ({conf.backend})', Text.value)])
+            result = train(conf, rank, world, device, tensors, description)
+        per_process = conf.batch_size / world
+        logger.log([('Final test accuracy: ', Text.key),
+                    (f'{result.test_accuracy:.2%}', Text.success),
+                    (f' after {conf.epochs} epochs in {result.seconds:.1f}s, {world} processes on '
+                     f'{device.type} ({conf.backend}), global batch {conf.batch_size} '
+                     f'({per_process:g} per process), batch norm '
+                     f'{"synchronised" if conf.sync else "per process"}', Text.meta)])
+        return result
+    finally:
+        dist.destroy_process_group()
+
+
+# ## Command line
+#
+# The options of the single-process experiment, through the shared trainer's helpers, plus
+# `--sync`; `--batch-size` is the global batch. Checks that need the number of processes
+# come after those of the trainer.
+def parse_args(argv=None, world: Optional[int] = None) -> Dict:
+    """The settings from the command line; `world` is the number of processes, when known."""
+    parser = trainer.make_parser(PROG, 'Train the MNIST CNN with DistributedDataParallel, with '
+                                       'or without synchronised batch norm.')
+    defaults = Config()
+    parser.add_argument('--sync', action=argparse.BooleanOptionalAction, default=defaults.sync,
+                        help='synchronise batch norm statistics across processes '
+                             '(--no-sync: each process its own)')
+    trainer.add_training_arguments(parser, epochs=defaults.epochs, batch_size=defaults.batch_size,
+                                   lr=defaults.learning_rate, optimizer=defaults.optimizer,
+                                   seed=defaults.seed)
+    parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'], default=defaults.device,
+                        help="'auto': one GPU per process if there are enough, else the CPU")
+    trainer.add_data_arguments(parser, defaults.dataset)
+    trainer.add_logs_argument(parser)
+    args = parser.parse_args(argv)
+    trainer.check_arguments(parser, argparse.Namespace(**{**vars(args), 'device': None}))
+
+    if args.dataset == 'idx' and args.data_dir is None:
+        parser.error('argument --dataset: idx needs --data-dir, the folder of IDX files')
+    if world is None:
+        parser.error('expected to be started by torchrun (RANK and WORLD_SIZE are not set): '
+                     'torchrun --nproc_per_node 2 -m labml_nn_bn.experiments.mnist_ddp')
+    # Every process needs at least one image of each batch; without syncing, each batch norm
+    # needs 2 images per process, and the smallest share has `batch_size // world`.
+    least = max(2, world) if args.sync else 2 * world
+    if args.batch_size < least:
+        parser.error(f'argument --batch-size: expected at least {least} for {world} processes '
+                     f'{"with" if args.sync else "without"} sync, got {args.batch_size}')
+    return vars(args)
+
+
+def main(argv=None) -> Optional[Result]:
+    """The command line: errors a user can meet end in one line, printed by process 0."""
+    world = int(os.environ['WORLD_SIZE']) if 'RANK' in os.environ and 'WORLD_SIZE' in os.environ \
+        else None
+    conf = Config(**parse_args(argv, world))
+    if int(os.environ.get('RANK', 0)) != 0:
+        # The others stop quietly with the same status
+        try:
+            return run(conf)
+        except (ValueError, trainer.LogsError):
+            sys.exit(1)
+    return trainer.run_main(lambda: run(conf), PROG)
+
+
+if __name__ == '__main__':
+    main()

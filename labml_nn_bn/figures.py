@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIGURES_DIR = ROOT / 'docs' / 'figures'
 SMOKE_DIR = ROOT / 'test-output' / 'figures-smoke'
 
-# Figure makers, by name; each name is also the stem of the files it writes
+# Figure makers, by name; `make_figures` returns the files each one wrote
 MAKERS: Dict[str, str] = {
     'batch_norm_pictures': 'labml_nn_bn.batch_norm_pictures',
     'mnist': 'labml_nn_bn.experiments.mnist',

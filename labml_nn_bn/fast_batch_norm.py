@@ -129,7 +129,7 @@ def _channel_stats_kernel(x_ptr, part_ptr, C, S, n_s_tiles, n_tiles, tiles_per_p
     c_ok = c < C
     # $s$: the first value of each channel, a cheap shift that makes $x - s$ exact
     shift = tl.load(x_ptr + c * stride_c, mask=c_ok, other=0.).to(tl.float32)  # [BLOCK_C]
-    n = 0.
+    n = tl.zeros([BLOCK_C], dtype=tl.float32)
     mean = tl.zeros([BLOCK_C], dtype=tl.float32)
     m2 = tl.zeros([BLOCK_C], dtype=tl.float32)
     first = split * tiles_per_program
@@ -156,7 +156,7 @@ def _channel_stats_kernel(x_ptr, part_ptr, C, S, n_s_tiles, n_tiles, tiles_per_p
         n = n_new
     # Partials are laid out as three $[\text{splits}, C]$ planes: count, mean, $M_2$
     out = part_ptr + split * C + c
-    tl.store(out, tl.zeros([BLOCK_C], dtype=tl.float32) + n, mask=c_ok)
+    tl.store(out, n, mask=c_ok)
     tl.store(out + n_splits * C, mean, mask=c_ok)
     tl.store(out + 2 * n_splits * C, m2, mask=c_ok)
 
@@ -358,7 +358,7 @@ class _Layout:
         self.tiles = self.batch * self.s_tiles
         self.c_blocks = triton.cdiv(channels, self.block_c)
         # Enough programs to keep every multiprocessor busy, each with a contiguous run of tiles
-        self.splits = max(1, min(self.tiles, 256, triton.cdiv(_programs(x.device), self.c_blocks)))
+        self.splits = max(1, min(self.tiles, 1024, triton.cdiv(_programs(x.device), self.c_blocks)))
         self.tiles_per_program = triton.cdiv(self.tiles, self.splits)
         self.splits = triton.cdiv(self.tiles, self.tiles_per_program)
         self.grid = (self.c_blocks, self.splits)

@@ -332,11 +332,11 @@ def _grad_input_kernel(x_ptr, g_ptr, dx_ptr, shift_ptr, res_ptr, scale_ptr, k1_p
 # How an input is seen by the kernels: the tensor to pass (the input itself, or a channels-first
 # copy for unusual strides), its $[B, C, S]$ sizes and strides, and the tile shape.
 class _Layout:
-    def __init__(self, x: torch.Tensor):
+    def __init__(self, x: torch.Tensor, tile: int = None, programs: int = None):
         batch, channels = x.shape[0], x.shape[1]
         positions = x.numel() // (batch * channels)
         channels_last = x.dim() > 2 and x.movedim(1, -1).is_contiguous()
-        tile = _tile_elements(x.device)
+        tile = tile or _tile_elements(x.device)
         if positions == 1 or (channels_last and not x.is_contiguous()):
             # Rows of $C$ contiguous channels: $[B, C, S]$ is read as $[1, C, B \cdot S]$
             if not channels_last and not x.is_contiguous():
@@ -358,7 +358,7 @@ class _Layout:
         self.tiles = self.batch * self.s_tiles
         self.c_blocks = triton.cdiv(channels, self.block_c)
         # Enough programs to keep every multiprocessor busy, each with a contiguous run of tiles
-        self.splits = max(1, min(self.tiles, 1024, triton.cdiv(_programs(x.device), self.c_blocks)))
+        self.splits = max(1, min(self.tiles, 1024, triton.cdiv(programs or _programs(x.device), self.c_blocks)))
         self.tiles_per_program = triton.cdiv(self.tiles, self.splits)
         self.splits = triton.cdiv(self.tiles, self.tiles_per_program)
         self.grid = (self.c_blocks, self.splits)

@@ -26,18 +26,34 @@ from labml_nn_bn.fast_batch_norm import FastBatchNorm, FastBatchNormFunction
 DEVICE = os.environ.get('FAST_BN_TEST_DEVICE', 'cpu')
 
 
-def _kernels_run_here() -> bool:
+def _interpreted_here() -> bool:
+    """Whether Triton's own library was set up for the interpreter when it was imported."""
     triton = fast_batch_norm.triton
     if triton is None:
         return False
-    if DEVICE == 'cuda':
-        return torch.cuda.is_available()
-    # Triton's own reductions were set up for the interpreter when it was imported
     from triton.runtime.interpreter import InterpretedFunction
     return isinstance(getattr(triton.language.standard, '_sum_combine', None), InterpretedFunction)
 
 
-KERNELS_HERE = _kernels_run_here()
+INTERPRETED_HERE = _interpreted_here()
+KERNELS_HERE = (torch.cuda.is_available() and fast_batch_norm.triton is not None
+                if DEVICE == 'cuda' else INTERPRETED_HERE)
+
+
+def _run_this_file(select: str, interpret: bool):
+    """Runs the tests of this file matching `select` in a fresh Python, with or without
+    Triton's interpreter, and checks that they all ran and passed."""
+    env = dict(os.environ)
+    env.pop('TRITON_INTERPRET', None)
+    if interpret:
+        env['TRITON_INTERPRET'] = '1'
+    result = subprocess.run([sys.executable, '-m', 'pytest', __file__, '-q', '-rs',
+                             '-p', 'no:cacheprovider', '-k', select],
+                            capture_output=True, text=True, env=env, timeout=600,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    # none was skipped for want of the kernels
+    assert ' passed' in result.stdout and 'kernels run in' not in result.stdout, result.stdout[-2000:]
 
 ALL_KERNELS = {'_channel_stats_kernel', '_combine_stats_kernel', '_apply_kernel',
                '_grad_sums_kernel', '_combine_grad_kernel', '_grad_input_kernel'}
@@ -117,6 +133,21 @@ def test_the_reductions_span_several_tiles_and_programs(kernels):
     for x in (torch.randn(3, 3, 4, 5), torch.randn(4, 3, 4, 5).to(memory_format=torch.channels_last)):
         layout = fast_batch_norm._Layout(x.to(DEVICE))
         assert layout.splits > 1 and layout.tiles_per_program > 1
+
+
+@pytest.mark.skipif(DEVICE != 'cuda', reason='inputs of real size, on a GPU')
+@pytest.mark.parametrize('shape, dtype, channels_last', [
+    ((32, 64, 56, 56), torch.float32, False), ((32, 64, 56, 56), torch.bfloat16, True),
+    ((128, 256, 14, 14), torch.float32, False), ((64, 50, 8, 8), torch.float16, False),
+    ((64, 500), torch.float32, False), ((4096, 512), torch.bfloat16, False),
+    ((8, 16, 4, 8, 8), torch.float32, True)])
+def test_real_sizes_match_eager_on_the_gpu(kernels, shape, dtype, channels_last):
+    eager, fast = _pair(shape[1])
+    x = _input(shape, dtype, channels_last)
+    grad = torch.randn(x.shape, device=DEVICE).to(dtype)
+    _assert_close(_step(fast, x, grad), _step(eager, x, grad), dtype)
+    torch.testing.assert_close(fast.running_var, eager.running_var, rtol=1e-4, atol=1e-5)
+    assert kernels() == ALL_KERNELS
 
 
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
@@ -245,11 +276,62 @@ def test_importing_needs_no_triton():
 @pytest.mark.skipif(KERNELS_HERE or DEVICE != 'cpu' or fast_batch_norm.triton is None,
                     reason='the kernel tests run in this process')
 def test_kernels_in_a_fresh_interpreter():
-    env = dict(os.environ, TRITON_INTERPRET='1')
-    result = subprocess.run([sys.executable, '-m', 'pytest', __file__, '-q', '-rs',
-                             '-p', 'no:cacheprovider', '-k', 'not fresh_interpreter'],
-                            capture_output=True, text=True, env=env, timeout=600,
-                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    # every kernel test ran: nothing was skipped
-    assert ' passed' in result.stdout and 'skipped' not in result.stdout, result.stdout[-2000:]
+    _run_this_file('not fresh_interpreter and not for_a_gpu', interpret=True)
+
+
+# ## Compiling for a GPU, without one
+#
+# Triton compiles to a GPU binary on any machine; only running it needs the GPU. Compiling every
+# kernel for an H100/H200 (`sm_90`) with the tile shapes a GPU would use catches what the
+# interpreter does not check (types of loop-carried values, constexpr branches, layouts).
+GPU_TILE, GPU_PROGRAMS = 2048, 4 * 132
+
+
+def _cuda_signature(kernel, dtype: str, constants: dict):
+    names = kernel.__code__.co_varnames[:kernel.__code__.co_argcount]
+    signature = {}
+    constexpr = [name for name in names if name.startswith(('BLOCK_', 'HAS_'))]
+    for name in names:
+        if name in constexpr:
+            signature[name] = 'constexpr'
+        elif name in ('x_ptr', 'y_ptr', 'g_ptr', 'dx_ptr'):
+            signature[name] = '*' + dtype
+        elif name.endswith('_ptr'):
+            signature[name] = '*fp32'
+        elif name in ('eps', 'm'):
+            signature[name] = 'fp32'
+        else:
+            signature[name] = 'i32'
+    return signature, {name: constants[name] for name in constexpr}
+
+
+@pytest.mark.skipif(fast_batch_norm.triton is None, reason='Triton is not installed')
+@pytest.mark.parametrize('shape, dtype, channels_last', [((256, 64, 56, 56), 'fp32', False),
+                                                         ((256, 64, 56, 56), 'bf16', True)])
+def test_kernels_compile_for_a_gpu(shape, dtype, channels_last):
+    if INTERPRETED_HERE:
+        # Triton's library is set up for the interpreter in this process: compile in another
+        if shape == (256, 64, 56, 56) and not channels_last:
+            _run_this_file('compile_for_a_gpu', interpret=False)
+        return
+    triton = fast_batch_norm.triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    x = torch.empty(shape, device='meta')
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    layout = fast_batch_norm._Layout(x, tile=GPU_TILE, programs=GPU_PROGRAMS)
+    # The grid keeps a GPU busy: several programs per multiprocessor, several tiles per program
+    assert layout.c_blocks * layout.splits >= 2 * 132 and layout.tiles_per_program > 1
+    block_k, block_c, _ = fast_batch_norm._combine_blocks(layout)
+    streaming = dict(BLOCK_C=layout.block_c, BLOCK_S=layout.block_s, HAS_RES=True, HAS_BIAS=True)
+    combining = dict(BLOCK_C=block_c, BLOCK_K=block_k, HAS_WEIGHT=True)
+    for kernel in (fast_batch_norm._channel_stats_kernel, fast_batch_norm._combine_stats_kernel,
+                   fast_batch_norm._apply_kernel, fast_batch_norm._grad_sums_kernel,
+                   fast_batch_norm._combine_grad_kernel, fast_batch_norm._grad_input_kernel):
+        constants = combining if 'combine' in kernel.__name__ else streaming
+        signature, constexprs = _cuda_signature(kernel, dtype, constants)
+        source = ASTSource(fn=triton.runtime.jit.JITFunction(kernel), signature=signature, constexprs=constexprs)
+        compiled = triton.compile(source, target=GPUTarget('cuda', 90, 32),
+                                  options={'num_warps': layout.warps})
+        assert compiled.asm['cubin'], kernel.__name__

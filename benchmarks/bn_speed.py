@@ -214,6 +214,44 @@ def run(device, smoke: bool, rounds: int, target_ms: float):
     return results
 
 
+# The issue's targets, as (name, input, mode, implementation, quantity, limit): met when the
+# measured quantity is at most the limit. Inputs that were not measured are left out.
+TARGETS = [
+    ('cpu_train_32x64x28x28', 'fp32_32x64x28x28', 'train', 'eager', 'ratio', 2.),
+    ('cpu_train_1024x512', 'fp32_1024x512', 'train', 'eager', 'ratio', 3.),
+    ('gpu_eager_256x64x56x56', 'fp32_256x64x56x56', 'train', 'eager', 'ratio', 1.25),
+    ('gpu_fast_256x64x56x56_ms', 'fp32_256x64x56x56', 'train', 'fast', 'ms', 0.5),
+    ('gpu_fast_256x64x56x56', 'fp32_256x64x56x56', 'train', 'fast', 'ratio', 0.27),
+    ('gpu_fast_bf16_cl_256x64x56x56', 'bf16_cl_256x64x56x56', 'train', 'fast', 'ratio', 1.),
+]
+
+
+def targets(results, device_type: str):
+    """Which of the issue's targets hold in this run: `{name: {value, limit, met}}`."""
+    found = {}
+    for name, key, mode, impl, quantity, limit in TARGETS:
+        if name.startswith(device_type) and key in results and impl in results[key][mode]:
+            value = results[key][mode][impl][quantity]
+            found[name] = {'value': value, 'limit': limit, 'met': 'yes' if value <= limit else 'no'}
+    # Every other shape: eager ≤ 2× (GPU); fast ≤ 1× (GPU); evaluation ≤ 1.5× (everywhere);
+    # peak memory of a training step ≤ 1.1× (GPU); the worst case of each is reported
+    groups = [('eval_eager', 'eval', 'eager', 'ratio', 1.5, lambda key: True)]
+    if device_type == 'cuda':
+        groups += [('gpu_eager_other_shapes', 'train', 'eager', 'ratio', 2.,
+                    lambda key: key != 'fp32_256x64x56x56'),
+                   ('gpu_fast_smaller_shapes', 'train', 'fast', 'ratio', 1.,
+                    lambda key: '256x64x56x56' not in key),
+                   ('gpu_eager_peak_memory', 'train', 'eager', 'peak_ratio', 1.1, lambda key: True)]
+    for name, mode, impl, quantity, limit, chosen in groups:
+        measured = {key: r[mode][impl][quantity] for key, r in results.items()
+                    if chosen(key) and impl in r[mode] and quantity in r[mode][impl]}
+        if measured:
+            worst = max(measured, key=measured.get)
+            found[name] = {'value': measured[worst], 'limit': limit, 'input': worst,
+                           'met': 'yes' if measured[worst] <= limit else 'no'}
+    return found
+
+
 def format_rows(key: str, result) -> str:
     lines = []
     for mode in ('train', 'eval'):
@@ -285,6 +323,9 @@ def main(argv=None):
     load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else None
     start = time.time()
     values = run(device, args.smoke, rounds, target_ms)
+    values['targets'] = targets(values, 'cuda' if device.type == 'cuda' else 'cpu')
+    for name, t in values['targets'].items():
+        print(f'target {name}: {t["value"]:.3f} ≤ {t["limit"]}: {t["met"]}')
     kind = device_kind(device)
     description = describe_device(device)
     steps = f'{rounds} interleaved rounds, median' + (' (smoke)' if args.smoke else '')
@@ -301,8 +342,9 @@ def main(argv=None):
     for path in written:
         print(f'wrote {path}')
     if args.table:
+        inputs = {k: v for k, v in values.items() if k != 'targets'}
         for mode in ('train', 'eval'):
-            print(f'\n{mode}:\n' + markdown_table(name, values, mode))
+            print(f'\n{mode}:\n' + markdown_table(name, inputs, mode))
 
 
 def _triton_version():

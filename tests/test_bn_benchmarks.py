@@ -33,6 +33,8 @@ def test_bn_speed_smoke_writes_the_results(bn_speed, tmp_path, capsys):
     bn_speed.main(['--smoke', '--device', 'cpu', '--rounds', '1', '--out', str(tmp_path), '--table'])
     data = json.loads((tmp_path / 'bn_speed-cpu.json').read_text())
     meta = data['values'].pop('meta')
+    # the evaluation target is checked on every device; the smoke inputs have no other target
+    assert set(data['values'].pop('targets')) == {'eval_eager'}
     assert meta['device'].startswith('CPU') and meta['torch'] == torch.__version__ and meta['date']
     assert set(data['values']) == {bn_speed.input_key(*i) for i in bn_speed.SMOKE_INPUTS}
     for result in data['values'].values():

@@ -1,55 +1,102 @@
 """
-Measures the figures quoted in `labml_nn_bn/batch_norm.py` about computing the variance:
-the relative error of the normalised output, on float32 input N(mu, 1) of shape [64, 16, 8, 8],
-against a float64 reference, for
+Measures how accurately each way of computing the batch statistics normalises a batch whose
+mean is large compared with its spread: the relative error of the normalised output, on input
+N(offset, 1) of shape [64, 16, 8, 8] in the given dtype, against a float64 computation, for
 
-* the identity Var = E[x²] − E[x]² (one pass),
-* the plain two-pass form (x − mean)² with a float32 mean,
-* our two-part mean (shift + residual), as `labml_nn_bn.BatchNorm` computes it,
-* `torch.nn.BatchNorm2d`.
+* `identity`: Var = E[x²] − E[x]² (one pass over the data),
+* `two_pass`: the mean first, then the mean of (x − mean)²,
+* `shifted`: the statistics around a shift, as `labml_nn_bn.BatchNorm` computes them,
+* `torch_var_mean`: `torch.var_mean` followed by the same normalisation,
+* `torch_batch_norm`: `torch.nn.BatchNorm2d`.
 
-Run: .venv/bin/python benchmarks/variance_numerics.py
+The numerics aside of `labml_nn_bn/batch_norm.py` quotes the float32 rows of this table from
+`docs/figures/variance_identity.json` (same methods and offsets, written by the
+variance-identity experiment). This script prints the table on its own, for a quick look.
+
+Run: python benchmarks/variance_numerics.py [--dtype float32|bfloat16|float16]
 """
+import argparse
+import math
+
 import torch
 
 from labml_nn_bn import BatchNorm
 
 DIMS = (0, 2, 3)
+EPS = 1e-5
+OFFSETS = ['1e0', '1e1', '1e2', '1e3', '1e4', '1e5', '1e6']
+DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
 
 
 def reference(x):
     x64 = x.double()
     centred = x64 - x64.mean(DIMS, keepdim=True)
-    return centred / torch.sqrt(centred.pow(2).mean(DIMS, keepdim=True) + 1e-5)
+    return centred / torch.sqrt(centred.pow(2).mean(DIMS, keepdim=True) + EPS)
 
 
 def identity(x):
+    x = x.float()
     mean = x.mean(DIMS, keepdim=True)
     var = (x * x).mean(DIMS, keepdim=True) - mean * mean
-    return (x - mean) * torch.rsqrt(var + 1e-5)
+    return (x - mean) * torch.rsqrt(var + EPS)
 
 
 def two_pass(x):
+    x = x.float()
     mean = x.mean(DIMS, keepdim=True)
     var = (x - mean).pow(2).mean(DIMS, keepdim=True)
-    return (x - mean) * torch.rsqrt(var + 1e-5)
+    return (x - mean) * torch.rsqrt(var + EPS)
 
 
-def main():
+def torch_var_mean(x):
+    x = x.float()
+    var, mean = torch.var_mean(x, DIMS, correction=0, keepdim=True)
+    return (x - mean) * torch.rsqrt(var + EPS)
+
+
+def relative_error(y, ref):
+    y = y.double()
+    if not torch.isfinite(y).all():
+        return 'nan'
+    return ((y - ref).norm() / ref.norm()).item()
+
+
+def measure(dtype: torch.dtype):
+    """`{method: {offset: relative error or 'nan'}}` for one input dtype."""
+    channels = 16
     methods = {
-        'E[x²]−E[x]²': identity,
-        'two-pass': two_pass,
-        'two-part mean (ours)': BatchNorm(16, affine=False),
-        'torch BatchNorm2d': torch.nn.BatchNorm2d(16, affine=False),
+        'identity': identity,
+        'two_pass': two_pass,
+        'shifted': BatchNorm(channels, affine=False),
+        'torch_var_mean': torch_var_mean,
+        'torch_batch_norm': torch.nn.BatchNorm2d(channels, affine=False),
     }
-    print(f'torch {torch.__version__}, float32 input N(mu, 1) of shape [64, 16, 8, 8], seed 0')
-    print(f'{"mu":>8} ' + ' '.join(f'{name:>22}' for name in methods))
-    for mu in [0., 1e3, 1e4, 1e5, 1e6]:
-        torch.manual_seed(0)
-        x = torch.randn(64, 16, 8, 8) + mu
+    table = {name: {} for name in methods}
+    for offset in OFFSETS:
+        generator = torch.Generator().manual_seed(0)
+        x = (torch.randn(64, channels, 8, 8, generator=generator) + float(offset)).to(dtype)
         ref = reference(x)
-        errors = [((f(x).double() - ref).norm() / ref.norm()).item() for f in methods.values()]
-        print(f'{mu:8.0e} ' + ' '.join(f'{e:22.1e}' for e in errors))
+        for name, method in methods.items():
+            with torch.no_grad():
+                y = method(x) if name != 'torch_batch_norm' else method(x.float())
+            table[name][offset] = relative_error(y, ref)
+    return table
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--dtype', choices=sorted(DTYPES), default='float32',
+                        help='dtype of the input')
+    args = parser.parse_args(argv)
+    table = measure(DTYPES[args.dtype])
+    print(f'torch {torch.__version__}, {args.dtype} input N(offset, 1) of shape '
+          f'[64, 16, 8, 8], seed 0: relative error of the normalised output vs float64')
+    print(f'{"offset":>8} ' + ' '.join(f'{name:>17}' for name in table))
+    for offset in OFFSETS:
+        cells = [table[name][offset] for name in table]
+        print(f'{offset:>8} ' + ' '.join(
+            f'{c:>17}' if isinstance(c, str) or math.isnan(c) else f'{c:17.1e}' for c in cells))
 
 
 if __name__ == '__main__':

@@ -2,8 +2,9 @@ r"""
 ---
 title: Batch Normalization
 summary: >
-  An annotated PyTorch implementation of Batch Normalization (Ioffe & Szegedy, 2015),
-  with the paper's back-propagation written out by hand and numerically stable statistics.
+  An annotated PyTorch implementation of Batch Normalization (Ioffe & Szegedy, 2015):
+  the paper's Algorithm 1 as a short reference function, then a fast drop-in module with
+  the paper's back-propagation, stable statistics and the moving averages for inference.
 ---
 
 # Batch Normalization
@@ -14,7 +15,12 @@ by Sergey Ioffe and Christian Szegedy (ICML 2015).
 It is a drop-in replacement for `torch.nn.BatchNorm1d`, `BatchNorm2d` and `BatchNorm3d`,
 and this single file can be copied into any project that has PyTorch.
 
-### Internal covariate shift
+The page follows the paper: first the problem it set out to solve and its answer, then
+Algorithm 1 as a short function you can read in one go, then what the paper derives from it,
+and finally the module you would use in a model: its statistics, its back-propagation and
+what it does at inference. Argument checks come last.
+
+### The problem the paper set out to solve
 
 A deep network is a stack of functions, and each layer is trained on the outputs of the layers
 below it. Those outputs are not fixed: every gradient step changes the parameters of the lower
@@ -23,20 +29,31 @@ The paper calls this change *internal covariate shift*.
 
 Picture a layer $l_2$ that, early in training, sees inputs that look like $\mathcal{N}(0.5, 1)$.
 A few thousand steps later the layers under it have moved, and $l_2$ now sees something like
-$\mathcal{N}(0.6, 1.5)$. Whatever $l_2$ had learned about its inputs is partly stale, so part of
-every update is spent chasing a moving target. This is one reason deep networks needed small
-learning rates and careful initialisation, and why saturating non-linearities such as the
-sigmoid were hard to train: once a shifted input drifts into the flat tails of the sigmoid,
-its gradient almost vanishes and the unit gets stuck.
+$\mathcal{N}(0.6, 1.5)$. The paper's hypothesis is that part of every update is then spent
+chasing a moving target, and that this is why deep networks needed small learning rates and
+careful initialisation, and why saturating non-linearities such as the sigmoid were hard to
+train: an input that drifts into the flat tails of the sigmoid gets almost no gradient.
+The paper's Figure 1 shows such a drift on MNIST; we rerun it in
+[our reproduction of Figure 1](experiments/covariate_shift.md).
 
-### Whitening, and why it is too expensive
+!!! warning "A hypothesis, not a settled explanation"
+    That batch normalization helps *because* it reduces internal covariate shift is the paper's
+    hypothesis. Santurkar et al. (NeurIPS 2018) found that networks train just as well with
+    batch normalization when noise is deliberately added to shift its outputs' distribution,
+    and traced the benefit instead to a smoother loss landscape. The method below works either
+    way; [What later work found](../later_work.md) has the details.
 
-It has long been known that a network trains faster when its inputs are *whitened*: shifted to
-zero mean, scaled to unit variance and decorrelated. Doing the same for the inputs of every
-layer would hold their distributions still. Full whitening, however, needs the covariance
-matrix of each layer's inputs, its inverse square root, and the derivatives of all of that
-for back-propagation, at every training step. For a layer with $d$ inputs that is an
-$O(d^2)$ matrix and an $O(d^3)$ decomposition per step.
+### Whitening, and why the paper does not whiten every layer
+
+A network is known to train faster when its inputs are *whitened*: shifted to zero mean, scaled
+to unit variance and decorrelated. Whitening the inputs of every layer would fix their means
+and covariances, which the paper sees as a step towards fixed distributions. The paper gives
+three reasons not to do it fully: it is costly (the covariance matrix of a layer's inputs, its
+inverse square root, and the derivatives of both for back-propagation, at every step); it is
+not everywhere differentiable; and with statistics estimated from a mini-batch of $m$ examples,
+the covariance of $d > m$ features is singular. To put a size on the cost (our estimate, not
+the paper's): for $d$ inputs that is a $d \times d$ matrix, $O(d^2)$ numbers, and a
+decomposition of $O(d^3)$ operations per layer and step.
 
 ### Normalising outside the gradient does not work
 
@@ -50,23 +67,41 @@ $\Delta b \propto -\frac{\partial \ell}{\partial \hat{x}}$, then yields
 $$u + (b + \Delta b) - \mathbb{E}[u + (b + \Delta b)] = u + b - \mathbb{E}[u + b]$$
 
 The output, and so the loss, is exactly what it was before the step. The optimiser keeps seeing
-the same non-zero gradient, keeps moving $b$, and $b$ grows without bound while nothing
-improves. Scaling by the standard deviation fails in the same way. The lesson is that the
-normalisation has to be *part of the network*: the gradient must flow through the mean and
-variance, so that the optimiser knows they depend on the parameters.
+the same gradient, keeps moving $b$, and $b$ grows without bound while the loss stays where it
+is. The paper adds that the problem can get worse when the normalisation also scales by the
+standard deviation, and that in their early experiments the model blew up when the
+normalisation statistics were computed outside the gradient step. We show the growing bias in
+[a small experiment](experiments/detached_mean.md). The lesson is that the normalisation has
+to be *part of the network*: the gradient must flow through the mean and variance, so that
+the optimiser knows they depend on the parameters.
 
 ### Two simplifications
 
 Batch Normalization makes this affordable with two simplifications.
 
-1. **Each feature is normalised on its own.** Instead of whitening the vector $x$ jointly,
-   every component $x^{(k)}$ is standardised,
-   $$\hat{x}^{(k)} = \frac{x^{(k)} - \mathbb{E}[x^{(k)}]}{\sqrt{\mathrm{Var}[x^{(k)}]}}$$
-   This keeps the speed-up from standardising, and drops the decorrelation, which would need
-   the covariance matrix.
-2. **The statistics come from the mini-batch.** $\mathbb{E}$ and $\mathrm{Var}$ are estimated from the
-   mini-batch that is being trained on, so they are cheap to compute and, crucially,
-   differentiable functions of the batch: gradients flow through them.
+**1. Each feature is normalised on its own.** Instead of whitening the vector $x$ jointly,
+every component $x^{(k)}$ is standardised,
+$$\hat{x}^{(k)} = \frac{x^{(k)} - \mathbb{E}[x^{(k)}]}{\sqrt{\mathrm{Var}[x^{(k)}]}}$$
+This keeps the speed-up from standardising and drops the decorrelation, which would need the
+covariance matrix.
+
+What is a feature? For the output of a fully connected layer, $[B, C]$, it is one of the $C$
+columns, and its statistics are taken over the $m = B$ examples of the batch. For a
+convolution's output, $[B, C, H, W]$, the paper wants every position of a feature map to be
+normalised the same way, so that the layer stays a convolution: a feature is a channel, with
+one $\gamma$ and $\beta$, and its statistics are taken over all $m = B \cdot H \cdot W$ values
+of that channel in the batch. Sequences $[B, C, L]$ and volumes $[B, C, D, H, W]$ work the
+same way; in general this module accepts any $[B, C, *]$ and reduces over every dimension
+except $C$.
+
+![The values of one channel of a [B, C, H, W] batch, over which its mean and variance are taken](../figures/bn_axes.svg)
+
+**2. The statistics come from the mini-batch.** $\mathbb{E}$ and $\mathrm{Var}$ are estimated
+from the mini-batch being trained on, so they are cheap to compute and, crucially,
+differentiable functions of the batch: gradients flow through them. The paper points out that
+the first simplification is what makes the second one workable: a per-feature variance can be
+estimated from a handful of examples, while the joint covariance of $d$ features from a batch
+of $m < d$ examples would be singular.
 
 ### Scale and shift
 
@@ -77,42 +112,11 @@ $\beta^{(k)}$:
 
 $$y^{(k)} = \gamma^{(k)} \hat{x}^{(k)} + \beta^{(k)}$$
 
-With $\gamma^{(k)} = \sqrt{\mathrm{Var}[x^{(k)}]}$ and $\beta^{(k)} = \mathbb{E}[x^{(k)}]$ the layer
-recovers its original activations, so normalisation never removes capacity: the network decides
-how much of it to keep.
-
-### The bias before a batch norm is redundant
-
-Batch normalization is usually placed after a linear or convolution layer, $x = Wu + b$.
-The bias $b$ is constant over the batch, so subtracting the batch mean removes it completely,
-and $\beta$ takes over its job. The layer before a batch norm should therefore be built with
-`bias=False`: the bias would only waste parameters and computation.
-
-### Scale invariance and regularisation
-
-Multiplying the weights of the layer before a batch norm by a scalar $a$ changes nothing
-downstream, $\text{BN}(Wu) = \text{BN}((aW)u)$, and it does not change the gradient with
-respect to the layer's input either. The gradient with respect to the weights shrinks as they
-grow,
-$$\frac{\partial \text{BN}((aW)u)}{\partial (aW)} = \frac{1}{a} \frac{\partial \text{BN}(Wu)}{\partial W}$$
-so large weights get small updates, which stabilises the growth of the parameters and allows
-larger learning rates. In practice batch normalization also regularises: a training example is
-always normalised together with the other, randomly drawn, examples of its mini-batch, so the
-network never sees exactly the same activation twice.
-
-### Inference
-
-After training, the output for an example should depend on that example alone, not on
-whichever batch it arrives with. At inference time the mini-batch statistics are replaced by
-population statistics, estimated during training with moving averages; see
-[`BatchNorm`](#batchnorm) below.
-
-### Input layouts
-
-Statistics are computed per channel $C$, over every other dimension: $[B, C]$ for the outputs
-of a fully connected layer, $[B, C, L]$ for sequences, $[B, C, H, W]$ for images (one $\gamma$
-and $\beta$ per feature map, with an effective mini-batch of $m = B \cdot H \cdot W$ values),
-and in general any $[B, C, *]$.
+The paper's argument that nothing is lost: with $\gamma^{(k)} = \sqrt{\mathrm{Var}[x^{(k)}]}$ and
+$\beta^{(k)} = \mathbb{E}[x^{(k)}]$, the population statistics, the layer would give back its
+original activations, if that were the best thing to do. The argument is about the population
+statistics: during training each batch has its own $\mu_\mathcal{B}$ and $\sigma_\mathcal{B}$,
+and one fixed $\gamma$, $\beta$ cannot undo all of them exactly.
 """
 
 import torch
@@ -126,123 +130,267 @@ except ImportError:
     Module = torch.nn.Module
 
 
-# ## Shapes
+# ## Algorithm 1, plainly
 #
-# The dimensions that are reduced to get per-channel statistics: all of them except the
-# channel dimension $1$, so that a $[B, C, *]$ input gives $[1, C, 1, \dots]$ statistics which
-# broadcast back over the input.
-def _reduced_dims(x: torch.Tensor):
-    return [0] + list(range(2, x.dim()))
-
-
-# The shape $[1, C, 1, \dots]$ that per-channel values ($\gamma$, $\beta$, statistics) take to
-# broadcast over a $[B, C, *]$ input.
-def _channel_shape(x: torch.Tensor):
-    return [1, x.shape[1]] + [1] * (x.dim() - 2)
-
-
-# Statistics are computed in at least `float32`, so that `float16` and `bfloat16` inputs
-# (with a few bits of mantissa) are not summed over thousands of values in their own precision.
-def _compute_dtype(x: torch.Tensor):
-    return torch.promote_types(x.dtype, torch.float32)
-
-
-# ## Mini-batch statistics
-#
-# Algorithm 1 of the paper needs the mini-batch mean and the *biased* mini-batch variance of
-# each channel,
+# Over a mini-batch $\mathcal{B} = \{x_1, \dots, x_m\}$ of one feature, the paper's
+# Algorithm 1 computes
 #
 # $$\mu_\mathcal{B} = \frac{1}{m} \sum_{i=1}^m x_i \qquad
 #   \sigma^2_\mathcal{B} = \frac{1}{m} \sum_{i=1}^m (x_i - \mu_\mathcal{B})^2$$
 #
-# ### Why not $\mathrm{Var}[x] = \mathbb{E}[x^2] - \mathbb{E}[x]^2$?
+# $$\hat{x}_i = \frac{x_i - \mu_\mathcal{B}}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}} \qquad
+#   y_i = \gamma \hat{x}_i + \beta$$
 #
-# That identity gives the variance in a single pass over the data, and it is exact in real
-# arithmetic. In floating point it subtracts two large, nearly equal numbers: when the mean is
-# much larger than the standard deviation, almost all significant bits cancel and what is left
-# is rounding error, sometimes negative. We measured it on `float32` input of shape
-# $[64, 16, 8, 8]$ (`benchmarks/variance_numerics.py`): the relative error of the normalised
-# output against a `float64` reference is $9 \times 10^{-2}$ for $\mathcal{N}(10^3, 1)$, and
-# for $\mathcal{N}(10^4, 1)$ the "variance" comes out negative and the output is `NaN`.
+# where $\epsilon$ is a small constant that keeps the division finite when a feature is
+# constant over the batch, and $\sigma^2_\mathcal{B}$ divides by $m$, not $m - 1$.
+# The function below is exactly that, for every feature at once. It is slow (several passes
+# over the data) and, as the aside further down shows, inaccurate for inputs whose mean is far
+# larger than their spread; the tests use it as the reference the fast module must match.
+def batch_norm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                         eps: float = 1e-5) -> torch.Tensor:
+    r"""
+    `x` has shape $[B, C, *]$, `weight` ($\gamma$) and `bias` ($\beta$) have shape $[C]$.
+
+    A worked example: a batch of $m = 4$ examples with $C = 2$ features.
+
+    ```pycon
+    >>> x = torch.tensor([[1., 10.], [3., 16.], [5., 16.], [7., 18.]])
+    >>> x.mean(dim=0)                    # mu_B, one per feature
+    tensor([ 4., 15.])
+    >>> x.var(dim=0, unbiased=False)     # sigma^2_B, dividing by m
+    tensor([5., 9.])
+    >>> x_hat = batch_norm_reference(x, torch.ones(2), torch.zeros(2))
+    >>> x_hat                            # gamma = 1, beta = 0 gives x_hat itself
+    tensor([[-1.3416, -1.6667],
+            [-0.4472,  0.3333],
+            [ 0.4472,  0.3333],
+            [ 1.3416,  1.0000]])
+    >>> batch_norm_reference(x, torch.tensor([2., 0.5]), torch.tensor([0., 1.]))
+    tensor([[-2.6833,  0.1667],
+            [-0.8944,  1.1667],
+            [ 0.8944,  1.1667],
+            [ 2.6833,  1.5000]])
+
+    ```
+
+    Within the batch, every feature of $\hat{x}$ sums to zero, and its mean square is one
+    (up to the $\epsilon$ in the denominator):
+    $\sum_i \hat{x}_i = 0$ and $\frac{1}{m}\sum_i \hat{x}_i^2 = 1$.
+
+    ```pycon
+    >>> bool(x_hat.sum(dim=0).abs().max() < 1e-6)
+    True
+    >>> x_hat.pow(2).mean(dim=0)
+    tensor([1.0000, 1.0000])
+
+    ```
+
+    ![The 4 × 2 batch through mu, sigma², x̂ and y](../figures/bn_worked_example.svg)
+    """
+    # Every dimension except the feature dimension $1$
+    dims = [0] + list(range(2, x.dim()))
+    # $\mu_\mathcal{B}$; $[1, C, 1, \dots]$
+    mean = x.mean(dim=dims, keepdim=True)
+    # $\sigma^2_\mathcal{B}$; $[1, C, 1, \dots]$
+    var = ((x - mean) ** 2).mean(dim=dims, keepdim=True)
+    # $\hat{x}_i$; $[B, C, *]$
+    x_hat = (x - mean) / torch.sqrt(var + eps)
+    # $y_i = \gamma \hat{x}_i + \beta$, with $\gamma$, $\beta$ shaped $[1, C, 1, \dots]$
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    return weight.view(shape) * x_hat + bias.view(shape)
+
+
+# ## What the paper derives from it
 #
-# The two-pass form, $\frac{1}{m}\sum_i (x_i - \mu_\mathcal{B})^2$, does not cancel, but it still
-# depends on how well $\mu_\mathcal{B}$ itself is represented: at $10^4$ the spacing of `float32`
-# numbers is about $10^{-3}$, so a rounded mean is off by up to $5 \times 10^{-4}$ standard
-# deviations, and summation error adds to that. We measured $1.5 \times 10^{-3}$ relative error
-# for $\mathcal{N}(10^4, 1)$; `torch.nn.BatchNorm2d` gives $3.8 \times 10^{-4}$ there.
+# ### Where the batch norm goes, and why the bias goes away (Section 3.2)
 #
-# We therefore keep the mean in two parts. A first pass gives an estimate $s$ of the mean.
-# Since every $x_i$ is close to $s$, the differences $d_i = x_i - s$ are computed exactly, and
-# the residual $r = \frac{1}{m}\sum_i d_i$ is the small correction that rounding took away:
-# $\mu_\mathcal{B} = s + r$ without ever rounding the sum $s + r$.
-# The centred values are $x_i - \mu_\mathcal{B} = d_i - r$, and
+# The paper normalises $x = Wu + b$, the input of the non-linearity, rather than $u$, the
+# layer's input. Its reasoning: $u$ is usually the output of another non-linearity, so the
+# shape of its distribution changes during training and fixing its first two moments would
+# not remove the shift; $Wu + b$ is more likely to be symmetric, non-sparse and "more
+# Gaussian", so normalising it should give activations with a stable distribution.
+# The bias $b$ is then redundant: it is the same for every example, the mean subtraction
+# cancels it, and $\beta$ takes over its role. So $z = g(Wu + b)$ becomes
+# $z = g(\mathrm{BN}(Wu))$, and the layer before a batch norm is built with `bias=False`.
 #
-# $$\sigma^2_\mathcal{B} = \frac{1}{m} \sum_{i=1}^m (d_i - r)^2$$
+# ### Scale invariance (Section 3.3)
 #
-# This costs one more pass over the data and keeps the relative error below $10^{-7}$ from
-# $\mathcal{N}(0, 1)$ all the way to $\mathcal{N}(10^6, 1)$, where `torch.nn.BatchNorm2d` is
-# at $2.7 \times 10^{-2}$ (measured with torch 2.13 on CPU).
+# The paper writes that for a scalar $a$, $\mathrm{BN}(Wu) = \mathrm{BN}((aW)u)$, that the
+# gradient with respect to the layer's input is unchanged, and that the gradient with respect
+# to the weights shrinks as they grow,
+# $$\frac{\partial \mathrm{BN}((aW)u)}{\partial (aW)} = \frac{1}{a}
+#   \frac{\partial \mathrm{BN}(Wu)}{\partial W}$$
+# so that large weights get small updates, which stabilises their growth and allows larger
+# learning rates. The paper states this loosely: it holds exactly only for $a > 0$ and when
+# $\epsilon$ is neglected. A negative $a$ flips the sign of $\hat{x}$, and with $\epsilon > 0$,
+# $\frac{a(x - \mu)}{\sqrt{a^2\sigma^2 + \epsilon}}$ differs from
+# $\frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}}$ once $a^2\sigma^2$ is not much larger than
+# $\epsilon$.
+#
+# The paper goes further with a conjecture, which it leaves open: batch normalization may keep
+# the singular values of the layer Jacobians close to one, which is known to help training.
+# If two consecutive normalised vectors $\hat{x}$ and $\hat{z} = F(\hat{x})$ were Gaussian,
+# uncorrelated, and related by a linear map $J$, both would have unit covariance, so
+# $I = J J^\top$ and every singular value of $J$ would be $1$. Real layers are neither linear
+# nor Gaussian, and later work examined this (see [What later work found](../later_work.md)).
+#
+# ### A regulariser (Section 3.4)
+#
+# In training, an example is normalised together with the other, randomly drawn, examples of
+# its mini-batch, so the network no longer produces deterministic values for a given example.
+# The paper found this helped generalisation, to the point that in a batch-normalized network
+# Dropout could be removed or reduced in strength.
+#
+# ## The production module
+#
+# The rest of the page is the module you would put in a model. It computes the same $y$ as
+# `batch_norm_reference` (the tests check this), but in fewer passes over memory, with
+# statistics that stay accurate when the mean is large, with the paper's back-propagation
+# written by hand, and with population statistics for inference.
+
+# ### Mini-batch statistics
+#
+# The forward pass needs $\mu_\mathcal{B}$ and $\sigma^2_\mathcal{B}$ per channel. We compute
+# them around a *shift* $s$, a rough guess of the mean: with $d_i = x_i - s$,
+#
+# $$\mu_\mathcal{B} = s + r, \quad r = \frac{1}{m}\sum_{i=1}^m d_i \qquad
+#   \sigma^2_\mathcal{B} = \frac{1}{m}\sum_{i=1}^m d_i^2 - r^2$$
+#
+# Both sums are read from the same shifted values, so two reductions give both statistics,
+# and the centred values $x_i - \mu_\mathcal{B} = d_i - r$ never need $\mu_\mathcal{B}$
+# itself. The shift costs almost nothing: it is the mean of the first few examples.
+# The aside below explains why this is more accurate than the textbook formulas.
+#
+# ??? note "Numerics: why the statistics are computed around a shift (our addition, not the paper's)"
+#     The paper does not discuss floating point; this aside is ours.
+#
+#     **The one-pass identity.** $\mathrm{Var}[x] = \mathbb{E}[x^2] - \mathbb{E}[x]^2$ gives the
+#     variance from two sums in one pass, and it is exact in real arithmetic. In floating point
+#     it subtracts two large, nearly equal numbers: when the mean is much larger than the
+#     standard deviation, almost all significant bits cancel and what is left is rounding
+#     error, sometimes negative, and then the output is `NaN`.
+#
+#     **The two-pass form** $\frac{1}{m}\sum_i (x_i - \mu_\mathcal{B})^2$ does not cancel, but it
+#     still depends on how well $\mu_\mathcal{B}$ itself is stored: at $10^4$ the spacing of
+#     `float32` numbers is about $10^{-3}$, so the rounded mean is off by up to
+#     $5 \times 10^{-4}$ standard deviations before any summation error.
+#
+#     **The shifted form** above avoids both. When the mean is large compared with the spread,
+#     every $x_i$ is within a factor of two of $s$, and then $d_i = x_i - s$ is computed exactly
+#     (Sterbenz's lemma). The $d_i$ are small, of the order of the standard deviation, so
+#     $\frac{1}{m}\sum_i d_i^2 - r^2$ cancels only as much as $s$ is off from the mean, and $s$,
+#     the mean of the first examples, is close to it. Nothing of size $\mu_\mathcal{B}$ is
+#     ever subtracted from a value of size $\sigma_\mathcal{B}$.
+#
+#     Relative error of the normalised output against a `float64` computation, `float32`
+#     input $\mathcal{N}(\mu, 1)$, from [the variance-identity experiment](experiments/variance_identity.md):
+#
+#     | $\mu$ | $\mathbb{E}[x^2] - \mathbb{E}[x]^2$ | two-pass | shifted | `torch.nn.BatchNorm2d` |
+#     |---|---|---|---|---|
+#     | $1$ | <!-- measured variance_identity:float32.identity.1e0 .1e -->1.7e-07<!-- /measured --> | <!-- measured variance_identity:float32.two_pass.1e0 .1e -->1.3e-07<!-- /measured --> | <!-- measured variance_identity:float32.shifted.1e0 .1e -->7.5e-08<!-- /measured --> | <!-- measured variance_identity:float32.torch_batch_norm.1e0 .1e -->5.4e-08<!-- /measured --> |
+#     | $10^3$ | <!-- measured variance_identity:float32.identity.1e3 .1e -->9.2e-02<!-- /measured --> | <!-- measured variance_identity:float32.two_pass.1e3 .1e -->8.1e-05<!-- /measured --> | <!-- measured variance_identity:float32.shifted.1e3 .1e -->5.7e-08<!-- /measured --> | <!-- measured variance_identity:float32.torch_batch_norm.1e3 .1e -->2.8e-05<!-- /measured --> |
+#     | $10^4$ | <!-- measured variance_identity:float32.identity.1e4 -->nan<!-- /measured --> | <!-- measured variance_identity:float32.two_pass.1e4 .1e -->1.5e-03<!-- /measured --> | <!-- measured variance_identity:float32.shifted.1e4 .1e -->9.0e-08<!-- /measured --> | <!-- measured variance_identity:float32.torch_batch_norm.1e4 .1e -->3.8e-04<!-- /measured --> |
+#     | $10^6$ | <!-- measured variance_identity:float32.identity.1e6 .1e -->1.0e+00<!-- /measured --> | <!-- measured variance_identity:float32.two_pass.1e6 .1e -->1.6e-02<!-- /measured --> | <!-- measured variance_identity:float32.shifted.1e6 .1e -->5.0e-08<!-- /measured --> | <!-- measured variance_identity:float32.torch_batch_norm.1e6 .1e -->2.7e-02<!-- /measured --> |
+#
+#     The tests check that this module stays within $10^{-6}$ of the `float64` result from
+#     $\mathcal{N}(0, 1)$ to $\mathcal{N}(10^6, 1)$. The shifted form has one weakness: if the
+#     first examples of a batch are far from the others (a batch sorted by class, say), the
+#     cancellation grows with $(s - \mu_\mathcal{B})^2 / \sigma^2_\mathcal{B}$. `float16` and
+#     `bfloat16` inputs are summed in `float32`, so the cast costs nothing extra: the
+#     subtraction $x_i - s$ promotes them.
 def batch_statistics(x: torch.Tensor, shift: torch.Tensor = None):
     r"""
-    Returns the shift $s$, the residual $r$ and the biased variance $\sigma^2_\mathcal{B}$,
-    each of shape $[1, C, 1, \dots]$, for an input `x` of shape $[B, C, *]$ in the compute
-    dtype. A `shift` may be passed in, so that back-propagation can rebuild the statistics
-    around the same $s$ as the forward pass did.
+    Returns the shift $s$, the residual $r = \mu_\mathcal{B} - s$ and the biased variance
+    $\sigma^2_\mathcal{B}$, each of shape $[1, C, 1, \dots]$ in the compute dtype (at least
+    `float32`), for an input `x` of shape $[B, C, *]$. A `shift` may be passed in, so that
+    back-propagation can rebuild the statistics around the same $s$ as the forward pass did.
     """
-    dims = _reduced_dims(x)
-    # $s$, a first estimate of the mean; $[1, C, 1, \dots]$
     if shift is None:
-        shift = x.mean(dim=dims, keepdim=True)
-    # $d_i = x_i - s$
+        shift = _cheap_shift(x)
+    # $d_i = x_i - s$; $[B, C, *]$
     d = x - shift
-    # $r = \frac{1}{m}\sum_i d_i$
-    residual = d.mean(dim=dims, keepdim=True)
-    # $x_i - \mu_\mathcal{B} = d_i - r$
-    centred = d - residual
-    # $\sigma^2_\mathcal{B} = \frac{1}{m}\sum_i (x_i - \mu_\mathcal{B})^2$
-    var = (centred * centred).mean(dim=dims, keepdim=True)
+    residual, var = _shifted_moments(d)
     return shift, residual, var
+
+
+# The shift $s$: the mean of the first examples of the batch, enough of them to cover at least
+# 32 values per channel (one example of a $28 \times 28$ feature map; 32 rows of a $[B, C]$
+# batch). Any $s$ gives the same statistics in exact arithmetic; a close one keeps the
+# cancellation in $\frac{1}{m}\sum_i d_i^2 - r^2$ small.
+def _cheap_shift(x: torch.Tensor) -> torch.Tensor:
+    per_example = 1
+    for size in x.shape[2:]:
+        per_example *= size
+    k = min(x.shape[0], -(-32 // max(per_example, 1)))
+    # $[1, C, 1, \dots]$
+    return x[:k].mean(dim=_reduced_dims(x), keepdim=True, dtype=_compute_dtype(x))
+
+
+# $r$ and $\sigma^2_\mathcal{B}$ from the shifted values $d_i$: two reductions over the data.
+# Rounding could leave a tiny negative variance for a constant channel; it is clamped at zero.
+def _shifted_moments(d: torch.Tensor):
+    dims = _reduced_dims(d)
+    m = d.numel() // d.shape[1]
+    # $r = \frac{1}{m}\sum_i d_i$
+    residual = d.sum(dim=dims, keepdim=True) / m
+    # $\sigma^2_\mathcal{B} = \frac{1}{m}\sum_i d_i^2 - r^2$
+    var = (d * d).sum(dim=dims, keepdim=True) / m - residual * residual
+    return residual, var.clamp_min(0.)
 
 
 # ## Normalisation with the paper's back-propagation
 #
 # Autograd could differentiate the forward pass on its own. Writing the backward pass out
 # shows what the paper's Section 3 derives: how the loss gradient reaches every input *through*
-# the mean and the variance, which is exactly what normalising outside the gradient was missing.
+# the mean and the variance, which is exactly what normalising outside the gradient was
+# missing. It also saves memory: the backward pass below needs only $x$, $\gamma$ and three numbers
+# per channel, where autograd would keep every intermediate tensor of the forward pass.
+#
+# A `torch.autograd.Function` pairs a `forward` with a hand-written `backward`: `forward`
+# receives a context `ctx` on which it keeps what `backward` will need (tensors through
+# `ctx.save_for_backward`, which lets autograd check they were not modified in the meantime),
+# and `backward` receives one gradient per output of `forward` and returns one gradient per
+# input of `forward`, here four for $x$, $\gamma$, $\beta$ and $\epsilon$, with `None` for
+# $\epsilon$ (a number, not a tensor) and for any input whose `ctx.needs_input_grad` entry
+# says no gradient is wanted.
 class BatchNormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight, bias, eps: float):
         r"""
         ### Forward: Algorithm 1
 
-        `x` has shape $[B, C, *]$; `weight` ($\gamma$) and `bias` ($\beta$) have shape $[C]$ or are
-        `None`. Returns the output $y$ in the dtype of `x`, and the batch mean and biased batch
-        variance of shape $[C]$ for the running statistics.
+        `x` has shape $[B, C, *]$; `weight` ($\gamma$) and `bias` ($\beta$) have shape $[C]$ or
+        are `None`. Returns the output $y$ in the dtype of `x`, and the batch mean and biased
+        batch variance of shape $[C]$ for the running statistics.
         """
-        dtype = _compute_dtype(x)
         shape = _channel_shape(x)
-        xc = x.to(dtype)
-        # $s$, $r$ and $\sigma^2_\mathcal{B}$ as above
-        shift, residual, var = batch_statistics(xc)
-        # $\frac{1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$; $[1, C, 1, \dots]$
+        # $s$, then $d_i = x_i - s$ in the compute dtype; $[B, C, *]$
+        shift = _cheap_shift(x)
+        d = x - shift
+        # $r$ and $\sigma^2_\mathcal{B}$; $[1, C, 1, \dots]$
+        residual, var = _shifted_moments(d)
+        # $\frac{1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$
         inv_std = torch.rsqrt(var + eps)
-        # $\hat{x}_i = \frac{x_i - \mu_\mathcal{B}}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$; $[B, C, *]$
-        x_hat = ((xc - shift) - residual) * inv_std
-        # $y_i = \gamma \hat{x}_i + \beta$
-        y = x_hat
+        # $y_i = \gamma \hat{x}_i + \beta = a \, d_i + c$ with one scale and one offset per
+        # channel, $a = \frac{\gamma}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$ and
+        # $c = \beta - a r$, since $\hat{x}_i = \frac{d_i - r}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$
+        scale = inv_std
         if weight is not None:
-            y = y * weight.to(dtype).view(shape)
+            scale = scale * weight.to(d.dtype).view(shape)
+        offset = -residual * scale
         if bias is not None:
-            y = y + bias.to(dtype).view(shape)
+            offset = offset + bias.to(d.dtype).view(shape)
+        # One pass over $d$, in place: $y = a \, d + c$; $[B, C, *]$
+        y = d.mul_(scale).add_(offset)
 
-        # Back-propagation needs $x$, $\gamma$ and the statistics; $\hat{x}$ is rebuilt from them
-        # rather than stored, which keeps one activation-sized tensor instead of two.
+        # Back-propagation needs $x$, $\gamma$ and the statistics; $\hat{x}$ is rebuilt from
+        # them rather than stored, which keeps one activation-sized tensor instead of two.
         ctx.save_for_backward(x, weight, shift, residual, inv_std)
         ctx.eps = eps
         ctx.bias_dtype = None if bias is None else bias.dtype
 
-        # $\mu_\mathcal{B} = s + r$ and $\sigma^2_\mathcal{B}$ leave as plain numbers: the running
-        # averages are bookkeeping, not part of the function being differentiated.
+        # $\mu_\mathcal{B} = s + r$ and $\sigma^2_\mathcal{B}$ leave as plain numbers: the
+        # running averages are bookkeeping, not part of the function being differentiated.
         mean = (shift + residual).flatten()
         var = var.flatten()
         ctx.mark_non_differentiable(mean, var)
@@ -253,75 +401,100 @@ class BatchNormFunction(torch.autograd.Function):
         r"""
         ### Backward: the paper's Section 3
 
-        `grad_y` is $\frac{\partial \ell}{\partial y_i}$ of shape $[B, C, *]$. Every sum below runs
-        over the $m$ values of one channel, i.e. over all dimensions except $C$.
+        ![The computation graph: each input reaches the loss directly, through the mean and through the variance](../figures/bn_graph.svg)
+
+        `grad_y` is $g_i = \frac{\partial \ell}{\partial y_i}$, of shape $[B, C, *]$. Every sum
+        runs over the $m$ values of one channel, that is over all dimensions except $C$.
+        The paper applies the chain rule along the graph above:
+
+        $$\frac{\partial \ell}{\partial \hat{x}_i} = g_i \cdot \gamma$$
+
+        $$\frac{\partial \ell}{\partial \sigma^2_\mathcal{B}} =
+          \sum_{i=1}^m \frac{\partial \ell}{\partial \hat{x}_i} (x_i - \mu_\mathcal{B})
+          \cdot \frac{-1}{2} (\sigma^2_\mathcal{B} + \epsilon)^{-3/2}$$
+
+        $$\frac{\partial \ell}{\partial \mu_\mathcal{B}} =
+          \Bigg(\sum_{i=1}^m \frac{\partial \ell}{\partial \hat{x}_i}
+          \cdot \frac{-1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}} \Bigg)
+          + \frac{\partial \ell}{\partial \sigma^2_\mathcal{B}}
+          \cdot \frac{\sum_{i=1}^m -2(x_i - \mu_\mathcal{B})}{m}$$
+
+        $$\frac{\partial \ell}{\partial x_i} =
+          \frac{\partial \ell}{\partial \hat{x}_i} \cdot \frac{1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}
+          + \frac{\partial \ell}{\partial \sigma^2_\mathcal{B}} \cdot \frac{2(x_i - \mu_\mathcal{B})}{m}
+          + \frac{\partial \ell}{\partial \mu_\mathcal{B}} \cdot \frac{1}{m}$$
+
+        $$\frac{\partial \ell}{\partial \gamma} = \sum_{i=1}^m g_i \hat{x}_i \qquad
+          \frac{\partial \ell}{\partial \beta} = \sum_{i=1}^m g_i$$
+
+        The last line but one has the three paths: directly, through the variance and through
+        the mean. The tests evaluate exactly these equations as the reference for the code.
+
+        **The compact form.** Write $k = \frac{1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$, so
+        $x_i - \mu_\mathcal{B} = \hat{x}_i / k$. Then
+        $\frac{\partial \ell}{\partial \sigma^2_\mathcal{B}} = -\frac{\gamma k^2}{2}\sum_j g_j \hat{x}_j$;
+        the second term of $\frac{\partial \ell}{\partial \mu_\mathcal{B}}$ vanishes because the
+        centred values sum to zero, leaving $-\gamma k \sum_j g_j$; and substituting both,
+        $$\frac{\partial \ell}{\partial x_i} = \gamma k g_i
+          - \frac{\gamma k^2}{m} \hat{x}_i \frac{1}{k} \sum_j g_j \hat{x}_j
+          - \frac{\gamma k}{m} \sum_j g_j
+          = \frac{\gamma k}{m}\Big(m g_i - \sum_j g_j - \hat{x}_i \sum_j g_j \hat{x}_j\Big)$$
+        Only two sums per channel are needed, $\sum_j g_j$ and $\sum_j g_j \hat{x}_j$, and they
+        are also $\frac{\partial \ell}{\partial \beta}$ and $\frac{\partial \ell}{\partial \gamma}$.
+        Summing over $i$ shows what the gradient cannot do: $\sum_i \frac{\partial \ell}{\partial x_i} = 0$
+        exactly, so a step along it never moves the batch mean, while
+        $\sum_i \hat{x}_i \frac{\partial \ell}{\partial x_i} = \gamma k \sum_j g_j \hat{x}_j
+        \big(1 - \frac{1}{m}\sum_i \hat{x}_i^2\big)$ is zero only in the limit $\epsilon \to 0$,
+        where $\frac{1}{m}\sum_i \hat{x}_i^2 = \frac{\sigma^2_\mathcal{B}}{\sigma^2_\mathcal{B} + \epsilon}$
+        reaches one.
         """
         x, weight, shift, residual, inv_std = ctx.saved_tensors
-        dtype = _compute_dtype(x)
-        dims = _reduced_dims(x)
         shape = _channel_shape(x)
-        xc = x.to(dtype)
+        dims = _reduced_dims(x)
         # $m$, the number of values each statistic is computed over
         m = x.numel() // x.shape[1]
-
-        # For a second derivative (`create_graph=True`, as `gradgradcheck` does), the statistics
-        # must themselves be functions of $x$, so they are rebuilt differentiably around the same
-        # shift $s$. The result does not depend on $s$: any constant shift cancels in $d_i - r$.
-        if torch.is_grad_enabled():
-            _, residual, var = batch_statistics(xc, shift)
+        # $d_i = x_i - s$, rebuilt from the saved input; $[B, C, *]$
+        d = x - shift
+        # A second derivative needs the statistics as functions of $x$ (see the end)
+        double_backward = torch.is_grad_enabled()
+        if double_backward:
+            residual, var = _shifted_moments(d)
             inv_std = torch.rsqrt(var + ctx.eps)
 
-        # $x_i - \mu_\mathcal{B}$; $[B, C, *]$
-        centred = (xc - shift) - residual
-        # $\hat{x}_i$
-        x_hat = centred * inv_std
-        g = grad_y.to(dtype)
-        gamma = weight.to(dtype).view(shape) if weight is not None else 1.
+        # $\sum_j g_j$ and $\sum_j g_j \hat{x}_j = k \big(\sum_j g_j d_j - r \sum_j g_j\big)$;
+        # $[1, C, 1, \dots]$
+        sum_g = grad_y.sum(dim=dims, keepdim=True, dtype=d.dtype)
+        sum_g_d = (grad_y * d).sum(dim=dims, keepdim=True)
+        sum_g_x_hat = (sum_g_d - residual * sum_g) * inv_std
 
-        # $$\frac{\partial \ell}{\partial \hat{x}_i} = \frac{\partial \ell}{\partial y_i} \cdot \gamma$$
-        grad_x_hat = g * gamma
-        # $$\frac{\partial \ell}{\partial \sigma^2_\mathcal{B}} =
-        #   \sum_{i=1}^m \frac{\partial \ell}{\partial \hat{x}_i} (x_i - \mu_\mathcal{B})
-        #   \cdot \frac{-1}{2} (\sigma^2_\mathcal{B} + \epsilon)^{-3/2}$$
-        grad_var = ((grad_x_hat * centred).sum(dim=dims, keepdim=True) *
-                    (-0.5 * inv_std ** 3))
-        # $$\begin{aligned}\frac{\partial \ell}{\partial \mu_\mathcal{B}} =
-        #   &\Bigg(\sum_{i=1}^m \frac{\partial \ell}{\partial \hat{x}_i}
-        #   \cdot \frac{-1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}} \Bigg) \\
-        #   &+ \frac{\partial \ell}{\partial \sigma^2_\mathcal{B}}
-        #   \cdot \frac{\sum_{i=1}^m -2(x_i - \mu_\mathcal{B})}{m}\end{aligned}$$
-        #
-        # The second term is zero in exact arithmetic, since the centred values sum to zero;
-        # it is kept to follow the paper's derivation step by step.
-        grad_mean = ((grad_x_hat * -inv_std).sum(dim=dims, keepdim=True) +
-                     grad_var * (-2. * centred).sum(dim=dims, keepdim=True) / m)
-        # $$\begin{aligned}\frac{\partial \ell}{\partial x_i} =
-        #   &\frac{\partial \ell}{\partial \hat{x}_i} \cdot \frac{1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}
-        #   + \frac{\partial \ell}{\partial \sigma^2_\mathcal{B}} \cdot \frac{2(x_i - \mu_\mathcal{B})}{m} \\
-        #   &+ \frac{\partial \ell}{\partial \mu_\mathcal{B}} \cdot \frac{1}{m}\end{aligned}$$
-        #
-        # Each input reaches the loss three ways: directly, through the variance and through
-        # the mean. Collecting the terms gives the compact form
-        # $\frac{\partial \ell}{\partial x_i} = \frac{\gamma}{m\sqrt{\sigma^2_\mathcal{B} + \epsilon}}
-        # \big(m g_i - \sum_j g_j - \hat{x}_i \sum_j g_j \hat{x}_j\big)$ with
-        # $g_i = \frac{\partial \ell}{\partial y_i}$: the gradient is projected so that it
-        # can neither shift the batch mean nor stretch the batch variance.
-        grad_x = grad_x_hat * inv_std + grad_var * 2. * centred / m + grad_mean / m
-
-        grad_weight = grad_bias = None
-        # $$\frac{\partial \ell}{\partial \gamma} = \sum_{i=1}^m \frac{\partial \ell}{\partial y_i} \cdot \hat{x}_i$$
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            # $\frac{\partial \ell}{\partial x_i} = a g_i + b d_i + c$, the compact form with
+            # $\hat{x}_i = k (d_i - r)$ expanded: $a = \gamma k$,
+            # $b = -\frac{a k}{m}\sum_j g_j \hat{x}_j$ and $c = -\frac{a}{m}\sum_j g_j - b r$
+            a = inv_std if weight is None else inv_std * weight.to(d.dtype).view(shape)
+            b = -a * inv_std * sum_g_x_hat / m
+            c = -a * sum_g / m - b * residual
+            if double_backward:
+                grad_x = grad_y * a + d * b + c
+            else:
+                # Two passes, in place over $d$, which is not needed afterwards
+                grad_x = d.mul_(b).add_(c).addcmul_(grad_y, a)
+            grad_x = grad_x.to(x.dtype)
+        # $\frac{\partial \ell}{\partial \gamma} = \sum_i g_i \hat{x}_i$
         if weight is not None and ctx.needs_input_grad[1]:
-            grad_weight = (g * x_hat).sum(dim=dims).to(weight.dtype)
-        # $$\frac{\partial \ell}{\partial \beta} = \sum_{i=1}^m \frac{\partial \ell}{\partial y_i}$$
+            grad_weight = sum_g_x_hat.flatten().to(weight.dtype)
+        # $\frac{\partial \ell}{\partial \beta} = \sum_i g_i$
         if ctx.needs_input_grad[2]:
-            grad_bias = g.sum(dim=dims).to(ctx.bias_dtype)
+            grad_bias = sum_g.flatten().to(ctx.bias_dtype)
 
-        return grad_x.to(x.dtype), grad_weight, grad_bias, None
-
-
-# Numbers given to the constructor: `True` is an `int` to Python, but not a sensible `eps`.
-def _is_real(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+        # **Second derivatives.** `gradgradcheck`, or `create_graph=True` in
+        # `torch.autograd.grad`, differentiates this backward pass itself. Autograd then runs
+        # it with gradients enabled, and the statistics must be functions of $x$, not the
+        # numbers saved by the forward pass, so they are recomputed from $d$ above; the
+        # shift $s$ may stay a constant because $d_i - r$ does not depend on it. In that mode
+        # the in-place shortcut is skipped, since autograd needs $d$ unmodified.
+        return grad_x, grad_weight, grad_bias, None
 
 
 # ## Batch Normalization Layer
@@ -331,11 +504,13 @@ class BatchNorm(Module):
     then scales and shifts it with learned $\gamma$ and $\beta$.
 
     * `channels` is $C$, the number of features (`num_features` in PyTorch)
-    * `eps` is $\epsilon$, added to the variance so that a constant channel does not divide by zero
-    * `momentum` is the weight of the newest batch in the exponential moving averages;
-      `None` gives the cumulative average of all batches seen
+    * `eps` is $\epsilon$, added to the variance so that a constant channel does not divide by
+      zero
+    * `momentum` is the weight of the newest batch in the moving averages for inference (see
+      below); `None` gives the plain average of all batches seen
     * `affine` whether to learn $\gamma$ and $\beta$
-    * `bias` whether to learn $\beta$ when `affine` (as in recent PyTorch); `False` keeps only the scale
+    * `bias` whether to learn $\beta$ when `affine` (as in recent PyTorch); `False` keeps only
+      the scale
     * `track_running_stats` whether to keep population estimates for inference;
       if `False`, batch statistics are used in evaluation too
 
@@ -347,18 +522,7 @@ class BatchNorm(Module):
                  affine: bool = True, track_running_stats: bool = True,
                  device=None, dtype=None, bias: bool = True):
         super().__init__()
-        # Arguments are checked here, with messages that say what was expected, rather than
-        # surfacing later as a shape error deep inside a forward pass.
-        if isinstance(channels, bool) or not isinstance(channels, int):
-            raise TypeError(f"channels must be an int, got {type(channels).__name__}")
-        if channels < 1:
-            raise ValueError(f"channels must be at least 1, got {channels}")
-        if not _is_real(eps) or not eps > 0:
-            raise ValueError(f"eps must be a number > 0, got {eps!r}")
-        if momentum is not None and not (_is_real(momentum) and 0. <= momentum <= 1.):
-            raise ValueError(f"momentum must be None or a number in [0, 1], "
-                             f"got {momentum!r}")
-
+        self._check_arguments(channels, eps, momentum)
         self.channels = channels
         self.eps = float(eps)
         self.momentum = None if momentum is None else float(momentum)
@@ -377,9 +541,9 @@ class BatchNorm(Module):
             self.register_parameter('weight', None)
             self.register_parameter('bias', None)
 
-        # Population estimates $\mathbb{E}[x]$ and $\mathrm{Var}[x]$ for inference, and the number of
-        # batches they have seen (for `momentum=None`). They are buffers: saved in the
-        # `state_dict` and moved with the module, but never trained.
+        # Population estimates $\mathbb{E}[x]$ and $\mathrm{Var}[x]$ for inference, and the
+        # number of batches they have seen (for `momentum=None`). They are buffers: saved in
+        # the `state_dict` and moved with the module, but never trained.
         if self.track_running_stats:
             self.register_buffer('running_mean', torch.empty(channels, **factory))
             self.register_buffer('running_var', torch.empty(channels, **factory))
@@ -392,13 +556,9 @@ class BatchNorm(Module):
 
         self.reset_parameters()
 
-    @property
-    def num_features(self) -> int:
-        # The name PyTorch's batch norms use for `channels`, for code that reads it
-        return self.channels
-
     def reset_running_stats(self):
-        # $\mathbb{E}[x] = 0$ and $\mathrm{Var}[x] = 1$: the statistics of an already normalised input
+        # $\mathbb{E}[x] = 0$ and $\mathrm{Var}[x] = 1$: the statistics of an already
+        # normalised input
         if self.track_running_stats:
             self.running_mean.zero_()
             self.running_var.fill_(1.)
@@ -412,20 +572,6 @@ class BatchNorm(Module):
             if self.bias is not None:
                 torch.nn.init.zeros_(self.bias)
 
-    # Shape and dtype mistakes are caught at the door, with the shape that was given, instead
-    # of surfacing as a broadcasting error in the middle of the computation.
-    def _check_input(self, x):
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
-        if not x.is_floating_point():
-            raise TypeError(f"expected a floating-point tensor, got dtype {x.dtype}")
-        if x.dim() < 2:
-            raise ValueError(f"expected an input of shape [B, C, *] with at least 2 dimensions, "
-                             f"got shape {tuple(x.shape)}")
-        if x.shape[1] != self.channels:
-            raise ValueError(f"expected {self.channels} channels in dimension 1 of the input, "
-                             f"got shape {tuple(x.shape)} with {x.shape[1]} channels")
-
     def forward(self, x: torch.Tensor):
         r"""
         `x` has shape $[B, C, *]$; the output has the same shape, dtype and memory format.
@@ -433,22 +579,29 @@ class BatchNorm(Module):
         self._check_input(x)
         # $m$, the number of values per channel
         m = x.numel() // x.shape[1]
-        # Batch statistics are used while training, and always when no running statistics are kept.
-        use_batch_stats = self.training or not self.track_running_stats
-        if use_batch_stats:
-            # An empty batch has no statistics to normalise with or to learn from
-            if m == 0:
-                return x.clone()
-            # With a single value per channel, the variance is zero and its unbiased estimate
-            # is undefined, so there is nothing sensible to learn from the batch.
-            if self.training and m == 1:
-                raise ValueError(f"expected more than 1 value per channel when training, "
-                                 f"got input of shape {tuple(x.shape)}")
-            y, mean, var = BatchNormFunction.apply(x, self.weight, self.bias, self.eps)
-            if self.training and self.track_running_stats:
-                self._update_running_stats(mean, var, m)
-            return y
-        return self._normalise_for_inference(x)
+
+        # **Training or inference.** `model.train()` and `model.eval()` set `self.training`.
+        # In training the batch normalises itself (Algorithm 1); in evaluation the population
+        # estimates do (Algorithm 2). Without running statistics there is nothing else to use,
+        # so batch statistics serve in evaluation too.
+        if not self.training and self.track_running_stats:
+            return self._normalise_for_inference(x)
+
+        # An empty batch has no statistics to normalise with or to learn from
+        if m == 0:
+            return x.clone()
+
+        # **The normalisation.** `apply` runs `BatchNormFunction.forward` and, when any input
+        # requires a gradient, records `BatchNormFunction.backward` in the autograd graph.
+        # Besides $y$ it returns $\mu_\mathcal{B}$ and $\sigma^2_\mathcal{B}$, for the
+        # running statistics.
+        y, mean, var = BatchNormFunction.apply(x, self.weight, self.bias, self.eps)
+
+        # **Learning the population statistics**, while training only: every batch moves the
+        # running averages a little towards its own statistics.
+        if self.training and self.track_running_stats:
+            self._update_running_stats(mean, var, m)
+        return y
 
     @torch.no_grad()
     def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, m: int):
@@ -458,14 +611,27 @@ class BatchNorm(Module):
         Algorithm 2 of the paper uses the population statistics
         $$\mathbb{E}[x] \leftarrow \mathbb{E}_\mathcal{B}[\mu_\mathcal{B}] \qquad
           \mathrm{Var}[x] \leftarrow \frac{m}{m - 1} \mathbb{E}_\mathcal{B}[\sigma^2_\mathcal{B}]$$
-        where the factor $\frac{m}{m-1}$ turns the biased batch variance, which the training
-        forward pass normalises with, into an unbiased estimate of the population variance.
-        Instead of a second pass over the training set, the expectations over batches are
-        tracked as moving averages while training,
-        $$\mathbb{E}[x] \leftarrow (1 - \alpha)\,\mathbb{E}[x] + \alpha\,\mu_\mathcal{B}$$
-        with $\alpha$ = `momentum`, or $\alpha = \frac{1}{n}$ for the $n$-th batch when `momentum`
-        is `None`, which is the plain average of all batches. This runs under `no_grad`, so the
-        buffers never hold autograd history.
+        averages over many training batches, where the factor $\frac{m}{m-1}$ turns the biased
+        batch variance, which the training forward pass normalises with, into an unbiased
+        estimate of the population variance. Instead of a second pass over the training set,
+        the averages are tracked while training, as exponential moving averages,
+        $$\mathbb{E}[x] \leftarrow (1 - \alpha)\,\mathbb{E}[x] + \alpha\,\mu_\mathcal{B}
+          \qquad
+          \mathrm{Var}[x] \leftarrow (1 - \alpha)\,\mathrm{Var}[x]
+          + \alpha\,\frac{m}{m - 1}\sigma^2_\mathcal{B}$$
+        with $\alpha$ = `momentum`, or $\alpha = \frac{1}{n}$ for the $n$-th batch when
+        `momentum` is `None`, which makes them the plain average of all batches so far.
+        [Our Algorithm 2 experiment](experiments/population_statistics.md) compares these
+        estimates with the true population statistics.
+
+        `momentum` is the weight of the *new* batch. It has nothing to do with the momentum of
+        an optimiser such as SGD with momentum, which accumulates gradients. PyTorch uses this
+        convention (default $0.1$); Keras uses the opposite one, where `momentum=0.99` is the
+        weight of the *old* average.
+
+        ![The running mean following the batch means over training steps, for momentum 0.1 and None](../figures/bn_running_mean.svg)
+
+        This runs under `no_grad`, so the buffers never hold autograd history.
         """
         self.num_batches_tracked.add_(1)
         if self.momentum is None:
@@ -474,6 +640,8 @@ class BatchNorm(Module):
             alpha = self.momentum
         # $\frac{m}{m - 1} \sigma^2_\mathcal{B}$
         unbiased_var = var * (m / (m - 1))
+        # `a.lerp_(b, α)` is the in-place linear interpolation $a \leftarrow a + \alpha (b - a)$,
+        # that is $(1 - \alpha) a + \alpha b$: both moving averages in one call each
         self.running_mean.lerp_(mean.to(self.running_mean.dtype), alpha)
         self.running_var.lerp_(unbiased_var.to(self.running_var.dtype), alpha)
 
@@ -481,28 +649,123 @@ class BatchNorm(Module):
         r"""
         ### Inference
 
-        With the population statistics fixed, the layer is a per-channel affine map,
+        With the population statistics fixed, the layer is one affine map per channel,
         $$y = \frac{\gamma}{\sqrt{\mathrm{Var}[x] + \epsilon}} \cdot \big(x - \mathbb{E}[x]\big) + \beta$$
-        The output for an example no longer depends on the rest of the batch. Since the map is
-        affine, it can even be folded into the weights of the preceding linear or convolution
-        layer. We subtract $\mathbb{E}[x]$ before scaling, instead of adding a precomputed
-        $\beta - \frac{\gamma \mathbb{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}}$, for the same reason as
-        in `batch_statistics`: it avoids cancellation when the mean is large.
+        The output for an example no longer depends on the rest of its batch:
+
+        ```pycon
+        >>> bn = BatchNorm(1)
+        >>> example = torch.tensor([[2.]])
+        >>> batch_a = torch.cat([example, torch.tensor([[0.], [4.]])])
+        >>> batch_b = torch.cat([example, torch.tensor([[6.], [10.]])])
+        >>> [round(bn(batch)[0, 0].item(), 4) for batch in (batch_a, batch_b)]
+        [0.0, -1.2247]
+        >>> _ = bn.eval()
+        >>> [round(bn(batch)[0, 0].item(), 4) for batch in (batch_a, batch_b)]
+        [0.733, 0.733]
+
+        ```
+
+        In training mode the same example gives two outputs, one per batch; in evaluation mode
+        it gives one, computed from the running statistics the two training batches left.
+
+        ![One example normalised inside two batches: two outputs in training mode, one in evaluation mode](../figures/bn_train_eval.svg)
+
+        Since the map is affine, $y = a x + c$ with one scale
+        $a = \frac{\gamma}{\sqrt{\mathrm{Var}[x] + \epsilon}}$ and one offset
+        $c = \beta - a\,\mathbb{E}[x]$ per channel, it can be folded into the preceding
+        linear or convolution layer: multiply that layer's weights for the channel by $a$,
+        replace its bias $b$ by $a b + c$, and the batch norm disappears from the inference
+        network. We compute the same folded form, one multiplication and one addition per
+        value. In training we took care never to subtract a large mean from the data after
+        rounding it; here that care would buy little, because $\mathbb{E}[x]$ is a stored
+        number, already rounded to the buffer's precision. When $|\mathbb{E}[x]|$ is large
+        compared with $\sqrt{\mathrm{Var}[x]}$, that rounding alone shifts the output by about
+        $\frac{|\mathbb{E}[x]|}{\sqrt{\mathrm{Var}[x]}}$ times the unit roundoff, and rounding
+        $a x$ and $c$ adds an error of the same size, not a larger one.
         """
-        dtype = _compute_dtype(x)
         shape = _channel_shape(x)
-        # $\frac{1}{\sqrt{\mathrm{Var}[x] + \epsilon}}$
+        dtype = _compute_dtype(x)
+        # $a = \frac{\gamma}{\sqrt{\mathrm{Var}[x] + \epsilon}}$; $[C]$
         scale = torch.rsqrt(self.running_var.to(dtype) + self.eps)
-        if self.affine:
+        if self.weight is not None:
             scale = scale * self.weight.to(dtype)
-        mean = self.running_mean.to(dtype).view(shape)
-        y = (x.to(dtype) - mean) * scale.view(shape)
+        # $c = \beta - a\,\mathbb{E}[x]$; $[C]$
+        offset = -self.running_mean.to(dtype) * scale
         if self.bias is not None:
-            y = y + self.bias.to(dtype).view(shape)
+            offset = offset + self.bias.to(dtype)
+        # $y = a x + c$, the addition in place; $[B, C, *]$
+        y = (x * scale.view(shape)).add_(offset.view(shape))
         return y.to(x.dtype)
+
+    # ## Argument checks and compatibility
+    #
+    # Mistakes are caught at the door, with messages that say what was expected and what was
+    # given, rather than surfacing later as a shape error deep inside a forward pass.
+    @staticmethod
+    def _check_arguments(channels, eps, momentum):
+        if isinstance(channels, bool) or not isinstance(channels, int):
+            raise TypeError(f"channels must be an int, got {type(channels).__name__}")
+        if channels < 1:
+            raise ValueError(f"channels must be at least 1, got {channels}")
+        if not _is_real(eps) or not eps > 0:
+            raise ValueError(f"eps must be a number > 0, got {eps!r}")
+        if momentum is not None and not (_is_real(momentum) and 0. <= momentum <= 1.):
+            raise ValueError(f"momentum must be None or a number in [0, 1], "
+                             f"got {momentum!r}")
+
+    # The input must be a floating-point $[B, C, *]$ tensor with this module's $C$. In
+    # training, a single value per channel has a zero variance and no unbiased estimate, so
+    # there is nothing sensible to learn from it.
+    def _check_input(self, x):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"expected a floating-point tensor, got dtype {x.dtype}")
+        if x.dim() < 2:
+            raise ValueError(f"expected an input of shape [B, C, *] with at least 2 "
+                             f"dimensions, got shape {tuple(x.shape)}")
+        if x.shape[1] != self.channels:
+            raise ValueError(f"expected {self.channels} channels in dimension 1 of the "
+                             f"input, got shape {tuple(x.shape)} "
+                             f"with {x.shape[1]} channels")
+        if self.training and x.numel() == x.shape[1]:
+            raise ValueError(f"expected more than 1 value per channel when training, "
+                             f"got input of shape {tuple(x.shape)}")
+
+    @property
+    def num_features(self) -> int:
+        # The name PyTorch's batch norms use for `channels`, for code that reads it
+        return self.channels
 
     def extra_repr(self) -> str:
         # The same fields as PyTorch's `BatchNorm2d(20, eps=1e-05, ...)`
         return (f"{self.channels}, eps={self.eps}, momentum={self.momentum}, "
                 f"affine={self.affine}, bias={self.bias is not None}, "
                 f"track_running_stats={self.track_running_stats}")
+
+
+# ## Helpers
+#
+# Numbers given to the constructor: `True` is an `int` to Python, but not a sensible `eps`.
+def _is_real(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# The dimensions that are reduced to get per-channel statistics: all of them except the
+# channel dimension $1$, so that a $[B, C, *]$ input gives $[1, C, 1, \dots]$ statistics which
+# broadcast back over the input.
+def _reduced_dims(x: torch.Tensor):
+    return [0] + list(range(2, x.dim()))
+
+
+# The shape $[1, C, 1, \dots]$ that per-channel values ($\gamma$, $\beta$, statistics) take to
+# broadcast over a $[B, C, *]$ input.
+def _channel_shape(x: torch.Tensor):
+    return [1, x.shape[1]] + [1] * (x.dim() - 2)
+
+
+# Statistics are computed in at least `float32`, so that `float16` and `bfloat16` inputs
+# (with a few bits of mantissa) are not summed over thousands of values in their own precision.
+def _compute_dtype(x: torch.Tensor):
+    return torch.promote_types(x.dtype, torch.float32)

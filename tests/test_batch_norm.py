@@ -1,8 +1,11 @@
 """
-Tests of `labml_nn_bn.batch_norm.BatchNorm` against `torch.nn.BatchNorm*d` as the reference.
+Tests of `labml_nn_bn.batch_norm.BatchNorm` against `torch.nn.BatchNorm*d`, against the
+page's reference function (Algorithm 1, the forward oracle) and against the paper's
+three-path back-propagation equations (the backward oracle).
 """
 import ast
 import copy
+import doctest
 import gc
 import importlib.util
 import itertools
@@ -14,8 +17,9 @@ import torch
 from torch.autograd import gradcheck, gradgradcheck
 
 from conftest import imported_packages
-from labml_nn_bn import BatchNorm, BatchNormFunction
+from labml_nn_bn import BatchNorm, BatchNormFunction, batch_statistics
 from labml_nn_bn import batch_norm as batch_norm_module
+from labml_nn_bn.batch_norm import batch_norm_reference
 
 C = 5
 # One input shape per layout, with the torch class that accepts it
@@ -225,7 +229,7 @@ def test_statistics_are_numerically_stable_for_large_means():
 
 
 def test_the_variance_identity_fails_as_the_module_says():
-    # The figures quoted in the module's comments: E[x²] − E[x]² is unusable at large means
+    # The numerics aside of the module: E[x²] − E[x]² is unusable at large means
     def naive(x):
         dims = [0, 2, 3]
         mean = x.mean(dims, keepdim=True)
@@ -457,3 +461,188 @@ def test_module_file_is_importable_by_path():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.BatchNorm(2)(torch.randn(3, 2)).shape == (3, 2)
+
+
+# --- the page's examples, the reference function and the paper's equations as oracles ------
+
+def test_the_examples_on_the_page_run_and_print_what_the_page_shows():
+    # The worked example (μ, σ², x̂, y of a 4×2 batch) and the train/eval demonstration
+    result = doctest.testmod(batch_norm_module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 10
+    assert result.failed == 0
+
+
+@pytest.mark.parametrize('layout', list(LAYOUTS))
+def test_forward_matches_the_reference_function(layout):
+    shape, _ = LAYOUTS[layout]
+    torch.manual_seed(0)
+    x = torch.randn(shape, dtype=torch.float64) * 3 + 2
+    w = torch.rand(C, dtype=torch.float64) + 0.5
+    b = torch.randn(C, dtype=torch.float64)
+    y = BatchNormFunction.apply(x, w, b, 1e-5)[0]
+    assert_close(y, batch_norm_reference(x, w, b, 1e-5), 'float64 output', rtol=1e-12, atol=1e-12)
+    # float32 against the float64 reference
+    y32 = BatchNormFunction.apply(x.float(), w.float(), b.float(), 1e-5)[0]
+    assert_close(y32.double(), batch_norm_reference(x, w, b, 1e-5), 'float32 output',
+                 rtol=1e-5, atol=1e-6)
+
+
+def paper_backward(x, g, gamma, eps):
+    """
+    The paper's Section 3 equations, literally: ∂ℓ/∂x reached three ways (directly, through
+    σ²_B and through μ_B), and ∂ℓ/∂γ, ∂ℓ/∂β. Sums over every dimension except 1.
+    """
+    dims = [0] + list(range(2, x.dim()))
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    m = x.numel() // x.shape[1]
+    gamma = gamma.view(shape)
+    mean = x.mean(dims, keepdim=True)
+    var = ((x - mean) ** 2).mean(dims, keepdim=True)
+    x_hat = (x - mean) / torch.sqrt(var + eps)
+    grad_x_hat = g * gamma
+    grad_var = (grad_x_hat * (x - mean)).sum(dims, keepdim=True) * -0.5 * (var + eps) ** -1.5
+    grad_mean = ((grad_x_hat * -1 / torch.sqrt(var + eps)).sum(dims, keepdim=True)
+                 + grad_var * (-2 * (x - mean)).sum(dims, keepdim=True) / m)
+    grad_x = (grad_x_hat / torch.sqrt(var + eps) + grad_var * 2 * (x - mean) / m
+              + grad_mean / m)
+    grad_gamma = (g * x_hat).sum(dims)
+    grad_beta = g.sum(dims)
+    return grad_x, grad_gamma, grad_beta
+
+
+@pytest.mark.parametrize('layout', list(LAYOUTS))
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+def test_backward_matches_the_papers_equations(layout, dtype):
+    shape, _ = LAYOUTS[layout]
+    torch.manual_seed(1)
+    x64 = torch.randn(shape, dtype=torch.float64) * 2 + 5
+    w64 = torch.rand(C, dtype=torch.float64) + 0.5
+    b64 = torch.randn(C, dtype=torch.float64)
+    g64 = torch.randn(shape, dtype=torch.float64)
+    expected = paper_backward(x64, g64, w64, 1e-5)
+    x, w, b = (t.to(dtype).requires_grad_() for t in (x64, w64, b64))
+    y = BatchNormFunction.apply(x, w, b, 1e-5)[0]
+    got = torch.autograd.grad(y, (x, w, b), g64.to(dtype))
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5)
+    for name, a, e in zip(['x', 'gamma', 'beta'], got, expected):
+        assert_close(a.double(), e, f'grad {name}', **tol)
+
+
+def test_backward_without_gamma_or_input_grad():
+    torch.manual_seed(2)
+    x = torch.randn(6, 3, 4, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(6, 3, 4, dtype=torch.float64)
+    gx, = torch.autograd.grad(BatchNormFunction.apply(x, None, None, 1e-5)[0], x, g)
+    assert_close(gx, paper_backward(x.detach(), g, torch.ones(3, dtype=torch.float64), 1e-5)[0],
+                 'grad x without gamma', rtol=1e-10, atol=1e-10)
+    # Only γ wants a gradient: the input gradient is not computed at all
+    w = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    gw, = torch.autograd.grad(BatchNormFunction.apply(x.detach(), w, None, 1e-5)[0], w, g)
+    assert_close(gw, paper_backward(x.detach(), g, w.detach(), 1e-5)[1], 'grad gamma')
+
+
+@pytest.mark.parametrize('memory_format', [torch.contiguous_format, torch.channels_last])
+def test_gradgradcheck_on_a_4d_batch(memory_format):
+    torch.manual_seed(3)
+    x = (torch.randn(3, 2, 3, 2, dtype=torch.float64) * 2 + 4).contiguous(
+        memory_format=memory_format).requires_grad_()
+    w = (torch.rand(2, dtype=torch.float64) + 0.5).requires_grad_()
+    b = torch.randn(2, dtype=torch.float64, requires_grad=True)
+
+    def f(x, w, b):
+        return BatchNormFunction.apply(x, w, b, 1e-3)[0]
+
+    assert gradcheck(f, (x, w, b))
+    assert gradgradcheck(f, (x, w, b))
+
+
+@pytest.mark.parametrize('offset', [0., 1e2, 1e4, 1e6, -1e6])
+@pytest.mark.parametrize('shape', [(64, 16, 8, 8), (256, 32)])
+def test_float32_output_is_within_1e_6_of_float64_for_large_means(offset, shape):
+    torch.manual_seed(0)
+    x = torch.randn(shape) + offset
+    y = BatchNorm(shape[1], affine=False)(x)
+    assert _relative_error(x, y) <= 1e-6
+    # and the gradient stays accurate too (against the same equations in float64)
+    xg = x.clone().requires_grad_()
+    g = torch.randn(shape)
+    gx, = torch.autograd.grad(BatchNorm(shape[1], affine=False)(xg), xg, g)
+    expected = paper_backward(x.double(), g.double(), torch.ones(shape[1], dtype=torch.float64),
+                              1e-5)[0]
+    assert ((gx.double() - expected).norm() / expected.norm()).item() <= 1e-5
+
+
+def test_statistics_stay_accurate_when_the_first_examples_are_far_from_the_rest():
+    # The shift is the mean of the first examples; a batch sorted so that they are outliers
+    torch.manual_seed(0)
+    x = torch.randn(64, 8) + 1e4
+    x[:32] += 3
+    y = BatchNorm(8, affine=False)(x)
+    assert _relative_error(x, y) <= 1e-6
+
+
+def test_batch_statistics_gives_shift_residual_and_biased_variance():
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 5, dtype=torch.float64) * 2 + 7
+    shift, residual, var = batch_statistics(x)
+    assert shift.shape == residual.shape == var.shape == (1, 3, 1)
+    assert_close((shift + residual).flatten(), x.mean((0, 2)), 'mean', rtol=1e-12, atol=1e-12)
+    assert_close(var.flatten(), x.var((0, 2), unbiased=False), 'var', rtol=1e-12, atol=1e-12)
+    # Any shift gives the same statistics
+    s2, r2, v2 = batch_statistics(x, torch.full((1, 3, 1), 3., dtype=torch.float64))
+    assert_close((s2 + r2).flatten(), x.mean((0, 2)), 'mean, other shift', rtol=1e-12, atol=1e-12)
+    assert_close(v2, var, 'var, other shift', rtol=1e-12, atol=1e-12)
+    # Half-precision input: statistics in float32
+    assert batch_statistics(x.half())[2].dtype == torch.float32
+
+
+def test_the_gradient_sums_to_zero_but_is_orthogonal_to_x_hat_only_as_eps_goes_to_zero():
+    # The page's claims about the compact form: Σ ∂ℓ/∂x_i = 0 exactly, and
+    # Σ x̂_i ∂ℓ/∂x_i = γ k Σ g x̂ · ε / (σ² + ε)
+    torch.manual_seed(4)
+    x = torch.randn(10, 2, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(10, 2, dtype=torch.float64)
+    w = torch.tensor([1.5, 0.5], dtype=torch.float64)
+    eps = 0.5
+    gx, = torch.autograd.grad(BatchNormFunction.apply(x, w, None, eps)[0], x, g)
+    assert gx.sum(0).abs().max() < 1e-12
+    xd = x.detach()
+    var = xd.var(0, unbiased=False)
+    x_hat = (xd - xd.mean(0)) / torch.sqrt(var + eps)
+    k = 1 / torch.sqrt(var + eps)
+    expected = w * k * (g * x_hat).sum(0) * eps / (var + eps)
+    assert_close((x_hat * gx).sum(0), expected, 'sum of x_hat * grad', rtol=1e-10, atol=1e-12)
+    assert expected.abs().min() > 1e-3
+
+
+def test_scale_invariance_holds_for_positive_scales_up_to_eps():
+    # BN((aW)u) = BN(Wu) for a > 0 when ε is negligible; a < 0 flips the sign
+    torch.manual_seed(5)
+    wu = torch.randn(32, 4) * 3
+    bn = BatchNorm(4, affine=False)
+    assert_close(bn(7. * wu), bn(wu), 'a = 7', rtol=1e-5, atol=1e-5)
+    assert_close(bn(-2. * wu), -bn(wu), 'a = -2', rtol=1e-5, atol=1e-5)
+    # When a²σ² is close to ε, ε no longer cancels
+    assert (bn(0.001 * wu) - bn(wu)).abs().max() > 0.1
+
+
+def test_the_page_shows_the_algorithm_before_the_machinery():
+    source = open(batch_norm_module.__file__).read()
+    order = ['def batch_norm_reference', 'def batch_statistics', 'class BatchNormFunction',
+             'def _update_running_stats', 'def _normalise_for_inference', 'def _check_input',
+             'def extra_repr']
+    positions = [source.index(name) for name in order]
+    assert positions == sorted(positions)
+    # The numerics are one collapsible aside, and the page links the later-work page
+    assert source.count('??? note') == 1
+    assert '../later_work.md' in source
+    # Code lines fit the code column without scrolling sideways
+    tree = ast.parse(source)
+    doc_lines = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and ast.get_docstring(node):
+            first = node.body[0]
+            doc_lines.update(range(first.lineno, first.end_lineno + 1))
+    long = [n for n, line in enumerate(source.splitlines(), 1)
+            if len(line) > 88 and n not in doc_lines and not line.lstrip().startswith('#')]
+    assert not long, long

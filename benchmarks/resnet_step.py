@@ -99,7 +99,8 @@ class ResNet(nn.Module):
 def resnet50(smoke: bool = False):
     """torchvision's ResNet-50 where it imports, else ours; a narrow two-block net for `--smoke`."""
     if smoke:
-        return ResNet(blocks=(1, 1, 1, 1), base_width=8, classes=10), 'ResNet (smoke: 1-1-1-1 blocks, width 8)'
+        return (ResNet(blocks=(1, 1, 1, 1), base_width=8, classes=10),
+                'ResNet (smoke: 1-1-1-1 blocks, width 8)')
     try:
         from torchvision.models import resnet50 as torchvision_resnet50
         return torchvision_resnet50(), 'torchvision resnet50'
@@ -210,26 +211,35 @@ def main(argv=None):
     fast = cuda and kernels_apply(torch.empty(1, 1, device=device))
     load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else None
     start = time.time()
+    kind = device_kind(device)
+    description = describe_device(device)
+    stem = f'resnet_step-{kind}'
+    text_stamp = stamp('random images, 1000 classes', f'{rounds} interleaved steps, median'
+                       + (' (smoke)' if args.smoke else ''), description)
+
+    def save(values):
+        meta = {'device': description, 'kind': kind, 'torch': torch.__version__, 'date': today(),
+                'rounds': rounds, 'smoke': args.smoke, 'load_average_before': load,
+                'threads': torch.get_num_threads(), 'seconds': time.time() - start,
+                'commit': _commit()}
+        paths = [Path(args.out) / f'{stem}.json']
+        if args.figures:
+            paths.append(ROOT / 'docs' / 'figures' / f'{stem}.json')
+        return [save_values(path, dict(values, meta=meta), text_stamp) for path in paths]
+
     values = {}
     for setting in args.settings:
-        batch = args.batch if args.batch is not None else (2 if args.smoke else (64 if setting == 'fp32' else 128) if cuda else 8)
+        if args.batch is not None:
+            batch = args.batch
+        else:
+            batch = 2 if args.smoke else (64 if setting == 'fp32' else 128) if cuda else 8
         values[setting] = r = measure(device, setting, batch, size, rounds, args.smoke, fast)
         parts = [f'{name} {r[name]["ms"]:.1f} ms ({r[name]["ratio"]:.2f}×'
                  + (f', peak {r[name]["peak_ratio"]:.2f}×' if cuda else '') + ')'
                  for name in ('native', 'eager', 'fast') if name in r]
         print(f'{setting} batch {batch} {size}×{size}: ' + '  '.join(parts), flush=True)
-    kind = device_kind(device)
-    description = describe_device(device)
-    meta = {'device': description, 'kind': kind, 'torch': torch.__version__, 'date': today(),
-            'rounds': rounds, 'smoke': args.smoke, 'load_average_before': load,
-            'threads': torch.get_num_threads(), 'seconds': time.time() - start, 'commit': _commit()}
-    text_stamp = stamp('random images, 1000 classes', f'{rounds} interleaved steps, median'
-                       + (' (smoke)' if args.smoke else ''), description)
-    name = f'resnet_step-{kind}'
-    written = [save_values(Path(args.out) / f'{name}.json', dict(values, meta=meta), text_stamp)]
-    if args.figures:
-        written.append(save_values(ROOT / 'docs' / 'figures' / f'{name}.json',
-                                   dict(values, meta=meta), text_stamp))
+        # Written after every setting, so that a long run that is stopped keeps what it measured
+        written = save(values)
     for path in written:
         print(f'wrote {path}')
 

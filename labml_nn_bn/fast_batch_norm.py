@@ -358,7 +358,8 @@ class _Layout:
         self.tiles = self.batch * self.s_tiles
         self.c_blocks = triton.cdiv(channels, self.block_c)
         # Enough programs to keep every multiprocessor busy, each with a contiguous run of tiles
-        self.splits = max(1, min(self.tiles, 1024, triton.cdiv(programs or _programs(x.device), self.c_blocks)))
+        wanted = triton.cdiv(programs or _programs(x.device), self.c_blocks)
+        self.splits = max(1, min(self.tiles, 1024, wanted))
         self.tiles_per_program = triton.cdiv(self.tiles, self.splits)
         self.splits = triton.cdiv(self.tiles, self.tiles_per_program)
         self.grid = (self.c_blocks, self.splits)

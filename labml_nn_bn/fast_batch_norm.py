@@ -498,11 +498,16 @@ class FastBatchNormFunction(torch.autograd.Function):
 # ## Batch Normalization layer on the kernels
 class FastBatchNorm(BatchNorm):
     r"""
-    [`BatchNorm`](batch_norm.md#batchnorm) with the same constructor, parameters, buffers and
-    `state_dict`, computed by the kernels above for `float32`, `bfloat16` and `float16` inputs on
-    a CUDA device (or on CPU tensors under `TRITON_INTERPRET=1`). Everywhere else, for instance
-    on CPU or without Triton, it is `BatchNorm`.
-    Double backward (`create_graph=True`) through the kernels raises a `RuntimeError`.
+    [`BatchNorm`](batch_norm.md#batch-normalization-layer) with the same constructor,
+    parameters, buffers and `state_dict`, computed by the kernels above for `float32`,
+    `bfloat16` and `float16` inputs on a CUDA device (or on CPU tensors under
+    `TRITON_INTERPRET=1`). Everywhere else, for instance on CPU or without Triton, and for
+    `float64`, it is `BatchNorm`.
+
+    * Evaluation with population statistics is one pass of the apply kernel, unless a gradient
+      is wanted (fine-tuning with frozen statistics), which the eager module provides.
+    * Double backward (`create_graph=True`) through the kernels is refused with a
+      `RuntimeError`; use `BatchNorm` for higher-order gradients.
     """
 
     def forward(self, x: torch.Tensor):

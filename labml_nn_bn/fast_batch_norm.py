@@ -92,6 +92,7 @@ values are computed as $(x_i - s) - r$, never as $x_i - (s + r)$.
 
 import os
 from collections import Counter
+from functools import lru_cache
 
 import torch
 
@@ -386,8 +387,14 @@ def _tile_elements(device: torch.device) -> int:
 # few in all under the interpreter, enough that the tests exercise the merging of partials.
 def _programs(device: torch.device) -> int:
     if device.type == 'cuda':
-        return 4 * torch.cuda.get_device_properties(device).multi_processor_count
+        return 4 * _multiprocessors(device.index if device.index is not None
+                                    else torch.cuda.current_device())
     return 6
+
+
+@lru_cache(maxsize=None)
+def _multiprocessors(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
 
 
 # A reduction's combining kernel loads all partials of `block_c` channels at once.

@@ -121,22 +121,15 @@ and one fixed $\gamma$, $\beta$ cannot undo all of them exactly.
 
 import torch
 
-# The module is a [`labml_helpers`](https://github.com/labmlai/labml/tree/master/helpers) module
-# when that package is installed; otherwise a plain `torch.nn.Module`, so that this file can be
-# copied into any project with only PyTorch.
-try:
-    from labml_helpers.module import Module
-except ImportError:
-    Module = torch.nn.Module
-
 
 # ## Algorithm 1, plainly
 #
 # Over a mini-batch $\mathcal{B} = \{x_1, \dots, x_m\}$ of one feature, the paper's
 # Algorithm 1 computes
 #
-# $$\mu_\mathcal{B} = \frac{1}{m} \sum_{i=1}^m x_i \qquad
-#   \sigma^2_\mathcal{B} = \frac{1}{m} \sum_{i=1}^m (x_i - \mu_\mathcal{B})^2$$
+# $$\mu_\mathcal{B} = \frac{1}{m} \sum_{i=1}^m x_i$$
+#
+# $$\sigma^2_\mathcal{B} = \frac{1}{m} \sum_{i=1}^m (x_i - \mu_\mathcal{B})^2$$
 #
 # $$\hat{x}_i = \frac{x_i - \mu_\mathcal{B}}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}} \qquad
 #   y_i = \gamma \hat{x}_i + \beta$$
@@ -154,18 +147,22 @@ def batch_norm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     A worked example: a batch of $m = 4$ examples with $C = 2$ features.
 
     ```pycon
-    >>> x = torch.tensor([[1., 10.], [3., 16.], [5., 16.], [7., 18.]])
-    >>> x.mean(dim=0)                    # mu_B, one per feature
+    >>> x = torch.tensor([[1., 10.], [3., 16.],
+    ...                   [5., 16.], [7., 18.]])
+    >>> x.mean(dim=0)                 # mu_B
     tensor([ 4., 15.])
-    >>> x.var(dim=0, unbiased=False)     # sigma^2_B, dividing by m
+    >>> x.var(dim=0, unbiased=False)  # sigma^2_B
     tensor([5., 9.])
-    >>> x_hat = batch_norm_reference(x, torch.ones(2), torch.zeros(2))
-    >>> x_hat                            # gamma = 1, beta = 0 gives x_hat itself
+    >>> ones, zeros = torch.ones(2), torch.zeros(2)
+    >>> x_hat = batch_norm_reference(x, ones, zeros)
+    >>> x_hat                  # gamma = 1, beta = 0
     tensor([[-1.3416, -1.6667],
             [-0.4472,  0.3333],
             [ 0.4472,  0.3333],
             [ 1.3416,  1.0000]])
-    >>> batch_norm_reference(x, torch.tensor([2., 0.5]), torch.tensor([0., 1.]))
+    >>> gamma = torch.tensor([2., 0.5])
+    >>> beta = torch.tensor([0., 1.])
+    >>> batch_norm_reference(x, gamma, beta)  # y
     tensor([[-2.6833,  0.1667],
             [-0.8944,  1.1667],
             [ 0.8944,  1.1667],
@@ -247,18 +244,29 @@ def batch_norm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
 # `batch_norm_reference` (the tests check this), but in fewer passes over memory, with
 # statistics that stay accurate when the mean is large, with the paper's back-propagation
 # written by hand, and with population statistics for inference.
+#
+# It is a [`labml_helpers`](https://github.com/labmlai/labml/tree/master/helpers) module when
+# that package is installed; otherwise a plain `torch.nn.Module`, so that this file can be
+# copied into any project with only PyTorch.
+try:
+    from labml_helpers.module import Module
+except ImportError:
+    Module = torch.nn.Module
+
 
 # ### Mini-batch statistics
 #
 # The forward pass needs $\mu_\mathcal{B}$ and $\sigma^2_\mathcal{B}$ per channel. We compute
 # them around a *shift* $s$, a rough guess of the mean: with $d_i = x_i - s$,
 #
-# $$\mu_\mathcal{B} = s + r, \quad r = \frac{1}{m}\sum_{i=1}^m d_i \qquad
-#   \sigma^2_\mathcal{B} = \frac{1}{m}\sum_{i=1}^m d_i^2 - r^2$$
+# $$\mu_\mathcal{B} = s + r \quad \text{with} \quad r = \frac{1}{m}\sum_{i=1}^m d_i$$
+#
+# $$\sigma^2_\mathcal{B} = \frac{1}{m}\sum_{i=1}^m d_i^2 - r^2$$
 #
 # Both sums are read from the same shifted values, so two reductions give both statistics,
 # and the centred values $x_i - \mu_\mathcal{B} = d_i - r$ never need $\mu_\mathcal{B}$
-# itself. The shift costs almost nothing: it is the mean of the first few examples.
+# itself. The shift costs next to nothing: it is the median of five values of each
+# channel.
 # The aside below explains why this is more accurate than the textbook formulas.
 #
 # ??? note "Numerics: why the statistics are computed around a shift (our addition, not the paper's)"
@@ -279,23 +287,26 @@ def batch_norm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
 #     every $x_i$ is within a factor of two of $s$, and then $d_i = x_i - s$ is computed exactly
 #     (Sterbenz's lemma). The $d_i$ are small, of the order of the standard deviation, so
 #     $\frac{1}{m}\sum_i d_i^2 - r^2$ cancels only as much as $s$ is off from the mean, and $s$,
-#     the mean of the first examples, is close to it. Nothing of size $\mu_\mathcal{B}$ is
-#     ever subtracted from a value of size $\sigma_\mathcal{B}$.
+#     the median of five values of the channel, is typically within a standard deviation of it.
+#     Nothing of size $\mu_\mathcal{B}$ is ever subtracted from a value of size
+#     $\sigma_\mathcal{B}$.
 #
-#     Relative error of the normalised output against a `float64` computation, `float32`
-#     input $\mathcal{N}(\mu, 1)$, from [the variance-identity experiment](experiments/variance_identity.md):
+#     Relative error of the normalised output against a `float64` computation, for `float32`
+#     input $\mathcal{N}(\mu, 1)$: the identity, the two-pass form, the shifted form of this
+#     module, and `torch.nn.BatchNorm2d`; from [the variance-identity experiment](experiments/variance_identity.md):
 #
-#     | $\mu$ | $\mathbb{E}[x^2] - \mathbb{E}[x]^2$ | two-pass | shifted | `torch.nn.BatchNorm2d` |
+#     | $\mu$ | identity | two-pass | shifted | `BatchNorm2d` |
 #     |---|---|---|---|---|
-#     | $1$ | <!-- measured variance_identity:float32.identity.1e0 .1e -->1.7e-07<!-- /measured --> | <!-- measured variance_identity:float32.two_pass.1e0 .1e -->1.3e-07<!-- /measured --> | <!-- measured variance_identity:float32.shifted.1e0 .1e -->7.5e-08<!-- /measured --> | <!-- measured variance_identity:float32.torch_batch_norm.1e0 .1e -->5.4e-08<!-- /measured --> |
-#     | $10^3$ | <!-- measured variance_identity:float32.identity.1e3 .1e -->9.2e-02<!-- /measured --> | <!-- measured variance_identity:float32.two_pass.1e3 .1e -->8.1e-05<!-- /measured --> | <!-- measured variance_identity:float32.shifted.1e3 .1e -->5.7e-08<!-- /measured --> | <!-- measured variance_identity:float32.torch_batch_norm.1e3 .1e -->2.8e-05<!-- /measured --> |
-#     | $10^4$ | <!-- measured variance_identity:float32.identity.1e4 -->nan<!-- /measured --> | <!-- measured variance_identity:float32.two_pass.1e4 .1e -->1.5e-03<!-- /measured --> | <!-- measured variance_identity:float32.shifted.1e4 .1e -->9.0e-08<!-- /measured --> | <!-- measured variance_identity:float32.torch_batch_norm.1e4 .1e -->3.8e-04<!-- /measured --> |
-#     | $10^6$ | <!-- measured variance_identity:float32.identity.1e6 .1e -->1.0e+00<!-- /measured --> | <!-- measured variance_identity:float32.two_pass.1e6 .1e -->1.6e-02<!-- /measured --> | <!-- measured variance_identity:float32.shifted.1e6 .1e -->5.0e-08<!-- /measured --> | <!-- measured variance_identity:float32.torch_batch_norm.1e6 .1e -->2.7e-02<!-- /measured --> |
+#     | $1$ | <!-- measured variance_identity:float32.identity.1e0 .1e -->2.3e-07<!-- /measured --> | <!-- measured variance_identity:float32.two_pass.1e0 .1e -->1.4e-07<!-- /measured --> | <!-- measured variance_identity:float32.shifted.1e0 .1e -->8.0e-08<!-- /measured --> | <!-- measured variance_identity:float32.torch_batch_norm.1e0 .1e -->5.5e-08<!-- /measured --> |
+#     | $10^3$ | <!-- measured variance_identity:float32.identity.1e3 .1e -->1.2e-01<!-- /measured --> | <!-- measured variance_identity:float32.two_pass.1e3 .1e -->1.0e-04<!-- /measured --> | <!-- measured variance_identity:float32.shifted.1e3 .1e -->7.6e-08<!-- /measured --> | <!-- measured variance_identity:float32.torch_batch_norm.1e3 .1e -->2.9e-05<!-- /measured --> |
+#     | $10^4$ | <!-- measured variance_identity:float32.identity.1e4 -->nan<!-- /measured --> | <!-- measured variance_identity:float32.two_pass.1e4 .1e -->1.3e-03<!-- /measured --> | <!-- measured variance_identity:float32.shifted.1e4 .1e -->1.2e-07<!-- /measured --> | <!-- measured variance_identity:float32.torch_batch_norm.1e4 .1e -->4.8e-04<!-- /measured --> |
+#     | $10^6$ | <!-- measured variance_identity:float32.identity.1e6 .1e -->1.0e+00<!-- /measured --> | <!-- measured variance_identity:float32.two_pass.1e6 .1e -->2.1e-02<!-- /measured --> | <!-- measured variance_identity:float32.shifted.1e6 .1e -->4.8e-08<!-- /measured --> | <!-- measured variance_identity:float32.torch_batch_norm.1e6 .1e -->2.2e-02<!-- /measured --> |
 #
 #     The tests check that this module stays within $10^{-6}$ of the `float64` result from
-#     $\mathcal{N}(0, 1)$ to $\mathcal{N}(10^6, 1)$. The shifted form has one weakness: if the
-#     first examples of a batch are far from the others (a batch sorted by class, say), the
-#     cancellation grows with $(s - \mu_\mathcal{B})^2 / \sigma^2_\mathcal{B}$. `float16` and
+#     $\mathcal{N}(0, 1)$ to $\mathcal{N}(10^6, 1)$. The shifted form has one weakness: when
+#     the shift lands many standard deviations from the mean (three of its five samples would
+#     have to be outliers), the relative error grows roughly like
+#     $1 + (s - \mu_\mathcal{B})^2 / \sigma^2_\mathcal{B}$ times the unit roundoff. `float16` and
 #     `bfloat16` inputs are summed in `float32`, so the cast costs nothing extra: the
 #     subtraction $x_i - s$ promotes them.
 def batch_statistics(x: torch.Tensor, shift: torch.Tensor = None):
@@ -313,24 +324,37 @@ def batch_statistics(x: torch.Tensor, shift: torch.Tensor = None):
     return shift, residual, var
 
 
-# The shift $s$: the mean of the first examples of the batch, enough of them to cover at least
-# 32 values per channel (one example of a $28 \times 28$ feature map; 32 rows of a $[B, C]$
-# batch). Any $s$ gives the same statistics in exact arithmetic; a close one keeps the
-# cancellation in $\frac{1}{m}\sum_i d_i^2 - r^2$ small.
+# The shift $s$: for each channel, the median of five of its values, taken from examples and
+# positions spread over the batch. Any $s$ gives the same statistics in exact arithmetic; one
+# within a few standard deviations of the mean keeps the cancellation in
+# $\frac{1}{m}\sum_i d_i^2 - r^2$ small, and a median of five is there unless three of the
+# five are outliers. Being one of the values, it is also exact for a channel that is constant
+# over the batch: every $d_i$ is then $0$ and the output is exactly $\beta$, however small
+# $\epsilon$ is. Gathering $5 \times C$ values costs nothing next to a pass over the data.
 def _cheap_shift(x: torch.Tensor) -> torch.Tensor:
-    per_example = 1
-    for size in x.shape[2:]:
-        per_example *= size
-    k = min(x.shape[0], -(-32 // max(per_example, 1)))
-    # $[1, C, 1, \dots]$
-    return x[:k].mean(dim=_reduced_dims(x), keepdim=True, dtype=_compute_dtype(x))
+    shape = _channel_shape(x)
+    if x.numel() == 0:
+        return torch.zeros(shape, dtype=_compute_dtype(x), device=x.device)
+    # Five examples, and in each a position, spread evenly over the batch and the positions
+    batch, positions = x.shape[0], x[0, 0].numel()
+    rows = [[k * (batch - 1) // 4 for k in range(5)]]
+    flat = [(2 * k + 1) * positions // 10 for k in range(5)]
+    for size in reversed(x.shape[2:]):
+        rows.insert(1, [p % size for p in flat])
+        flat = [p // size for p in flat]
+    index = torch.tensor(rows, device=x.device)
+    # $[5, C]$, then the median (the third smallest) of each column; $[1, C, 1, \dots]$
+    samples = x[(index[0], slice(None)) + tuple(index[1:])]
+    median = samples.kthvalue(3, dim=0).values
+    return median.to(_compute_dtype(x)).view(shape)
 
 
 # $r$ and $\sigma^2_\mathcal{B}$ from the shifted values $d_i$: two reductions over the data.
 # Rounding could leave a tiny negative variance for a constant channel; it is clamped at zero.
+# An empty batch gets $r = \sigma^2_\mathcal{B} = 0$, so that its gradients are zero, not `NaN`.
 def _shifted_moments(d: torch.Tensor):
     dims = _reduced_dims(d)
-    m = d.numel() // d.shape[1]
+    m = max(d.numel() // d.shape[1], 1)
     # $r = \frac{1}{m}\sum_i d_i$
     residual = d.sum(dim=dims, keepdim=True) / m
     # $\sigma^2_\mathcal{B} = \frac{1}{m}\sum_i d_i^2 - r^2$
@@ -409,20 +433,22 @@ class BatchNormFunction(torch.autograd.Function):
 
         $$\frac{\partial \ell}{\partial \hat{x}_i} = g_i \cdot \gamma$$
 
-        $$\frac{\partial \ell}{\partial \sigma^2_\mathcal{B}} =
-          \sum_{i=1}^m \frac{\partial \ell}{\partial \hat{x}_i} (x_i - \mu_\mathcal{B})
-          \cdot \frac{-1}{2} (\sigma^2_\mathcal{B} + \epsilon)^{-3/2}$$
+        $$\begin{aligned}\frac{\partial \ell}{\partial \sigma^2_\mathcal{B}} =
+          &\sum_{i=1}^m \frac{\partial \ell}{\partial \hat{x}_i} (x_i - \mu_\mathcal{B}) \\
+          &\cdot \frac{-1}{2} (\sigma^2_\mathcal{B} + \epsilon)^{-3/2}\end{aligned}$$
 
-        $$\frac{\partial \ell}{\partial \mu_\mathcal{B}} =
-          \Bigg(\sum_{i=1}^m \frac{\partial \ell}{\partial \hat{x}_i}
-          \cdot \frac{-1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}} \Bigg)
-          + \frac{\partial \ell}{\partial \sigma^2_\mathcal{B}}
-          \cdot \frac{\sum_{i=1}^m -2(x_i - \mu_\mathcal{B})}{m}$$
+        $$\begin{aligned}\frac{\partial \ell}{\partial \mu_\mathcal{B}} =
+          &\Bigg(\sum_{i=1}^m \frac{\partial \ell}{\partial \hat{x}_i}
+          \cdot \frac{-1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}} \Bigg) \\
+          &+ \frac{\partial \ell}{\partial \sigma^2_\mathcal{B}}
+          \cdot \frac{\sum_{i=1}^m -2(x_i - \mu_\mathcal{B})}{m}\end{aligned}$$
 
-        $$\frac{\partial \ell}{\partial x_i} =
-          \frac{\partial \ell}{\partial \hat{x}_i} \cdot \frac{1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}
-          + \frac{\partial \ell}{\partial \sigma^2_\mathcal{B}} \cdot \frac{2(x_i - \mu_\mathcal{B})}{m}
-          + \frac{\partial \ell}{\partial \mu_\mathcal{B}} \cdot \frac{1}{m}$$
+        $$\begin{aligned}\frac{\partial \ell}{\partial x_i} =
+          &\frac{\partial \ell}{\partial \hat{x}_i}
+          \cdot \frac{1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}} \\
+          &+ \frac{\partial \ell}{\partial \sigma^2_\mathcal{B}}
+          \cdot \frac{2(x_i - \mu_\mathcal{B})}{m} \\
+          &+ \frac{\partial \ell}{\partial \mu_\mathcal{B}} \cdot \frac{1}{m}\end{aligned}$$
 
         $$\frac{\partial \ell}{\partial \gamma} = \sum_{i=1}^m g_i \hat{x}_i \qquad
           \frac{\partial \ell}{\partial \beta} = \sum_{i=1}^m g_i$$
@@ -435,10 +461,11 @@ class BatchNormFunction(torch.autograd.Function):
         $\frac{\partial \ell}{\partial \sigma^2_\mathcal{B}} = -\frac{\gamma k^2}{2}\sum_j g_j \hat{x}_j$;
         the second term of $\frac{\partial \ell}{\partial \mu_\mathcal{B}}$ vanishes because the
         centred values sum to zero, leaving $-\gamma k \sum_j g_j$; and substituting both,
-        $$\frac{\partial \ell}{\partial x_i} = \gamma k g_i
-          - \frac{\gamma k^2}{m} \hat{x}_i \frac{1}{k} \sum_j g_j \hat{x}_j
-          - \frac{\gamma k}{m} \sum_j g_j
-          = \frac{\gamma k}{m}\Big(m g_i - \sum_j g_j - \hat{x}_i \sum_j g_j \hat{x}_j\Big)$$
+        $$\begin{aligned}\frac{\partial \ell}{\partial x_i}
+          &= \gamma k g_i - \frac{\gamma k^2}{m} \frac{\hat{x}_i}{k} \sum_j g_j \hat{x}_j
+             - \frac{\gamma k}{m} \sum_j g_j \\
+          &= \frac{\gamma k}{m}\Big(m g_i - \sum_j g_j
+             - \hat{x}_i \sum_j g_j \hat{x}_j\Big)\end{aligned}$$
         Only two sums per channel are needed, $\sum_j g_j$ and $\sum_j g_j \hat{x}_j$, and they
         are also $\frac{\partial \ell}{\partial \beta}$ and $\frac{\partial \ell}{\partial \gamma}$.
         Summing over $i$ shows what the gradient cannot do: $\sum_i \frac{\partial \ell}{\partial x_i} = 0$
@@ -518,9 +545,9 @@ class BatchNorm(Module):
     (`weight` is $\gamma$, `bias` is $\beta$), so state dictionaries move freely between the two.
     """
 
-    def __init__(self, channels: int, *, eps: float = 1e-5, momentum=0.1,
+    def __init__(self, channels: int, eps: float = 1e-5, momentum=0.1,
                  affine: bool = True, track_running_stats: bool = True,
-                 device=None, dtype=None, bias: bool = True):
+                 device=None, dtype=None, *, bias: bool = True):
         super().__init__()
         self._check_arguments(channels, eps, momentum)
         self.channels = channels
@@ -583,13 +610,14 @@ class BatchNorm(Module):
         # **Training or inference.** `model.train()` and `model.eval()` set `self.training`.
         # In training the batch normalises itself (Algorithm 1); in evaluation the population
         # estimates do (Algorithm 2). Without running statistics there is nothing else to use,
-        # so batch statistics serve in evaluation too.
-        if not self.training and self.track_running_stats:
+        # so batch statistics serve in evaluation too. As in PyTorch, the buffers decide, not
+        # the flag: a module whose `track_running_stats` is switched off after construction
+        # keeps its buffers and uses them in evaluation (a common way to freeze them while
+        # fine-tuning), but no longer updates them.
+        if not self.training and self.running_mean is not None \
+                and self.running_var is not None:
             return self._normalise_for_inference(x)
-
-        # An empty batch has no statistics to normalise with or to learn from
-        if m == 0:
-            return x.clone()
+        track = self.training and self.track_running_stats
 
         # **The normalisation.** `apply` runs `BatchNormFunction.forward` and, when any input
         # requires a gradient, records `BatchNormFunction.backward` in the autograd graph.
@@ -598,9 +626,14 @@ class BatchNorm(Module):
         y, mean, var = BatchNormFunction.apply(x, self.weight, self.bias, self.eps)
 
         # **Learning the population statistics**, while training only: every batch moves the
-        # running averages a little towards its own statistics.
-        if self.training and self.track_running_stats:
-            self._update_running_stats(mean, var, m)
+        # running averages a little towards its own statistics. An empty batch has nothing to
+        # teach them, but it is counted, as PyTorch counts it, so that checkpoints agree.
+        if track:
+            if m == 0:
+                if self.num_batches_tracked is not None:
+                    self.num_batches_tracked.add_(1)
+            else:
+                self._update_running_stats(mean, var, m)
         return y
 
     @torch.no_grad()
@@ -615,9 +648,8 @@ class BatchNorm(Module):
         batch variance, which the training forward pass normalises with, into an unbiased
         estimate of the population variance. Instead of a second pass over the training set,
         the averages are tracked while training, as exponential moving averages,
-        $$\mathbb{E}[x] \leftarrow (1 - \alpha)\,\mathbb{E}[x] + \alpha\,\mu_\mathcal{B}
-          \qquad
-          \mathrm{Var}[x] \leftarrow (1 - \alpha)\,\mathrm{Var}[x]
+        $$\mathbb{E}[x] \leftarrow (1 - \alpha)\,\mathbb{E}[x] + \alpha\,\mu_\mathcal{B}$$
+        $$\mathrm{Var}[x] \leftarrow (1 - \alpha)\,\mathrm{Var}[x]
           + \alpha\,\frac{m}{m - 1}\sigma^2_\mathcal{B}$$
         with $\alpha$ = `momentum`, or $\alpha = \frac{1}{n}$ for the $n$-th batch when
         `momentum` is `None`, which makes them the plain average of all batches so far.
@@ -633,11 +665,19 @@ class BatchNorm(Module):
 
         This runs under `no_grad`, so the buffers never hold autograd history.
         """
-        self.num_batches_tracked.add_(1)
-        if self.momentum is None:
+        # A module whose buffers were set to `None`, or one built without running statistics
+        # whose flag is switched on later, has nothing to update: PyTorch then only counts the
+        # batch (if it has a counter), and so do we.
+        if self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+        if self.running_mean is None or self.running_var is None:
+            return
+        if self.momentum is not None:
+            alpha = self.momentum
+        elif self.num_batches_tracked is not None:
             alpha = 1. / float(self.num_batches_tracked)
         else:
-            alpha = self.momentum
+            alpha = 0.
         # $\frac{m}{m - 1} \sigma^2_\mathcal{B}$
         unbiased_var = var * (m / (m - 1))
         # `a.lerp_(b, α)` is the in-place linear interpolation $a \leftarrow a + \alpha (b - a)$,
@@ -651,23 +691,25 @@ class BatchNorm(Module):
 
         With the population statistics fixed, the layer is one affine map per channel,
         $$y = \frac{\gamma}{\sqrt{\mathrm{Var}[x] + \epsilon}} \cdot \big(x - \mathbb{E}[x]\big) + \beta$$
-        The output for an example no longer depends on the rest of its batch:
+        The output for an example no longer depends on the rest of its batch. Below, the
+        example $2$ is normalised inside two batches, $a$ and $b$:
 
         ```pycon
-        >>> bn = BatchNorm(1)
-        >>> example = torch.tensor([[2.]])
-        >>> batch_a = torch.cat([example, torch.tensor([[0.], [4.]])])
-        >>> batch_b = torch.cat([example, torch.tensor([[6.], [10.]])])
-        >>> [round(bn(batch)[0, 0].item(), 4) for batch in (batch_a, batch_b)]
-        [0.0, -1.2247]
+        >>> bn = BatchNorm(1)          # in training mode
+        >>> a = torch.tensor([[2.], [0.], [4.]])
+        >>> b = torch.tensor([[2.], [6.], [10.]])
+        >>> def first(batch):          # output for 2.0
+        ...     return round(bn(batch)[0, 0].item(), 4)
+        >>> first(a), first(b)
+        (0.0, -1.2247)
         >>> _ = bn.eval()
-        >>> [round(bn(batch)[0, 0].item(), 4) for batch in (batch_a, batch_b)]
-        [0.733, 0.733]
+        >>> first(a), first(b)
+        (0.733, 0.733)
 
         ```
 
         In training mode the same example gives two outputs, one per batch; in evaluation mode
-        it gives one, computed from the running statistics the two training batches left.
+        it gives one, computed from the running statistics that the two training steps left.
 
         ![One example normalised inside two batches: two outputs in training mode, one in evaluation mode](../figures/bn_train_eval.svg)
 
@@ -714,9 +756,9 @@ class BatchNorm(Module):
             raise ValueError(f"momentum must be None or a number in [0, 1], "
                              f"got {momentum!r}")
 
-    # The input must be a floating-point $[B, C, *]$ tensor with this module's $C$. In
-    # training, a single value per channel has a zero variance and no unbiased estimate, so
-    # there is nothing sensible to learn from it.
+    # The input must be a floating-point $[B, C, *]$ tensor with this module's $C$. Where
+    # batch statistics are used, a single value per channel has a zero variance and no
+    # unbiased estimate, so there is nothing sensible to normalise with or learn from.
     def _check_input(self, x):
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
@@ -729,8 +771,12 @@ class BatchNorm(Module):
             raise ValueError(f"expected {self.channels} channels in dimension 1 of the "
                              f"input, got shape {tuple(x.shape)} "
                              f"with {x.shape[1]} channels")
-        if self.training and x.numel() == x.shape[1]:
-            raise ValueError(f"expected more than 1 value per channel when training, "
+        uses_batch_statistics = (self.training or self.running_mean is None
+                                 or self.running_var is None)
+        if uses_batch_statistics and x.numel() == x.shape[1]:
+            when = ('when training' if self.training else
+                    'in evaluation without running statistics')
+            raise ValueError(f"expected more than 1 value per channel {when}, "
                              f"got input of shape {tuple(x.shape)}")
 
     @property
@@ -743,6 +789,28 @@ class BatchNorm(Module):
         return (f"{self.channels}, eps={self.eps}, momentum={self.momentum}, "
                 f"affine={self.affine}, bias={self.bias is not None}, "
                 f"track_running_stats={self.track_running_stats}")
+
+    # ### Compatibility with older PyTorch checkpoints
+    #
+    # PyTorch stores a format version for each module in a state dictionary's metadata. Batch
+    # norm checkpoints written by PyTorch versions from before `num_batches_tracked` existed
+    # (format version 1, or no version at all) do not have the counter. PyTorch loads them anyway
+    # and keeps the module's own count; we declare the same format version (2) and do the same,
+    # so such checkpoints load here exactly as they do into `torch.nn.BatchNorm2d`.
+    _version = 2
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys, error_msgs):
+        version = local_metadata.get('version', None)
+        key = prefix + 'num_batches_tracked'
+        if (version is None or version < 2) and self.num_batches_tracked is not None \
+                and key not in state_dict:
+            # Nothing to read: keep the count we have (a meta tensor has no value to keep)
+            count = self.num_batches_tracked
+            state_dict[key] = (torch.tensor(0, dtype=torch.long) if count.is_meta
+                               else count)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                      missing_keys, unexpected_keys, error_msgs)
 
 
 # ## Helpers

@@ -421,11 +421,17 @@ def test_single_value_per_channel_is_fine_in_eval():
     assert bn(torch.randn(1, 5)).shape == (1, 5)
 
 
-def test_empty_batch_leaves_statistics_alone():
-    bn = BatchNorm(3)
-    y = bn(torch.randn(0, 3, 4))
+def test_empty_batch_leaves_statistics_alone_but_is_counted_as_in_torch():
+    bn, ref = BatchNorm(3), torch.nn.BatchNorm1d(3)
+    x = torch.randn(0, 3, 4, requires_grad=True)
+    y = bn(x)
     assert y.shape == (0, 3, 4)
-    assert int(bn.num_batches_tracked) == 0
+    ref(torch.randn(0, 3, 4))
+    assert int(bn.num_batches_tracked) == int(ref.num_batches_tracked) == 1
+    assert torch.equal(bn.running_mean, torch.zeros(3))
+    assert torch.equal(bn.running_var, torch.ones(3))
+    y.sum().backward()
+    assert torch.equal(bn.weight.grad, torch.zeros(3)) and torch.equal(bn.bias.grad, torch.zeros(3))
 
 
 @pytest.mark.parametrize('kwargs,error,match', [
@@ -572,13 +578,29 @@ def test_float32_output_is_within_1e_6_of_float64_for_large_means(offset, shape)
     assert ((gx.double() - expected).norm() / expected.norm()).item() <= 1e-5
 
 
-def test_statistics_stay_accurate_when_the_first_examples_are_far_from_the_rest():
-    # The shift is the mean of the first examples; a batch sorted so that they are outliers
+def test_statistics_stay_accurate_when_the_shift_is_an_outlier():
+    # The shift is the median of five values of each channel: two of them 8 standard
+    # deviations away, and the first example of the batch offset by 3 too, do not matter
     torch.manual_seed(0)
-    x = torch.randn(64, 8) + 1e4
-    x[:32] += 3
+    x = torch.randn(64, 8, 4) + 1e4
+    x[0] += 3
+    x[0, :, 0] += 8
+    x[-1, :, 3] += 8
     y = BatchNorm(8, affine=False)(x)
     assert _relative_error(x, y) <= 1e-6
+
+
+def test_a_constant_channel_gives_beta_exactly_even_with_a_tiny_eps():
+    bn = BatchNorm(3, eps=1e-30)
+    with torch.no_grad():
+        bn.bias.copy_(torch.tensor([0.5, -0.25, 2.]))
+    x = torch.randn(4, 3, 5)
+    x[:, 1] = 0.1
+    x.requires_grad_()
+    y = bn(x)
+    assert torch.equal(y[:, 1], torch.full_like(y[:, 1], -0.25))
+    y.backward(torch.randn_like(y))
+    assert torch.isfinite(x.grad).all()
 
 
 def test_batch_statistics_gives_shift_residual_and_biased_variance():

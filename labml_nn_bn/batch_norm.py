@@ -404,8 +404,8 @@ class BatchNormFunction(torch.autograd.Function):
         offset = -residual * scale
         if bias is not None:
             offset = offset + bias.to(d.dtype).view(shape)
-        # One pass over $d$, in place: $y = a \, d + c$; $[B, C, *]$
-        y = d.mul_(scale).add_(offset)
+        # $y = a \, d + c$, in place over $d$; $[B, C, *]$
+        y = _multiply_add_(d, scale, offset)
 
         # Back-propagation needs $x$, $\gamma$ and the statistics; $\hat{x}$ is rebuilt from
         # them rather than stored, which keeps one activation-sized tensor instead of two.
@@ -505,8 +505,8 @@ class BatchNormFunction(torch.autograd.Function):
             if double_backward:
                 grad_x = grad_y * a + d * b + c
             else:
-                # Two passes, in place over $d$, which is not needed afterwards
-                grad_x = d.mul_(b).add_(c).addcmul_(grad_y, a)
+                # In place over $d$, which is not needed afterwards
+                grad_x = _multiply_add_(d, b, c).addcmul_(grad_y, a)
             grad_x = grad_x.to(x.dtype)
         # $\frac{\partial \ell}{\partial \gamma} = \sum_i g_i \hat{x}_i$
         if weight is not None and ctx.needs_input_grad[1]:
@@ -736,8 +736,13 @@ class BatchNorm(Module):
         offset = -self.running_mean.to(dtype) * scale
         if self.bias is not None:
             offset = offset + self.bias.to(dtype)
-        # $y = a x + c$, the addition in place; $[B, C, *]$
-        y = (x * scale.view(shape)).add_(offset.view(shape))
+        # $y = a x + c$ in one pass where the channel is innermost (see `_multiply_add_`),
+        # else a multiplication and an addition in place; $[B, C, *]$
+        scale, offset = scale.view(shape), offset.view(shape)
+        if x.stride(1) == 1:
+            y = torch.addcmul(offset, x, scale)
+        else:
+            y = (x * scale).add_(offset)
         return y.to(x.dtype)
 
     # ## Argument checks and compatibility
@@ -831,6 +836,16 @@ def _reduced_dims(x: torch.Tensor):
 # broadcast over a $[B, C, *]$ input.
 def _channel_shape(x: torch.Tensor):
     return [1, x.shape[1]] + [1] * (x.dim() - 2)
+
+
+# $t \cdot a + c$ in place, for per-channel $a$ and $c$. When the channel is the innermost
+# dimension of $t$ (a $[B, C]$ batch, or channels-last), one fused multiply-add is a single
+# vectorised pass on the CPU; otherwise PyTorch's CPU kernels vectorise a broadcast of only
+# one operand, and a multiplication followed by an addition is faster.
+def _multiply_add_(t: torch.Tensor, a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    if t.stride(1) == 1:
+        return torch.addcmul(c, t, a, out=t)
+    return t.mul_(a).add_(c)
 
 
 # Statistics are computed in at least `float32`, so that `float16` and `bfloat16` inputs

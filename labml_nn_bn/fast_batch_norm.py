@@ -17,12 +17,14 @@ function with two hand-written [Triton](https://triton-lang.org) kernels per dir
 ### Where the time goes
 
 Batch normalization does almost no arithmetic: a handful of additions and multiplications per
-value. A GPU can do tens of thousands of those in the time it takes to bring one value in from
-its main memory, so the running time is set by how many bytes move between memory and the
-chip, not by the arithmetic. Every PyTorch operation is one trip over the whole tensor: it reads
-its inputs from memory and writes its output back. The eager module's forward pass (shift,
-residual mean, centring, square, mean, normalise, scale, shift) and its backward pass are each
-a chain of such trips, about a dozen forward and twenty backward in the paper's form.
+value. A GPU does arithmetic far faster than it can bring values in from its main memory, so
+the running time is set by how many bytes move between memory and the chip, not by the
+arithmetic. Every PyTorch operation is one trip over the whole tensor: it reads
+its inputs from memory and writes its output back. The eager module is a chain of such
+operations, so however few of them the numerics allow (the shift, the sums, the
+normalisation, the scale and shift; the two sums and the input gradient backward), each one
+is a full pass. The paper-form version that the issue measured made about a dozen passes
+forward and about twenty backward, by the issue author's count.
 
 ### The memory floor
 

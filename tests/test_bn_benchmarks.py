@@ -73,3 +73,9 @@ def test_resnet_step_smoke_writes_the_results(resnet_step, tmp_path):
     assert data['meta']['device'].startswith('CPU')
     fp32 = data['fp32']
     assert fp32['native']['ratio'] == 1. and fp32['eager']['ms'] > 0 and fp32['batch_norms'] == 17
+
+
+def test_the_performance_page_quotes_the_committed_measurements():
+    # docs/performance.md's CPU section is what benchmarks/performance_page.py makes of the JSON
+    page = _load('performance_page')
+    assert page.main(['--check']) == 0

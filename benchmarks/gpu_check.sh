@@ -4,7 +4,9 @@
 #      with FAST_BN_TEST_DEVICE=cuda: tiny inputs and inputs of real size),
 #   2. benchmarks/bn_speed.py: native, eager and fused, the shapes,
 #   3. benchmarks/resnet_step.py: ResNet-50 training steps, fp32 and bf16 channels-last.
-# Everything (JSON, logs, nvidia-smi) goes to OUT_DIR; commit the JSON under benchmarks/results/.
+# Everything (JSON, logs, nvidia-smi) goes to OUT_DIR. Then copy OUT_DIR/*.json to
+# benchmarks/results/ and docs/figures/, run `python benchmarks/performance_page.py` (the GPU
+# tables of docs/performance.md) and commit.
 # Needs a CUDA build of torch, triton and pytest (torchvision is used when it imports).
 #
 #   benchmarks/gpu_check.sh OUT_DIR            (from the repository root)

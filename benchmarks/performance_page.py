@@ -1,7 +1,13 @@
 """
-Writes the CPU section of docs/performance.md (between `## CPU: eager and native` and `## GPU`)
-from the measurements in docs/figures/bn_speed-cpu.json and docs/figures/resnet_step-cpu.json.
-Every number in it is a measured quote, so `tests/test_figures.py` checks it against the JSON.
+Writes the measured sections of docs/performance.md from the JSON in docs/figures/: the CPU
+section (between `## CPU: eager and native` and `## GPU`) from bn_speed-cpu.json and
+resnet_step-cpu.json, and the GPU section (between `## GPU` and `### Before this work`) from
+every other bn_speed-<device kind>.json (with its resnet_step-<device kind>.json), or, while
+there is none, rows marked "not measured yet". Every number is a measured quote, so
+`tests/test_figures.py` checks it against the JSON.
+
+After `benchmarks/gpu_check.sh OUT_DIR` on a GPU machine: copy OUT_DIR/*.json to
+benchmarks/results/ and to docs/figures/, then run this script.
 
     python benchmarks/performance_page.py            # after bn_speed.py/resnet_step.py --figures
     python benchmarks/performance_page.py --check    # exit 1 if the page is not up to date
@@ -19,6 +25,8 @@ import bn_speed  # noqa: E402
 PAGE = ROOT / 'docs' / 'performance.md'
 FIGURES = ROOT / 'docs' / 'figures'
 START, END = '## CPU: eager and native\n', '\n## GPU\n'
+GPU_START, GPU_END = '## GPU\n', '\n### Before this work'
+NOT_MEASURED = "\n**Not measured yet.** No GPU was available to the session that wrote the kernels and the\nbenchmarks. `benchmarks/gpu_check.sh OUT_DIR` runs the kernels' correctness tests on CUDA and\nboth benchmarks in one go; its JSON goes to `benchmarks/results/` and its numbers here.\nThe kernels are compiled for `sm_90` (H100/H200) in the test suite on every run, but they have\nnot run on a GPU.\n\n| input (train fwd+bwd) | native | eager | fast | fast / native |\n|---|---|---|---|---|\n| 256×64×56×56 fp32 | not measured yet | not measured yet | not measured yet | not measured yet |\n| 128×256×14×14 fp32 | not measured yet | not measured yet | not measured yet | not measured yet |\n| 64×20×24×24 fp32 | not measured yet | not measured yet | not measured yet | not measured yet |\n| 64×50×8×8 fp32 | not measured yet | not measured yet | not measured yet | not measured yet |\n| 64×500 fp32 | not measured yet | not measured yet | not measured yet | not measured yet |\n| 4096×512 fp32 | not measured yet | not measured yet | not measured yet | not measured yet |\n| 256×64×56×56 bf16 channels-last | not measured yet | not measured yet | not measured yet | not measured yet |\n| ResNet-50 step, fp32, batch 64 | not measured yet | not measured yet | | |\n| ResNet-50 step, bf16 channels-last, batch 128 | not measured yet | not measured yet | not measured yet | not measured yet |\n"
 
 
 def q(name, key, spec, value):
@@ -91,10 +99,84 @@ def cpu_section() -> str:
     return '\n'.join(out)
 
 
+def gpu_section(figures: Path = FIGURES) -> str:
+    files = sorted(p for p in figures.glob('bn_speed-*.json') if p.stem != 'bn_speed-cpu')
+    if not files:
+        return NOT_MEASURED
+    out = ['']
+    for path in files:
+        name = path.stem
+        kind = name.split('-', 1)[1]
+        bn = json.loads(path.read_text())['values']
+        m = bn['meta']
+        inputs = {k: v for k, v in bn.items() if k not in ('meta', 'targets')}
+        out.append(f"Measured on {qs(name, 'meta.device', m['device'])} "
+                   f"(triton {qs(name, 'meta.triton', m['triton'])}), {qs(name, 'meta.date', m['date'])}, "
+                   f"at commit {qs(name, 'meta.commit', m['commit'])}; "
+                   f"{q(name, 'meta.rounds', 'd', m['rounds'])} interleaved rounds of about "
+                   f"{q(name, 'meta.target_ms', '.0f', m['target_ms'])} ms each, timed with CUDA events, "
+                   f"median.")
+        out.append('')
+        out.append('**Training** (forward and backward); GB/s is the minimal traffic $5Nb$ over the time:')
+        out.append('')
+        out.append(bn_speed.markdown_table(name, inputs, 'train'))
+        out.append('')
+        out.append('**Evaluation**; GB/s is $2Nb$ over the time:')
+        out.append('')
+        out.append(bn_speed.markdown_table(name, inputs, 'eval'))
+        out.append('')
+        impls = [i for i in ('eager', 'fast') if i in next(iter(inputs.values()))['train']]
+        out.append('**Peak memory** of a training step, as a ratio to native\'s:')
+        out.append('')
+        out.append('| input | ' + ' | '.join(impls) + ' |')
+        out.append('|---|' + '---|' * len(impls))
+        for key, r in inputs.items():
+            cells = [q(name, f'{key}.train.{i}.peak_ratio', '.2f', r['train'][i]['peak_ratio']) + '×'
+                     for i in impls]
+            out.append(f"| {key.replace('_', ' ')} | " + ' | '.join(cells) + ' |')
+        out.append('')
+        out.append("The issue's targets in this run:")
+        out.append('')
+        for target, t in bn['targets'].items():
+            where = f" ({t['input']})" if 'input' in t else ''
+            out.append(f"* `{target}`{where}: {q(name, f'targets.{target}.value', '.3f', t['value'])} "
+                       f"≤ {t['limit']}, met: {qs(name, f'targets.{target}.met', t['met'])}")
+        out.append('')
+        resnet = figures / f'resnet_step-{kind}.json'
+        if resnet.exists():
+            r_name = resnet.stem
+            rs = json.loads(resnet.read_text())['values']
+            settings = [s for s in ('fp32', 'bf16') if s in rs]
+            impls = [i for i in ('eager', 'fast') if i in rs[settings[0]]]
+            out.append(f"**ResNet-50 training step** ({rs[settings[0]]['model']}), median of "
+                       f"{q(r_name, 'meta.rounds', 'd', rs['meta']['rounds'])} interleaved steps:")
+            out.append('')
+            head = ['setting', 'batch', 'native ms'] + [f'{i} ms' for i in impls]
+            head += [f'{i} / native' for i in impls] + [f'{i} peak memory / native' for i in impls]
+            out.append('| ' + ' | '.join(head) + ' |')
+            out.append('|' + '---|' * len(head))
+            for s in settings:
+                r = rs[s]
+                cells = [s, q(r_name, f'{s}.batch', 'd', r['batch']),
+                         q(r_name, f'{s}.native.ms', '.1f', r['native']['ms'])]
+                cells += [q(r_name, f'{s}.{i}.ms', '.1f', r[i]['ms']) for i in impls]
+                cells += [q(r_name, f'{s}.{i}.ratio', '.2f', r[i]['ratio']) + '×' for i in impls]
+                cells += [q(r_name, f'{s}.{i}.peak_ratio', '.2f', r[i]['peak_ratio']) + '×'
+                          for i in impls]
+                out.append('| ' + ' | '.join(cells) + ' |')
+            out.append('')
+    return '\n'.join(out)
+
+
+def _replace(page: str, start_mark: str, end_mark: str, text: str) -> str:
+    start = page.index(start_mark) + len(start_mark)
+    end = page.index(end_mark)
+    return page[:start] + text + page[end:]
+
+
 def updated(page: str) -> str:
-    start = page.index(START) + len(START)
-    end = page.index(END)
-    return page[:start] + '\n' + cpu_section() + '\n' + page[end:]
+    page = _replace(page, START, END, '\n' + cpu_section() + '\n')
+    return _replace(page, GPU_START, GPU_END, gpu_section())
 
 
 def main(argv=None):

@@ -79,3 +79,34 @@ def test_the_performance_page_quotes_the_committed_measurements():
     # docs/performance.md's CPU section is what benchmarks/performance_page.py makes of the JSON
     page = _load('performance_page')
     assert page.main(['--check']) == 0
+
+
+def test_the_gpu_section_quotes_a_gpu_run(tmp_path):
+    # A GPU run's JSON, made here from the committed CPU one with a fused column added (the
+    # numbers are stand-ins that never leave this test): every quote the section writes must
+    # name a value that exists, and show it as the JSON has it
+    from labml_nn_bn import measured
+    page = _load('performance_page')
+    assert 'not measured yet' in page.gpu_section(tmp_path)
+    bn = json.loads((ROOT / 'docs' / 'figures' / 'bn_speed-cpu.json').read_text())
+    for key, result in bn['values'].items():
+        if key in ('meta', 'targets'):
+            continue
+        for mode in ('train', 'eval'):
+            result[mode]['fast'] = dict(result[mode]['eager'])
+            for impl in ('native', 'eager', 'fast'):
+                result[mode][impl]['peak_ratio'] = 1.
+    bn['values']['meta']['triton'] = '3.9.0'
+    (tmp_path / 'bn_speed-test-gpu.json').write_text(json.dumps(bn))
+    resnet = json.loads((ROOT / 'docs' / 'figures' / 'resnet_step-cpu.json').read_text())
+    for setting in ('fp32', 'bf16'):
+        resnet['values'][setting]['fast'] = dict(resnet['values'][setting]['eager'])
+        for impl in ('native', 'eager', 'fast'):
+            resnet['values'][setting][impl]['peak_ratio'] = 1.
+    (tmp_path / 'resnet_step-test-gpu.json').write_text(json.dumps(resnet))
+    text = page.gpu_section(tmp_path)
+    assert 'not measured yet' not in text and 'fast ms' in text and 'ResNet-50' in text
+    quotes = [m for m in measured.QUOTE.finditer(text)]
+    assert len(quotes) > 50
+    for m in quotes:
+        assert measured.formatted(tmp_path, m.group(1), m.group(2), m.group(3) or '') == m.group(4)

@@ -128,10 +128,12 @@ def test_training_matches_eager(kernels, shape, channels_last):
     assert kernels() == ALL_KERNELS
 
 
-def test_the_reductions_span_several_tiles_and_programs(kernels):
-    # So that the tests above exercise Chan's merge inside a program and across programs
+@pytest.mark.skipif(fast_batch_norm.triton is None, reason='Triton is not installed')
+def test_the_reductions_span_several_tiles_and_programs():
+    # So that the interpreter tests above exercise Chan's merge inside a program and across
+    # programs (a GPU's tiles are larger: test_kernels_compile_for_a_gpu checks those)
     for x in (torch.randn(3, 3, 4, 5), torch.randn(4, 3, 4, 5).to(memory_format=torch.channels_last)):
-        layout = fast_batch_norm._Layout(x.to(DEVICE))
+        layout = fast_batch_norm._Layout(x)
         assert layout.splits > 1 and layout.tiles_per_program > 1
 
 

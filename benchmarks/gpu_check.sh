@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The GPU measurements of issue 10 in one go (each step has its own time limit, 9.5 minutes at most in all; Triton compiles every kernel for each new tile shape on first use, so the first calls are slow):
+# The GPU measurements of issue 10 in one go. Each step has its own time limit, 9.5 minutes
+# at most in all; Triton compiles every kernel for each new tile shape on first use, so the
+# first calls of each input are slow (the benchmarks warm up before timing):
 #   1. FastBatchNorm's kernels against the eager BatchNorm on CUDA (tests/test_fast_batch_norm.py
 #      with FAST_BN_TEST_DEVICE=cuda: tiny inputs and inputs of real size),
 #   2. benchmarks/bn_speed.py: native, eager and fused, the issue's shapes,

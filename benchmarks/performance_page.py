@@ -1,0 +1,201 @@
+"""
+Writes the measured sections of docs/performance.md from the JSON in docs/figures/: the CPU
+section (between `## CPU: eager and native` and `## GPU`) from bn_speed-cpu.json and
+resnet_step-cpu.json, and the GPU section (between `## GPU` and `### Before this work`) from
+every other bn_speed-<device kind>.json (with its resnet_step-<device kind>.json), or, while
+there is none, rows marked "not measured yet". Every number is a measured quote, so
+`tests/test_figures.py` checks it against the JSON.
+
+After `benchmarks/gpu_check.sh OUT_DIR` on a GPU machine: copy OUT_DIR/*.json to
+benchmarks/results/ and to docs/figures/, then run this script.
+
+    python benchmarks/performance_page.py            # after bn_speed.py/resnet_step.py --figures
+    python benchmarks/performance_page.py --check    # exit 1 if the page is not up to date
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / 'benchmarks'))
+
+import bn_speed  # noqa: E402
+
+PAGE = ROOT / 'docs' / 'performance.md'
+FIGURES = ROOT / 'docs' / 'figures'
+START, END = '## CPU: eager and native\n', '\n## GPU\n'
+GPU_START, GPU_END = '## GPU\n', '\n### Before this work'
+NOT_MEASURED = "\n**Not measured yet.** No GPU was available to the session that wrote the kernels and the\nbenchmarks. `benchmarks/gpu_check.sh OUT_DIR` runs the kernels' correctness tests on CUDA and\nboth benchmarks in one go; its JSON goes to `benchmarks/results/` and its numbers here.\nThe kernels are compiled for `sm_90` (H100/H200) in the test suite on every run, but they have\nnot run on a GPU.\n\n| input (train fwd+bwd) | native | eager | fast | fast / native |\n|---|---|---|---|---|\n| 256×64×56×56 fp32 | not measured yet | not measured yet | not measured yet | not measured yet |\n| 128×256×14×14 fp32 | not measured yet | not measured yet | not measured yet | not measured yet |\n| 64×20×24×24 fp32 | not measured yet | not measured yet | not measured yet | not measured yet |\n| 64×50×8×8 fp32 | not measured yet | not measured yet | not measured yet | not measured yet |\n| 64×500 fp32 | not measured yet | not measured yet | not measured yet | not measured yet |\n| 4096×512 fp32 | not measured yet | not measured yet | not measured yet | not measured yet |\n| 256×64×56×56 bf16 channels-last | not measured yet | not measured yet | not measured yet | not measured yet |\n| ResNet-50 step, fp32, batch 64 | not measured yet | not measured yet | | |\n| ResNet-50 step, bf16 channels-last, batch 128 | not measured yet | not measured yet | not measured yet | not measured yet |\n"
+
+
+def q(name, key, spec, value):
+    return f'<!-- measured {name}:{key} {spec} -->{format(value, spec)}<!-- /measured -->'
+
+
+def qs(name, key, value):
+    return f'<!-- measured {name}:{key} -->{value}<!-- /measured -->'
+
+
+def cpu_section() -> str:
+    bn = json.loads((FIGURES / 'bn_speed-cpu.json').read_text())['values']
+    rs = json.loads((FIGURES / 'resnet_step-cpu.json').read_text())['values']
+    N = 'bn_speed-cpu'; R = 'resnet_step-cpu'
+    m = bn['meta']
+    inputs = {k: v for k, v in bn.items() if k not in ('meta', 'targets')}
+    out = []
+    out.append(f"Measured on {qs(N, 'meta.device', m['device'])}, {qs(N, 'meta.date', m['date'])}, "
+               f"at commit {qs(N, 'meta.commit', m['commit'])}, with "
+               f"{q(N, 'meta.threads', 'd', m['threads'])} torch threads; "
+               f"{q(N, 'meta.rounds', 'd', m['rounds'])} interleaved rounds of about "
+               f"{q(N, 'meta.target_ms', '.0f', m['target_ms'])} ms each per implementation, median. "
+               f"The machine is shared with other jobs; this run was made while it was quiet (load average "
+               f"{q(N, 'meta.load_average_before', '.1f', m['load_average_before'])} when it started). When it is busy, "
+               f"torch's two-thread loops stall behind the other jobs and every time, even the copy's, "
+               f"grows many-fold, so only ratios measured side by side mean much. Even on a quiet machine the "
+               f"rounds of one input spread widely (the JSON keeps `spread`, the range of the rounds over their "
+               f"median), so a ratio moves by tens of percent from run to run. "
+               f"There is no fused path on a CPU: `FastBatchNorm` is `BatchNorm` there.")
+    out.append('')
+    out.append('**Training** (forward and backward, running statistics updated); GB/s is the minimal '
+               'traffic $5Nb$ over the time:')
+    out.append('')
+    out.append(bn_speed.markdown_table(N, inputs, 'train'))
+    out.append('')
+    out.append('**Evaluation** (forward with population statistics, no autograd); GB/s is $2Nb$ over the time:')
+    out.append('')
+    out.append(bn_speed.markdown_table(N, inputs, 'eval'))
+    out.append('')
+    t = bn['targets']
+    names = {'cpu_train_32x64x28x28': 'training at 32×64×28×28 `float32`, eager / native ≤ 2',
+             'cpu_train_1024x512': 'training at 1024×512 `float32`, eager / native ≤ 3',
+             'eval_eager': 'evaluation, eager / native ≤ 1.5 (the worst input)'}
+    out.append("The issue's CPU targets in this run:")
+    out.append('')
+    for key, label in names.items():
+        if key in t:
+            extra = f" ({t[key]['input']})" if 'input' in t[key] else ''
+            out.append(f"* {label}: {q(N, f'targets.{key}.value', '.2f', t[key]['value'])}×{extra}, "
+                       f"met: {qs(N, f'targets.{key}.met', t[key]['met'])}")
+    out.append('')
+    rm = rs['meta']
+    out.append(f"**ResNet-50 training step** (`benchmarks/resnet_step.py`: {rs['fp32']['model'].replace(' (benchmarks/resnet_step.py)', ', defined in the benchmark since torchvision does not import here')}, random images, "
+               f"forward, cross-entropy, backward and SGD with momentum), measured on "
+               f"{qs(R, 'meta.device', rm['device'])}, {qs(R, 'meta.date', rm['date'])}, commit "
+               f"{qs(R, 'meta.commit', rm['commit'])}, {q(R, 'meta.rounds', 'd', rm['rounds'])} interleaved steps "
+               f"per implementation after two warm-up steps, median, with "
+               f"{q(R, 'meta.threads', 'd', rm['threads'])} torch threads (load average "
+               f"{q(R, 'meta.load_average_before', '.1f', rm['load_average_before'])} when it started). On a CPU the "
+               f"convolutions dominate a step, and `bfloat16` convolutions are slow on this processor:")
+    out.append('')
+    out.append('| setting | batch | image | native ms | eager ms | eager / native |')
+    out.append('|---|---|---|---|---|---|')
+    for s, label in (('fp32', '`float32`'), ('bf16', '`bfloat16` autocast, channels-last')):
+        if s in rs:
+            r = rs[s]
+            out.append(f"| {label} | {q(R, f'{s}.batch', 'd', r['batch'])} | {q(R, f'{s}.size', 'd', r['size'])}² | "
+                       f"{q(R, f'{s}.native.ms', '.0f', r['native']['ms'])} | {q(R, f'{s}.eager.ms', '.0f', r['eager']['ms'])} | "
+                       f"{q(R, f'{s}.eager.ratio', '.2f', r['eager']['ratio'])}× |")
+    return '\n'.join(out)
+
+
+def gpu_section(figures: Path = FIGURES) -> str:
+    files = sorted(p for p in figures.glob('bn_speed-*.json') if p.stem != 'bn_speed-cpu')
+    if not files:
+        return NOT_MEASURED
+    out = ['']
+    for path in files:
+        name = path.stem
+        kind = name.split('-', 1)[1]
+        bn = json.loads(path.read_text())['values']
+        m = bn['meta']
+        inputs = {k: v for k, v in bn.items() if k not in ('meta', 'targets')}
+        out.append(f"Measured on {qs(name, 'meta.device', m['device'])} "
+                   f"(triton {qs(name, 'meta.triton', m['triton'])}), {qs(name, 'meta.date', m['date'])}, "
+                   f"at commit {qs(name, 'meta.commit', m['commit'])}; "
+                   f"{q(name, 'meta.rounds', 'd', m['rounds'])} interleaved rounds of about "
+                   f"{q(name, 'meta.target_ms', '.0f', m['target_ms'])} ms each, timed with CUDA events, "
+                   f"median.")
+        out.append('')
+        out.append('**Training** (forward and backward); GB/s is the minimal traffic $5Nb$ over the time:')
+        out.append('')
+        out.append(bn_speed.markdown_table(name, inputs, 'train'))
+        out.append('')
+        out.append('**Evaluation**; GB/s is $2Nb$ over the time:')
+        out.append('')
+        out.append(bn_speed.markdown_table(name, inputs, 'eval'))
+        out.append('')
+        impls = [i for i in ('eager', 'fast') if i in next(iter(inputs.values()))['train']]
+        out.append('**Peak memory** of a training step, as a ratio to native\'s:')
+        out.append('')
+        out.append('| input | ' + ' | '.join(impls) + ' |')
+        out.append('|---|' + '---|' * len(impls))
+        for key, r in inputs.items():
+            cells = [q(name, f'{key}.train.{i}.peak_ratio', '.2f', r['train'][i]['peak_ratio']) + '×'
+                     for i in impls]
+            out.append(f"| {key.replace('_', ' ')} | " + ' | '.join(cells) + ' |')
+        out.append('')
+        out.append("The issue's targets in this run:")
+        out.append('')
+        for target, t in bn['targets'].items():
+            where = f" ({t['input']})" if 'input' in t else ''
+            out.append(f"* `{target}`{where}: {q(name, f'targets.{target}.value', '.3f', t['value'])} "
+                       f"≤ {t['limit']}, met: {qs(name, f'targets.{target}.met', t['met'])}")
+        out.append('')
+        resnet = figures / f'resnet_step-{kind}.json'
+        if resnet.exists():
+            r_name = resnet.stem
+            rs = json.loads(resnet.read_text())['values']
+            settings = [s for s in ('fp32', 'bf16') if s in rs]
+            impls = [i for i in ('eager', 'fast') if i in rs[settings[0]]]
+            out.append(f"**ResNet-50 training step** ({rs[settings[0]]['model']}), median of "
+                       f"{q(r_name, 'meta.rounds', 'd', rs['meta']['rounds'])} interleaved steps:")
+            out.append('')
+            head = ['setting', 'batch', 'native ms'] + [f'{i} ms' for i in impls]
+            head += [f'{i} / native' for i in impls] + [f'{i} peak memory / native' for i in impls]
+            out.append('| ' + ' | '.join(head) + ' |')
+            out.append('|' + '---|' * len(head))
+            for s in settings:
+                r = rs[s]
+                cells = [s, q(r_name, f'{s}.batch', 'd', r['batch']),
+                         q(r_name, f'{s}.native.ms', '.1f', r['native']['ms'])]
+                cells += [q(r_name, f'{s}.{i}.ms', '.1f', r[i]['ms']) for i in impls]
+                cells += [q(r_name, f'{s}.{i}.ratio', '.2f', r[i]['ratio']) + '×' for i in impls]
+                cells += [q(r_name, f'{s}.{i}.peak_ratio', '.2f', r[i]['peak_ratio']) + '×'
+                          for i in impls]
+                out.append('| ' + ' | '.join(cells) + ' |')
+            out.append('')
+    return '\n'.join(out)
+
+
+def _replace(page: str, start_mark: str, end_mark: str, text: str) -> str:
+    start = page.index(start_mark) + len(start_mark)
+    end = page.index(end_mark)
+    return page[:start] + text + page[end:]
+
+
+def updated(page: str) -> str:
+    page = _replace(page, START, END, '\n' + cpu_section() + '\n')
+    return _replace(page, GPU_START, GPU_END, gpu_section())
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--check', action='store_true', help='only check that the page is up to date')
+    args = parser.parse_args(argv)
+    page = PAGE.read_text(encoding='utf-8')
+    new = updated(page)
+    if args.check:
+        if new != page:
+            print(f'{PAGE.relative_to(ROOT)} is not up to date: run python benchmarks/performance_page.py')
+            return 1
+        return 0
+    from labml_nn_bn.figures import write_atomically
+    write_atomically(PAGE, new.encode('utf-8'))
+    print(f'wrote {PAGE.relative_to(ROOT)}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

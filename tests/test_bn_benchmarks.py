@@ -1,0 +1,112 @@
+"""
+The speed benchmarks of batch normalization (`benchmarks/bn_speed.py`, `benchmarks/resnet_step.py`)
+in their `--smoke` form: they run, and write the JSON the Performance page quotes. No timing is
+checked here; speed targets live in the benchmarks.
+"""
+import importlib.util
+import json
+
+import pytest
+import torch
+
+from site_build import ROOT
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / 'benchmarks' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def bn_speed():
+    return _load('bn_speed')
+
+
+@pytest.fixture(scope='module')
+def resnet_step():
+    return _load('resnet_step')
+
+
+def test_bn_speed_smoke_writes_the_results(bn_speed, tmp_path, capsys):
+    bn_speed.main(['--smoke', '--device', 'cpu', '--rounds', '1', '--out', str(tmp_path), '--table'])
+    data = json.loads((tmp_path / 'bn_speed-cpu.json').read_text())
+    meta = data['values'].pop('meta')
+    # the evaluation target is checked on every device; the smoke inputs have no other target
+    assert set(data['values'].pop('targets')) == {'eval_eager'}
+    assert meta['device'].startswith('CPU') and meta['torch'] == torch.__version__ and meta['date']
+    assert set(data['values']) == {bn_speed.input_key(*i) for i in bn_speed.SMOKE_INPUTS}
+    for result in data['values'].values():
+        n_bytes = result['bytes_per_pass']
+        for mode, passes in (('train', 5), ('eval', 2)):
+            v = result[mode]
+            assert v['minimal_bytes'] == passes * n_bytes
+            # No fast path on CPU: native, ours and the copy
+            assert set(v) >= {'native', 'eager', 'copy'} and 'fast' not in v
+            assert v['native']['ratio'] == 1.
+            assert v['eager']['ratio'] == pytest.approx(v['eager']['ms'] / v['native']['ms'])
+            assert v['eager']['gbps'] == pytest.approx(passes * n_bytes / v['eager']['ms'] / 1e6)
+            assert v['copy']['gbps'] == pytest.approx(2 * n_bytes / v['copy']['ms'] / 1e6)
+    # The page's tables quote the JSON
+    assert '<!-- measured bn_speed-cpu:fp32_16x8.train.eager.ratio .2f -->' in capsys.readouterr().out
+
+
+def test_bn_speed_rejects_bad_arguments(bn_speed, capsys):
+    with pytest.raises(SystemExit):
+        bn_speed.main(['--rounds', '0', '--device', 'cpu'])
+    assert '--rounds must be at least 1' in capsys.readouterr().err
+
+
+def test_our_resnet50_is_torchvisions_architecture(resnet_step):
+    model, _ = resnet_step.resnet50()
+    # torchvision's resnet50 has 25,557,032 parameters and 53 BatchNorm2d
+    assert sum(p.numel() for p in model.parameters()) == 25_557_032
+    assert resnet_step.swap_batch_norms(model, resnet_step.BatchNorm) == 53
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+
+def test_resnet_step_smoke_writes_the_results(resnet_step, tmp_path):
+    resnet_step.main(['--smoke', '--device', 'cpu', '--settings', 'fp32', '--rounds', '1',
+                      '--size', '16', '--out', str(tmp_path)])
+    data = json.loads((tmp_path / 'resnet_step-cpu.json').read_text())['values']
+    assert data['meta']['device'].startswith('CPU')
+    fp32 = data['fp32']
+    assert fp32['native']['ratio'] == 1. and fp32['eager']['ms'] > 0 and fp32['batch_norms'] == 17
+
+
+def test_the_performance_page_quotes_the_committed_measurements():
+    # docs/performance.md's CPU section is what benchmarks/performance_page.py makes of the JSON
+    page = _load('performance_page')
+    assert page.main(['--check']) == 0
+
+
+def test_the_gpu_section_quotes_a_gpu_run(tmp_path):
+    # A GPU run's JSON, made here from the committed CPU one with a fused column added (the
+    # numbers are stand-ins that never leave this test): every quote the section writes must
+    # name a value that exists, and show it as the JSON has it
+    from labml_nn_bn import measured
+    page = _load('performance_page')
+    assert 'not measured yet' in page.gpu_section(tmp_path)
+    bn = json.loads((ROOT / 'docs' / 'figures' / 'bn_speed-cpu.json').read_text())
+    for key, result in bn['values'].items():
+        if key in ('meta', 'targets'):
+            continue
+        for mode in ('train', 'eval'):
+            result[mode]['fast'] = dict(result[mode]['eager'])
+            for impl in ('native', 'eager', 'fast'):
+                result[mode][impl]['peak_ratio'] = 1.
+    bn['values']['meta']['triton'] = '3.9.0'
+    (tmp_path / 'bn_speed-test-gpu.json').write_text(json.dumps(bn))
+    resnet = json.loads((ROOT / 'docs' / 'figures' / 'resnet_step-cpu.json').read_text())
+    for setting in ('fp32', 'bf16'):
+        resnet['values'][setting]['fast'] = dict(resnet['values'][setting]['eager'])
+        for impl in ('native', 'eager', 'fast'):
+            resnet['values'][setting][impl]['peak_ratio'] = 1.
+    (tmp_path / 'resnet_step-test-gpu.json').write_text(json.dumps(resnet))
+    text = page.gpu_section(tmp_path)
+    assert 'not measured yet' not in text and 'fast ms' in text and 'ResNet-50' in text
+    quotes = [m for m in measured.QUOTE.finditer(text)]
+    assert len(quotes) > 50
+    for m in quotes:
+        assert measured.formatted(tmp_path, m.group(1), m.group(2), m.group(3) or '') == m.group(4)

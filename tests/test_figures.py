@@ -101,3 +101,18 @@ def test_non_finite_values_are_refused_and_bad_quotes_name_their_file(tmp_path):
     (tmp_path / 'README.md').write_text('\n\n<!-- measured exp:name .2% -->x<!-- /measured -->\n')
     with pytest.raises(ValueError, match=r'README.md:3: '):
         measured.update_quotes(tmp_path / 'docs' / 'figures', root=tmp_path)
+
+
+def test_the_site_hides_the_markers_and_keeps_the_paragraph():
+    import markdown
+    from conftest import load_annotate_hook
+    hook = load_annotate_hook()
+    text = ('With batch norm it reaches\n'
+            '<!-- measured mnist:bn.accuracy_test .2% -->97.80%<!-- /measured --> test accuracy.')
+    html_text = markdown.Markdown().convert(hook.strip_measured_markers(text))
+    assert html_text == '<p>With batch norm it reaches\n97.80% test accuracy.</p>'
+    # The hook's pattern and measured.py's are the same syntax: every quote is stripped
+    for path in measured.quoting_files():
+        if path.name != 'measured.py':
+            assert 'measured ' not in hook.strip_measured_markers(
+                '\n'.join(m.group(0) for m in measured.QUOTE.finditer(path.read_text()))), path

@@ -545,7 +545,7 @@ def render_sections(annotated: AnnotatedSource, md: markdown.Markdown,
                    f'View this file on GitHub</a></p>')
     for section, anchor in zip(annotated.sections, anchors):
         md.reset()
-        notes = md.convert(section.notes) if section.notes.strip() else ''
+        notes = md.convert(strip_measured_markers(section.notes)) if section.notes.strip() else ''
         toc.extend(_flat_toc(getattr(md, 'toc_tokens', [])))
         notes_div = (f'<div class="annotated-notes">'
                      f'<a class="annotated-anchor" href="#{anchor}" title="Link to this section">#</a>'
@@ -680,11 +680,21 @@ def on_files(files, config):
     return files
 
 
+# The markers around measured numbers (`labml_nn_bn/measured.py`) are for the tools that keep the
+# numbers current, not for the reader. Left in, a marker that starts a line would begin an HTML
+# block and split its paragraph in two, so they are removed before the Markdown is rendered.
+_MEASURED_MARKER = re.compile(r'<!-- (?:measured [\w-]+:[\w.-]+(?: \S+)?|/measured) -->')
+
+
+def strip_measured_markers(text: str) -> str:
+    return _MEASURED_MARKER.sub('', text)
+
+
 def on_page_markdown(markdown_text, page, config, files):
     # `{{ repo_url }}`, `{{ colab_url }}` and `{{ site_url }}` in hand-written pages
     for key, value in repo_links(config).items():
         markdown_text = markdown_text.replace('{{ ' + key + ' }}', value)
-    return markdown_text
+    return strip_measured_markers(markdown_text)
 
 
 _MD_LINK = re.compile(r'href="(?![a-z][a-z0-9+.-]*:|/|#)([^"#]+\.md)(#[^"]*)?"')

@@ -9,7 +9,6 @@ inference tools.
 
 from labml_nn_bn.batch_norm import (BatchNorm, BatchNormFunction, batch_norm_reference,
                                     batch_statistics)
-from labml_nn_bn.fast_batch_norm import FastBatchNorm
 from labml_nn_bn.inference import fold_batch_norm, recalibrate
 from labml_nn_bn.sync_batch_norm import SyncBatchNorm, convert_sync_batch_norm
 
@@ -17,3 +16,12 @@ __all__ = ['BatchNorm', 'BatchNormFunction', 'batch_norm_reference', 'batch_stat
            'FastBatchNorm', 'fold_batch_norm', 'recalibrate', 'SyncBatchNorm',
            'convert_sync_batch_norm']
 __version__ = '0.1.0'
+
+
+def __getattr__(name):
+    # `FastBatchNorm` is imported on first use: where Triton is installed, importing it costs
+    # about a second, which nobody who only wants `BatchNorm` should pay
+    if name == 'FastBatchNorm':
+        from labml_nn_bn.fast_batch_norm import FastBatchNorm
+        return FastBatchNorm
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -114,7 +114,7 @@ $$y^{(k)} = \gamma^{(k)} \hat{x}^{(k)} + \beta^{(k)}$$
 
 The paper's argument that nothing is lost: with $\gamma^{(k)} = \sqrt{\mathrm{Var}[x^{(k)}]}$ and
 $\beta^{(k)} = \mathbb{E}[x^{(k)}]$, the population statistics, the layer would give back its
-original activations, if that were the best thing to do. The argument is about the population
+original activations (neglecting $\epsilon$), if that were the best thing to do. The argument is about the population
 statistics: during training each batch has its own $\mu_\mathcal{B}$ and $\sigma_\mathcal{B}$,
 and one fixed $\gamma$, $\beta$ cannot undo all of them exactly.
 """
@@ -221,8 +221,8 @@ def batch_norm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
 # learning rates. The paper states this loosely: it holds exactly only for $a > 0$ and when
 # $\epsilon$ is neglected. A negative $a$ flips the sign of $\hat{x}$, and with $\epsilon > 0$,
 # $\frac{a(x - \mu)}{\sqrt{a^2\sigma^2 + \epsilon}}$ differs from
-# $\frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}}$ once $a^2\sigma^2$ is not much larger than
-# $\epsilon$.
+# $\frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}}$ for every $a \ne \pm 1$, and noticeably
+# unless both $\sigma^2$ and $a^2\sigma^2$ are much larger than $\epsilon$.
 #
 # The paper goes further with a conjecture, which it leaves open: batch normalization may keep
 # the singular values of the layer Jacobians close to one, which is known to help training.
@@ -329,8 +329,8 @@ def batch_statistics(x: torch.Tensor, shift: torch.Tensor = None):
 # within a few standard deviations of the mean keeps the cancellation in
 # $\frac{1}{m}\sum_i d_i^2 - r^2$ small, and a median of five is there unless three of the
 # five are outliers. Being one of the values, it is also exact for a channel that is constant
-# over the batch: every $d_i$ is then $0$ and the output is exactly $\beta$, however small
-# $\epsilon$ is. Gathering $5 \times C$ values costs nothing next to a pass over the data.
+# over the batch: every $d_i$ is then $0$ and the output is exactly $\beta$ for any
+# $\epsilon$ that `float32` can represent (above about $10^{-45}$). Gathering $5 \times C$ values costs nothing next to a pass over the data.
 def _cheap_shift(x: torch.Tensor) -> torch.Tensor:
     shape = _channel_shape(x)
     if x.numel() == 0:

@@ -2,9 +2,9 @@ r"""
 ---
 title: Inference with Batch Normalization
 summary: >
-  Algorithm 2 of the paper as two tools: exact population statistics computed over the
-  training data (recalibrate), and batch norms folded into the convolution or linear layer
-  before them (fold_batch_norm).
+  Algorithm 2 of the paper, and one step beyond it: exact population statistics computed
+  over the training data (recalibrate), and batch norms folded into the convolution or linear
+  layer before them (fold_batch_norm).
 ---
 
 # Inference with Batch Normalization
@@ -23,13 +23,15 @@ network* in two steps:
 2. **One affine map per feature.** With those statistics fixed, the batch norm is
    $$y = \frac{\gamma}{\sqrt{\mathrm{Var}[x] + \epsilon}} \cdot x
      + \Big(\beta - \frac{\gamma\, \mathbb{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}}\Big)$$
-   a scale and a shift, which the paper notes can be merged with the linear transformation
-   before it.
+   a scale and a shift: the paper combines the fixed normalisation with $\gamma$ and $\beta$
+   into this one linear transform. Merging it further into the convolution or linear layer
+   before it is common practice, not part of the paper.
 
-In practice (in the paper's experiments too, and in [our `BatchNorm`](batch_norm.md)) step 1
+In practice (as the paper suggests, to track accuracy while training, and as
+[our `BatchNorm`](batch_norm.md) does) step 1
 is replaced by moving averages updated during training, which cost nothing extra but mix
 statistics from networks at different points of training. `recalibrate` below is the exact
-step 1; `fold_batch_norm` is step 2. The experiment on
+step 1; `fold_batch_norm` goes one step beyond step 2. The experiment on
 [population statistics](experiments/population_statistics.md) measures when the difference
 between the two estimates matters.
 
@@ -63,7 +65,7 @@ def _keeps_running_stats(module: nn.Module) -> bool:
 # ## Algorithm 2, step 1: population statistics
 #
 # Every batch norm's input is recorded by a forward pre-hook while the network processes the
-# given batches **in training mode**, which is the network Algorithm 2 averages over: each
+# given batches **in training mode**, which is how we read Algorithm 2 (it does not say): each
 # batch norm sees what it saw in training, with the layers before it normalised by their own
 # batch statistics (and any dropout active, as in training). Nothing is learned, so there are
 # no gradients and no optimiser; the running buffers that the forward passes disturb are
@@ -162,7 +164,7 @@ def recalibrate(model: nn.Module, batches: Iterable, *, device=None) -> nn.Modul
     return model
 
 
-# ## Algorithm 2, step 2: folding into the layer before
+# ## Beyond Algorithm 2: folding into the layer before
 #
 # A convolution or linear layer followed by a batch norm in inference mode computes, for each
 # output channel $k$,

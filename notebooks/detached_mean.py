@@ -24,7 +24,8 @@
 #
 # Section 2 of the [batch normalization paper](https://arxiv.org/abs/1502.03167) argues that
 # normalising activations *outside* the gradient step fails: a bias before mean subtraction
-# drifts without bound, and a scale before division by the standard deviation blows up.
+# drifts without bound, and a scale before division by the standard deviation is thrown about (the paper saw models
+# blow up).
 # This notebook trains both, once with the statistics detached and once with the gradient
 # flowing through them. The code and the argument are in
 # [`labml_nn_bn/experiments/detached_mean.py`](https://github.com/labml-nn-bn/labml_nn_bn/blob/main/labml_nn_bn/experiments/detached_mean.py)

@@ -337,3 +337,13 @@ def test_kernels_compile_for_a_gpu(shape, dtype, channels_last):
         compiled = triton.compile(source, target=GPUTarget('cuda', 90, 32),
                                   options={'num_warps': layout.warps})
         assert compiled.asm['cubin'], kernel.__name__
+
+
+def test_the_package_imports_triton_only_when_fast_batch_norm_is_asked_for():
+    code = ('import sys, labml_nn_bn; assert "triton" not in sys.modules; '
+            'from labml_nn_bn import FastBatchNorm, BatchNorm; '
+            'assert issubclass(FastBatchNorm, BatchNorm); print("ok")')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            timeout=300, env={k: v for k, v in os.environ.items()
+                                              if k != 'TRITON_INTERPRET'})
+    assert result.returncode == 0 and result.stdout.strip() == 'ok', result.stderr

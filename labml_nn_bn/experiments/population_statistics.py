@@ -12,8 +12,8 @@ At inference a batch norm normalises with fixed *population* statistics. The pap
 Algorithm 2 computes them after training, averaging over training mini-batches of size $m$,
 $$\mathbb{E}[x] \leftarrow \mathbb{E}_\mathcal{B}[\mu_\mathcal{B}] \qquad
   \mathrm{Var}[x] \leftarrow \frac{m}{m - 1}\, \mathbb{E}_\mathcal{B}[\sigma^2_\mathcal{B}]$$
-and the paper's own experiments, like every library since, use moving averages updated during
-training instead. [`recalibrate`](../inference.md) is the exact computation. Two questions:
+and the paper notes that moving averages updated during training can be used instead, which
+lets the accuracy be tracked while training; PyTorch, Keras and our `BatchNorm` do that. [`recalibrate`](../inference.md) is the exact computation. Two questions:
 
 1. Does the cheap moving average cost accuracy, compared with the exact population statistics?
 2. The network is *trained* with batch statistics and *evaluated* with population statistics.

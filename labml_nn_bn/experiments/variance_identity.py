@@ -16,7 +16,8 @@ The identity $\mathrm{Var}[x] = \mathbb{E}[x^2] - \mathbb{E}[x]^2$ gives the sam
 pass over the data, and it is exact in real arithmetic. In floating point it subtracts two
 large, nearly equal numbers. When the mean is $10^3$ standard deviations away from zero,
 $\mathbb{E}[x^2] \approx 10^6\,\sigma^2$, and a `float32` number near $10^6$ is only known to
-about $0.06$: the difference keeps a few percent of the true variance, or turns negative.
+about $0.06$, already 6% of the true variance $\sigma^2 = 1$. Summing thousands of values adds
+more error, and from about $3 \times 10^3$ on the difference can come out negative.
 
 We measure this directly. The input is $\mathcal{N}(\mu, 1)$ of shape $[64, 16, 8, 8]$ (the
 statistics of each of the 16 channels are over $m = 4{,}096$ values), so the *offset*
@@ -57,7 +58,7 @@ What the figure shows (torch 2.13 on CPU):
   channel is the same number, so there is nothing left to normalise and no error to measure
   (the grey region); just before that, a channel has only a handful of distinct values.
 * In `float16` the identity's variance turns negative at an offset of $10^2$, and from about
-  $300$ on $x^2$ overflows (the largest `float16` is 65,504), so the output is `NaN`. The
+  $250$ on $x^2$ overflows ($256^2$ is already above 65,504) (the largest `float16` is 65,504), so the output is `NaN`. The
   input itself overflows from $65{,}504$ on.
 * With a 16-bit input, the two-pass form and `torch.var_mean` return the mean in the input's
   dtype, and are off by <!-- measured variance_identity:float16.torch_var_mean.1e3 .1e -->2.2e-02<!-- /measured -->

@@ -16,7 +16,8 @@ device actually reaches. On CUDA, peak memory of one training step is compared w
     python benchmarks/bn_speed.py --device cpu --figures   # also docs/figures/bn_speed-cpu.json
     python benchmarks/bn_speed.py --smoke --out /tmp/x     # seconds, for the tests
 
-Writes `benchmarks/results/bn_speed-<device kind>.json` (atomically), prints a table.
+Writes `benchmarks/results/bn_speed-<device kind>.json` (atomically; with `--smoke`, by default
+`test-output/bench-smoke/`), prints a table.
 Timings on a shared machine are noisy: compare ratios measured in the same run.
 """
 import argparse
@@ -35,6 +36,9 @@ sys.path.insert(0, str(ROOT))
 from labml_nn_bn.batch_norm import BatchNorm  # noqa: E402
 from labml_nn_bn.fast_batch_norm import FastBatchNorm, kernels_apply  # noqa: E402
 from labml_nn_bn.figures import describe_device, save_values, stamp, today  # noqa: E402
+
+sys.path.insert(0, str(ROOT / 'benchmarks'))
+import cli_checks  # noqa: E402
 
 RESULTS = ROOT / 'benchmarks' / 'results'
 FIGURES = ROOT / 'docs' / 'figures'
@@ -291,33 +295,45 @@ def _quote(name, key, spec, value):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
+                                     formatter_class=cli_checks.HelpFormatter)
+    parser.add_argument('--device', default='auto',
+                        help="'auto' (cuda when available, else cpu), 'cpu' or 'cuda'")
     parser.add_argument('--smoke', action='store_true', help='tiny inputs, a few rounds: seconds')
     parser.add_argument('--rounds', type=int, default=None,
-                        help='interleaved rounds per input (default 15, 3 with --smoke)')
+                        help='interleaved rounds per input; when not given 15, 3 with --smoke')
     parser.add_argument('--target-ms', type=float, default=None,
-                        help='length of one timed sample (default 20 ms, 1 ms with --smoke)')
+                        help='length of one timed sample; when not given 20 ms, 1 ms with --smoke')
     parser.add_argument('--threads', type=int, default=None,
-                        help='CPU threads for torch (default: torch\'s own choice)')
-    parser.add_argument('--out', default=str(RESULTS), help='folder for the JSON')
+                        help='CPU threads for torch; when not given torch\'s own choice')
+    parser.add_argument('--out', default=None,
+                        help='folder for the JSON; when not given benchmarks/results, '
+                             'test-output/bench-smoke with --smoke')
     parser.add_argument('--figures', action='store_true',
-                        help='also copy the JSON to docs/figures/ for the Performance page')
+                        help='also copy the JSON to docs/figures/ for the Performance page '
+                             '(not with --smoke)')
     parser.add_argument('--table', action='store_true', help='print the Markdown tables of the page')
     args = parser.parse_args(argv)
-    device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        parser.error('--device cuda: no CUDA device is available')
-    if device.type not in ('cpu', 'cuda'):
-        parser.error(f'--device must be cpu or cuda, got {args.device}')
+    device = cli_checks.device(parser, args.device)
     rounds = args.rounds if args.rounds is not None else (3 if args.smoke else 15)
     target_ms = args.target_ms if args.target_ms is not None else (1. if args.smoke else 20.)
-    if rounds < 1 or target_ms <= 0:
-        parser.error('--rounds must be at least 1 and --target-ms positive')
+    if rounds < 1:
+        parser.error(f'--rounds must be at least 1, got {rounds}')
+    if not target_ms > 0:
+        parser.error(f'--target-ms: expected a positive number, got {target_ms}')
+    cli_checks.at_least(parser, '--threads', args.threads)
+    if args.smoke and args.figures:
+        parser.error('--figures: expected a full run, got --smoke (a smoke run never writes '
+                     'docs/figures/)')
+    if args.smoke and args.out is not None:
+        cli_checks.not_committed(parser, '--out', args.out)
+    # Checked (and made) before measuring, so that a bad path fails in a second, not after the run
+    out = cli_checks.writable_folder(
+        parser, '--out', args.out if args.out is not None else
+        (cli_checks.SMOKE_OUT if args.smoke else RESULTS))
+    if args.figures:
+        cli_checks.writable_folder(parser, '--figures', FIGURES)
 
     if args.threads is not None:
-        if args.threads < 1:
-            parser.error(f'--threads must be at least 1, got {args.threads}')
         torch.set_num_threads(args.threads)
     torch.set_grad_enabled(True)
     load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else None
@@ -335,7 +351,6 @@ def main(argv=None):
             'smoke': args.smoke, 'load_average_before': load, 'seconds': time.time() - start,
             'commit': _commit(), 'threads': torch.get_num_threads()}
     text_stamp = stamp('random N(0,1) inputs', steps, description)
-    out = Path(args.out)
     written = [save_values(out / f'{name}.json', dict(values, meta=meta), text_stamp)]
     if args.figures:
         written.append(save_values(FIGURES / f'{name}.json', dict(values, meta=meta), text_stamp))

@@ -5,7 +5,8 @@ network, timed in the same run on the CPU and, when there is one, on the GPU.
 
 Not a test: timings depend on the machine. Each setting is timed `--repeats` times, in turn
 with the others (so that a change in the machine's load hits all of them alike), and the
-median is kept. Writes `benchmarks/results/fold_speed-<device>.json`.
+median is kept. Writes `benchmarks/results/fold_speed-<device>.json` (with `--smoke`, by default
+`test-output/bench-smoke/`).
 
     .venv/bin/python benchmarks/fold_speed.py
     .venv/bin/python benchmarks/fold_speed.py --device cuda --batch-size 1000 --repeats 50
@@ -25,6 +26,9 @@ from labml_nn_bn.figures import describe_device, write_atomically
 from labml_nn_bn.experiments.mnist import Model
 
 RESULTS = Path(__file__).resolve().parent / 'results'
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cli_checks  # noqa: E402
 
 
 def synchronize(device):
@@ -86,24 +90,55 @@ def measure(device: torch.device, batch_size: int, repeats: int, calls: int, thr
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--device', default='auto', help="'auto', 'cpu' or 'cuda'")
-    parser.add_argument('--batch-size', type=int, default=1000)
-    parser.add_argument('--repeats', type=int, default=15)
-    parser.add_argument('--calls', type=int, default=3, help='forward passes per timed repeat')
+                                     formatter_class=cli_checks.HelpFormatter)
+    parser.add_argument('--device', default='auto',
+                        help="'auto' (the CPU and, when there is one, the GPU), 'cpu' or 'cuda'")
+    parser.add_argument('--smoke', action='store_true',
+                        help='batch 8, one repeat of one call: seconds, for the tests')
+    parser.add_argument('--batch-size', type=int, default=None,
+                        help='images per forward pass; when not given 1000, 8 with --smoke')
+    parser.add_argument('--repeats', type=int, default=None,
+                        help='timed repeats per setting (median kept); when not given 15, '
+                             '1 with --smoke')
+    parser.add_argument('--calls', type=int, default=None,
+                        help='forward passes per timed repeat; when not given 3, 1 with --smoke')
     parser.add_argument('--threads', type=int, default=0, help='CPU threads (0: torch default)')
-    parser.add_argument('--out', default=None, help='JSON path (default: benchmarks/results/)')
+    parser.add_argument('--out', default=None,
+                        help='JSON file, or a folder (an existing one, or always with two devices) for '
+                             'fold_speed-<device>.json; when not given '
+                             'benchmarks/results/, '
+                             'test-output/bench-smoke/ with --smoke')
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or args.repeats < 1 or args.calls < 1:
-        parser.error(f'expected --batch-size, --repeats and --calls >= 1, got '
-                     f'{args.batch_size}, {args.repeats} and {args.calls}')
-    devices = ([torch.device('cpu')] + ([torch.device('cuda')] if torch.cuda.is_available() else [])
-               if args.device == 'auto' else [torch.device(args.device)])
+    batch_size = args.batch_size if args.batch_size is not None else (8 if args.smoke else 1000)
+    repeats = args.repeats if args.repeats is not None else (1 if args.smoke else 15)
+    calls = args.calls if args.calls is not None else (1 if args.smoke else 3)
+    for option, value in (('--batch-size', batch_size), ('--repeats', repeats), ('--calls', calls)):
+        cli_checks.at_least(parser, option, value)
+    cli_checks.at_least(parser, '--threads', args.threads, 0)
+    if args.device == 'auto':
+        devices = [torch.device('cpu')] + ([torch.device('cuda')] if torch.cuda.is_available() else [])
+    else:
+        devices = [cli_checks.device(parser, args.device)]
+    if args.smoke and args.out is not None:
+        cli_checks.not_committed(parser, '--out', args.out)
+    # Output paths, checked (and their folders made) before measuring
+    outs = {}
     for device in devices:
-        result = measure(device, args.batch_size, args.repeats, args.calls, args.threads)
-        out = Path(args.out) if args.out else RESULTS / f'fold_speed-{device.type}.json'
+        name = f'fold_speed-{device.type}.json'
+        if args.out is None:
+            outs[device] = cli_checks.writable_folder(
+                parser, '--out', cli_checks.SMOKE_OUT if args.smoke else RESULTS) / name
+        elif Path(args.out).is_dir() or len(devices) > 1:
+            # a folder: an existing one, or one JSON per device
+            outs[device] = cli_checks.writable_folder(parser, '--out', args.out) / name
+        else:
+            outs[device] = cli_checks.writable_file(parser, '--out', args.out)
+    for device in devices:
+        result = measure(device, batch_size, repeats, calls, args.threads)
+        result['smoke'] = args.smoke
+        out = outs[device]
         write_atomically(out, (json.dumps(result, indent=2) + '\n').encode())
-        print(f'{result["device"]}, batch {args.batch_size}, median of {args.repeats}:')
+        print(f'{result["device"]}, batch {batch_size}, median of {repeats}:')
         for name, ms in result['median_ms'].items():
             print(f'  {name:14s} {ms:8.2f} ms')
         print(f'  folded is {result["speed_up_folded_vs_ours"]:.2f}x faster than ours, '

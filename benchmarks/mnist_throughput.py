@@ -12,6 +12,7 @@ Not a test: timings depend on the machine. It prints the data set, the devices a
     .venv/bin/python benchmarks/mnist_throughput.py --no-compile     # skip torch.compile on the GPU
 """
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -65,20 +66,43 @@ def device_name(device) -> str:
     return platform.processor() or 'CPU'
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1],
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=' '.join(__doc__.strip().split('\n\n')[0].split()),
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--dataset', default='auto', choices=list(data.DATASETS), help='data set')
-    parser.add_argument('--data-dir', default=None, help='MNIST cache or IDX folder')
-    parser.add_argument('--batch-size', type=int, default=64, help='images per step')
+    parser.add_argument('--data-dir', default=argparse.SUPPRESS,
+                        help="MNIST cache or IDX folder (needed by --dataset idx); when not "
+                             "given labml's data path")
+    parser.add_argument('--batch-size', type=int, default=64,
+                        help='images per step (at least 2: batch norm needs more than one value '
+                             'per channel)')
     parser.add_argument('--repeats', type=int, default=3, help='timed epochs per setting (median kept)')
-    parser.add_argument('--no-compile', dest='compile', action='store_false',
-                        help='leave out --fast-step compile')
+    parser.add_argument('--compile', dest='compile', action=argparse.BooleanOptionalAction,
+                        default=True, help='also time --fast-step compile on the GPU')
     parser.add_argument('--cpu', dest='cpu', action=argparse.BooleanOptionalAction, default=True,
                         help='also time the CPU')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    data_dir = getattr(args, 'data_dir', None)
+    if args.batch_size < 2:
+        parser.error(f'--batch-size: expected an integer >= 2 (batch norm needs more than one '
+                     f'value per channel), got {args.batch_size}')
+    if args.repeats < 1:
+        parser.error(f'--repeats: expected an integer >= 1, got {args.repeats}')
+    if args.dataset == 'idx' and data_dir is None:
+        parser.error('--dataset idx: expected --data-dir with the folder of IDX files, got none')
+    if data_dir is not None and os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        parser.error(f'--data-dir: expected a folder, got the file {data_dir}')
+    if args.dataset == 'idx' and not os.path.isdir(data_dir):
+        parser.error(f'--data-dir: expected a folder of IDX files, got {data_dir} (no such folder)')
 
-    dataset, how = data.load_dataset(args.dataset, args.data_dir)
+    try:
+        dataset, how = data.load_dataset(args.dataset, data_dir)
+    except (data.DataError, OSError) as e:
+        # Not a usage error, but one line all the same
+        parser.exit(1, f'{parser.prog}: error: --dataset {args.dataset}: {e}\n')
+    if args.batch_size > len(dataset.train_labels):
+        parser.error(f'--batch-size: expected at most the {len(dataset.train_labels):,} training '
+                     f'images of {dataset.name}, got {args.batch_size}')
     devices = ([torch.device('cpu')] if args.cpu else []) + \
         ([torch.device('cuda')] if torch.cuda.is_available() else [])
     print(f'{dataset} ({how})')

@@ -16,7 +16,8 @@ architecture is built below (torchvision's layer names, so `state_dict`s are int
     python benchmarks/resnet_step.py --device cpu           # batch 8 at 112×112
     python benchmarks/resnet_step.py --smoke --out /tmp/x   # a narrow, tiny model: seconds
 
-Writes `benchmarks/results/resnet_step-<device kind>.json` (atomically), prints a table.
+Writes `benchmarks/results/resnet_step-<device kind>.json` (atomically; with `--smoke`, by default
+`test-output/bench-smoke/`), prints a table.
 """
 import argparse
 import copy
@@ -38,6 +39,7 @@ from labml_nn_bn.figures import describe_device, save_values, stamp, today  # no
 
 sys.path.insert(0, str(ROOT / 'benchmarks'))
 from bn_speed import RESULTS, Timer, device_kind, peak_memory, _commit  # noqa: E402
+import cli_checks  # noqa: E402
 
 
 # ## ResNet-50, for machines without torchvision
@@ -183,31 +185,48 @@ def measure(device, setting: str, batch: int, size: int, rounds: int, smoke: boo
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
+                                     formatter_class=cli_checks.HelpFormatter)
+    parser.add_argument('--device', default='auto',
+                        help="'auto' (cuda when available, else cpu), 'cpu' or 'cuda'")
     parser.add_argument('--smoke', action='store_true', help='a tiny model and input: seconds')
-    parser.add_argument('--settings', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16'])
+    parser.add_argument('--settings', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16'],
+                        help='settings to time, in turn')
     parser.add_argument('--batch', type=int, default=None,
-                        help='default: 64 (fp32) and 128 (bf16) on CUDA, 8 on CPU, 2 with --smoke')
+                        help='images per step (at least 2); when not given 64 (fp32) and 128 (bf16) '
+                             'on CUDA, 8 on CPU, 2 with --smoke')
     parser.add_argument('--size', type=int, default=None,
-                        help='image side; default 224 on CUDA, 112 on CPU, 32 with --smoke')
+                        help='image side; when not given 224 on CUDA, 112 on CPU, 32 with --smoke')
     parser.add_argument('--rounds', type=int, default=None,
-                        help='timed steps per implementation, interleaved (default 20 CUDA, 5 CPU)')
-    parser.add_argument('--out', default=str(RESULTS), help='folder for the JSON')
+                        help='timed steps per implementation, interleaved; when not given 20 on '
+                             'CUDA, 5 on CPU, 3 with --smoke')
+    parser.add_argument('--out', default=None,
+                        help='folder for the JSON; when not given benchmarks/results, '
+                             'test-output/bench-smoke with --smoke')
     parser.add_argument('--figures', action='store_true',
-                        help='also copy the JSON to docs/figures/ for the Performance page')
+                        help='also copy the JSON to docs/figures/ for the Performance page '
+                             '(not with --smoke)')
     args = parser.parse_args(argv)
-    device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    if device.type not in ('cpu', 'cuda'):
-        parser.error(f'--device must be cpu or cuda, got {args.device}')
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        parser.error('--device cuda: no CUDA device is available')
+    device = cli_checks.device(parser, args.device)
     cuda = device.type == 'cuda'
     rounds = args.rounds if args.rounds is not None else (3 if args.smoke else 20 if cuda else 5)
     size = args.size if args.size is not None else (32 if args.smoke else 224 if cuda else 112)
-    for value, name in ((rounds, '--rounds'), (size, '--size'), (1 if args.batch is None else args.batch, '--batch')):
+    for value, name in ((rounds, '--rounds'), (size, '--size')):
         if value < 1:
             parser.error(f'{name} must be at least 1, got {value}')
+    if args.batch is not None and args.batch < 2:
+        parser.error(f'--batch: expected at least 2 images, got {args.batch} (batch norm in '
+                     f'training needs more than one value per channel)')
+    if args.smoke and args.figures:
+        parser.error('--figures: expected a full run, got --smoke (a smoke run never writes '
+                     'docs/figures/)')
+    if args.smoke and args.out is not None:
+        cli_checks.not_committed(parser, '--out', args.out)
+    # Checked (and made) before measuring, so that a bad path fails in a second, not after the run
+    out = cli_checks.writable_folder(
+        parser, '--out', args.out if args.out is not None else
+        (cli_checks.SMOKE_OUT if args.smoke else RESULTS))
+    if args.figures:
+        cli_checks.writable_folder(parser, '--figures', ROOT / 'docs' / 'figures')
     fast = cuda and kernels_apply(torch.empty(1, 1, device=device))
     load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else None
     start = time.time()
@@ -222,7 +241,7 @@ def main(argv=None):
                 'rounds': rounds, 'smoke': args.smoke, 'load_average_before': load,
                 'threads': torch.get_num_threads(), 'seconds': time.time() - start,
                 'commit': _commit()}
-        paths = [Path(args.out) / f'{stem}.json']
+        paths = [out / f'{stem}.json']
         if args.figures:
             paths.append(ROOT / 'docs' / 'figures' / f'{stem}.json')
         return [save_values(path, dict(values, meta=meta), text_stamp) for path in paths]

@@ -294,6 +294,10 @@ def load_dataset(name: str = 'auto', folder: Optional[Path] = None, download_ok:
     """
     if name not in DATASETS:
         raise ValueError(f'dataset must be one of {", ".join(DATASETS)}, got {name!r}')
+    # Checked before anything may fall back to the offline subset: a file given as the folder
+    # is a mistake to report, not a reason to quietly use other data
+    if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
+        raise DataError(f'{folder} is a file, expected a folder')
     if name == 'idx':
         if folder is None:
             raise ValueError("dataset 'idx' needs a folder of IDX files")

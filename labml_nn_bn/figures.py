@@ -93,6 +93,9 @@ def write_atomically(path: Path, data: bytes):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
+        # mkstemp makes the file private (0600); an output is an ordinary file, readable as
+        # the umask allows, the same as open() would create it
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
         os.replace(tmp, path)
@@ -100,6 +103,13 @@ def write_atomically(path: Path, data: bytes):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    # The only way to read the umask is to set it; set it straight back
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def save_svg(fig, path: Path, stamp_text: str) -> Path:
@@ -141,7 +151,8 @@ def main(argv=None):
         prog='python -m labml_nn_bn.figures',
         description="Regenerate the site's figures from the experiments.")
     parser.add_argument('--smoke', action='store_true',
-                        help='tiny runs, seconds in all, written to test-output/figures-smoke/')
+                        help='tiny runs, seconds in all, written to test-output/figures-smoke/ '
+                             '(default: off, the full runs)')
     parser.add_argument('--out', default=None,
                         help=f'output folder (default: docs/figures, or {SMOKE_DIR.relative_to(ROOT)} '
                              f'with --smoke)')
@@ -149,7 +160,17 @@ def main(argv=None):
                         help='make only these figures (default: all)')
     args = parser.parse_args(argv)
     out = Path(args.out) if args.out else (SMOKE_DIR if args.smoke else FIGURES_DIR)
-    written = make_all(out, args.smoke, args.only)
+    from labml_nn_bn.experiments import trainer
+    try:
+        # Before the runs, which take hours without --smoke
+        trainer.check_output_folder(out, '--out')
+    except trainer.UsageError as e:
+        parser.error(str(e))
+    try:
+        written = make_all(out, args.smoke, args.only)
+    except OSError as e:
+        sys.stdout.flush()
+        parser.exit(1, f'{parser.prog}: error: {trainer.describe_error(e)}\n')
     if not args.smoke and out.resolve() == FIGURES_DIR.resolve():
         # The text quotes measured values: bring every quote in line with the new measurements
         from labml_nn_bn import measured

@@ -8,4 +8,4 @@ from labml_nn_bn.experiments.mnist import (  # noqa: F401
     make_optimizer, parse_args, pick_device, run, train, train_epoch)
 
 if __name__ == '__main__':
-    main()
+    main(prog='python -m labml_nn_bn.mnist')

@@ -80,3 +80,58 @@ def test_a_batch_larger_than_the_data_is_one_line(tmp_path, monkeypatch, capsys)
                    '--batch-size: 5000 is larger than the 4,000 training images; '
                    'use a smaller batch']
     assert not (tmp_path / 'logs').exists()
+
+
+class _Loaded(Exception):
+    """Stops a command line where it would load the data, with the settings it would use."""
+
+
+def _settings_of(argv, monkeypatch, tmp_path):
+    def stop(settings, log=print):
+        raise _Loaded(settings)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cs, 'load_data', stop)
+    with pytest.raises(_Loaded) as loaded:
+        cs.main(argv)
+    return loaded.value.args[0]
+
+
+def test_options_given_with_smoke_are_applied_on_top_of_it(monkeypatch, tmp_path):
+    settings = _settings_of(['--smoke', '--steps', '10', '--lr', '0.25', '--seed', '3'],
+                            monkeypatch, tmp_path)
+    assert (settings.steps, settings.learning_rate, settings.seed) == (10, 0.25, 3)
+    # The rest stays as smoke has it; its record spacing shrinks to fit the shorter run
+    assert settings.dataset == cs.SMOKE.dataset and settings.probe_size == cs.SMOKE.probe_size
+    assert settings.record_every == 10
+    assert _settings_of(['--smoke'], monkeypatch, tmp_path) == cs.SMOKE
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--smoke', '--seed', '-1'], 'argument --seed: expected an integer >= 0'),
+    (['--smoke', '--record-every', '100', '--steps', '20'],
+     'argument --record-every: expected at most --steps (20), got 100'),
+    (['--smoke', '--figure', '.'], 'argument --figure: . is a folder, expected a file name'),
+    (['--smoke', '--figure', 'afile/x.svg'], 'afile is a file, expected a folder'),
+])
+def test_bad_smoke_options_are_refused_before_the_data(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'afile').write_text('x')
+    monkeypatch.setattr(cs, 'load_data', lambda *a, **k: pytest.fail('the data was loaded'))
+    with pytest.raises(SystemExit) as e:
+        cs.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith('python -m labml_nn_bn.experiments.covariate_shift: error: ')
+    assert message in err[-1]
+
+
+def test_a_probe_larger_than_the_test_set_is_refused_before_the_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        cs.main(['--smoke', '--probe-size', '100000'])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        'python -m labml_nn_bn.experiments.covariate_shift: error: argument --probe-size: '
+        'expected at most the 1,000 test images of this data set, got 100,000')
+    assert not (tmp_path / 'logs').exists()

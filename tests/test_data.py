@@ -343,6 +343,11 @@ def test_load_dataset_argument_errors(tmp_path):
         data.load_dataset('cifar')
     with pytest.raises(ValueError, match="dataset 'idx' needs a folder"):
         data.load_dataset('idx')
+    # A file is reported, not replaced by the offline subset
+    (tmp_path / 'afile').write_text('x')
+    for name in ('auto', 'mnist', 'idx'):
+        with pytest.raises(data.DataError, match='afile is a file, expected a folder'):
+            data.load_dataset(name, tmp_path / 'afile', download_ok=False)
 
 
 # --- the offline subset ---------------------------------------------------------------------

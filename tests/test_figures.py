@@ -3,7 +3,9 @@ The figure pipeline: stamped, self-contained SVGs, atomic writes, and measured n
 text that agree with the committed measurements.
 """
 import json
+import os
 import re
+import stat
 import subprocess
 import sys
 
@@ -46,6 +48,59 @@ def test_write_atomically_leaves_nothing_on_failure(tmp_path, monkeypatch):
         figures.write_atomically(target, b'new')
     assert target.read_text() == 'old'
     assert [p.name for p in tmp_path.iterdir()] == ['x.json']
+
+
+@pytest.mark.parametrize('umask', [0o022, 0o077, 0o002])
+def test_write_atomically_gives_the_mode_of_an_ordinary_file(tmp_path, umask):
+    path = tmp_path / 'out.json'
+    old = os.umask(umask)
+    try:
+        figures.write_atomically(path, b'{}')
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def _figures_main(argv, capsys):
+    try:
+        figures.main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+def test_a_bad_out_is_refused_before_any_run(tmp_path, capsys, monkeypatch):
+    def must_not_run(*args, **kwargs):
+        raise AssertionError('make_all ran')
+
+    monkeypatch.setattr(figures, 'make_all', must_not_run)
+    (tmp_path / 'afile').write_text('x')
+    for out, message in [(tmp_path / 'afile', 'afile is a file, expected a folder'),
+                         (tmp_path / 'afile' / 'figs', 'afile is a file, expected a folder')]:
+        code, err = _figures_main(['--smoke', '--out', str(out)], capsys)
+        assert code == 2
+        assert 'Traceback' not in err
+        assert err.splitlines()[-1].startswith('python -m labml_nn_bn.figures: error: argument '
+                                               '--out: '), err
+        assert message in err
+
+
+def test_a_failed_write_is_one_line(tmp_path, capsys, monkeypatch):
+    def fail(*args, **kwargs):
+        raise PermissionError(13, 'Permission denied', str(tmp_path / 'x.svg'))
+
+    monkeypatch.setattr(figures, 'make_all', fail)
+    code, err = _figures_main(['--smoke', '--out', str(tmp_path)], capsys)
+    assert code == 1
+    assert err == f'python -m labml_nn_bn.figures: error: {tmp_path / "x.svg"}: Permission denied\n'
+
+
+def test_help_shows_the_smoke_default(capsys):
+    with pytest.raises(SystemExit):
+        figures.main(['--help'])
+    text = ' '.join(capsys.readouterr().out.split())
+    assert '--smoke tiny runs' in text and '(default: off, the full runs)' in text
 
 
 def test_quotes_are_checked_and_updated(tmp_path):

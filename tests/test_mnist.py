@@ -125,6 +125,8 @@ def test_command_line_help_lists_the_options(tmp_path):
     for module in ('labml_nn_bn.experiments.mnist', 'labml_nn_bn.mnist'):
         out = _cli(['--help'], tmp_path, tmp_path, module)
         assert out.returncode == 0
+        # The usage line names the command the user typed
+        assert out.stdout.startswith(f'usage: python -m {module} '), out.stdout[:80]
         for option in ['--epochs', '--batch-size', '--lr', '--optimizer', '--device', '--bn, --no-bn',
                        '--dataset', '--data-dir', '--seed', '--logs-dir', '--fast-step']:
             assert option in out.stdout, option

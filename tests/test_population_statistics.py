@@ -68,3 +68,38 @@ def test_cli_errors_are_one_line(argv, capsys, tmp_path, monkeypatch):
     assert not any('Traceback' in line for line in err)
     assert err[-1].startswith(
         'python -m labml_nn_bn.experiments.population_statistics: error: argument')
+
+
+def test_options_given_with_smoke_are_applied_on_top_of_it(tmp_path, monkeypatch):
+    seen = {}
+
+    def stop(batch_sizes, **kwargs):
+        seen.update(kwargs, batch_sizes=batch_sizes)
+        raise KeyboardInterrupt  # not caught by the command line: stops it here
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ps, 'load_data', stop)
+    with pytest.raises(KeyboardInterrupt):
+        ps.main(['--smoke', '--batch-sizes', '8', '--seed', '5'])
+    assert seen['batch_sizes'] == (8,) and seen['seed'] == 5
+    assert seen['epochs'] == ps.SMOKE['epochs'] and seen['train_limit'] == ps.SMOKE['train_limit']
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--smoke', '--batch-sizes', '8', '8'], 'argument --batch-sizes: expected each size once, '
+                                             'got 8 more than once'),
+    (['--smoke', '--seed', '-1'], 'argument --seed: expected an integer >= 0'),
+    (['--smoke', '--batch-sizes', '100000'],
+     'argument --batch-sizes: 100000 is larger than the 256 training images'),
+    (['--dataset', 'mnist-5k', '--train-limit', '99999'],
+     'argument --train-limit: expected at most the 4,000 training images'),
+])
+def test_bad_values_are_named_and_leave_no_run(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        ps.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert not any('Traceback' in line for line in err)
+    assert message in err[-1], err
+    assert not (tmp_path / 'logs').exists()

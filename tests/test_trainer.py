@@ -59,6 +59,13 @@ BAD_ARGUMENTS = [
     (['--optimizer', 'rmsprop'], "argument --optimizer: invalid choice: 'rmsprop'"),
     (['--fast-step', 'turbo'], "argument --fast-step: invalid choice: 'turbo'"),
     (['--epochs', 'two'], "argument --epochs: invalid int value: 'two'"),
+    (['--seed', '-1'], 'argument --seed: expected an integer >= 0 and < 2**64, got -1'),
+    (['--seed', str(2 ** 64)], f'argument --seed: expected an integer >= 0 and < 2**64, got {2 ** 64}'),
+    (['--dataset', 'idx'], 'argument --dataset: idx needs --data-dir'),
+    (['--dataset', 'idx', '--data-dir', '/nonexistent-labml-nn-bn'],
+     'argument --data-dir: expected an existing folder with the MNIST IDX files for --dataset idx'),
+    (['--dataset', 'mnist', '--no-download', '--data-dir', '/nonexistent-labml-nn-bn'],
+     'argument --data-dir: expected an existing folder'),
 ]
 
 
@@ -102,6 +109,69 @@ def test_bad_data_is_one_line_and_leaves_no_run(tmp_path, monkeypatch, capsys):
     code, out, err = _main(['--dataset', 'idx', '--data-dir', str(tmp_path / 'idx')], capsys)
     _assert_one_line_error(code, err, 1, 'expected train-images-idx3-ubyte.gz')
     assert not (tmp_path / 'logs').exists()
+
+
+@pytest.mark.parametrize('option', ['--data-dir', '--logs-dir'])
+def test_a_file_given_as_a_folder_is_the_first_and_only_line(option, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'afile').write_text('x')
+    code, out, err = _main(QUICK + [option, str(tmp_path / 'afile')], capsys)
+    _assert_one_line_error(code, err, 2, f'argument {option}: {tmp_path / "afile"} is a file, '
+                                         f'expected a folder')
+    assert 'Data:' not in out and not (tmp_path / 'logs').exists()
+
+
+def test_an_unwritable_logs_dir_is_refused_before_the_data_loads(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'afile').write_text('x')
+    code, out, err = _main(QUICK + ['--logs-dir', str(tmp_path / 'afile' / 'logs')], capsys)
+    _assert_one_line_error(code, err, 2, 'argument --logs-dir: cannot write to')
+    assert 'Data:' not in out and 'LABML WARNING' not in out
+
+
+def test_a_train_limit_larger_than_the_data_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _main(QUICK[:-1] + ['4001'], capsys)
+    _assert_one_line_error(code, err, 2, 'argument --train-limit: expected at most the 4,000 '
+                                         'training images of this data set (or 0 for all), got 4,001')
+    assert not (tmp_path / 'logs').exists()
+
+
+def test_output_paths_are_checked_up_front(tmp_path):
+    (tmp_path / 'afile').write_text('x')
+    trainer.check_output_file(tmp_path / 'new' / 'deeper' / 'x.svg', '--figure')
+    trainer.check_output_folder(tmp_path / 'new' / 'deeper', '--out')
+    assert not (tmp_path / 'new').exists(), 'a check must not create anything'
+    with pytest.raises(trainer.UsageError, match=r'argument --figure: .* is a folder, expected a file'):
+        trainer.check_output_file(tmp_path, '--figure')
+    with pytest.raises(trainer.UsageError, match=r'argument --figure: .*afile is a file, expected a folder'):
+        trainer.check_output_file(tmp_path / 'afile' / 'x.svg', '--figure')
+    with pytest.raises(trainer.UsageError, match=r'argument --out: .*afile is a file, expected a folder'):
+        trainer.check_output_folder(tmp_path / 'afile', '--out')
+    if Path('/proc/self').exists():
+        # Not writable even to root: the check writes a test file instead of trusting os.access
+        with pytest.raises(trainer.UsageError, match='argument --out: cannot write to /proc'):
+            trainer.check_output_folder('/proc/labml-nn-bn-x', '--out')
+
+
+def test_an_os_error_while_writing_is_one_line(capsys):
+    def fail():
+        raise FileNotFoundError(2, 'No such file or directory', '/proc/x.svg')
+
+    with pytest.raises(SystemExit) as exit_:
+        trainer.run_main(fail, 'prog')
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err == 'prog: error: /proc/x.svg: No such file or directory\n'
+
+
+def test_given_options_are_those_on_the_command_line():
+    parser = trainer.make_parser('prog', '')
+    trainer.add_training_arguments(parser)
+    parser.add_argument('--smoke', action='store_true')
+    assert trainer.given_options(parser, ['--smoke', '--seed', '0', '--lr', '0.5']) == \
+        {'smoke', 'seed', 'learning_rate'}
+    # The parser's defaults are left as they were
+    assert parser.parse_args([]).seed == 0
 
 
 # ## Divergence

@@ -65,6 +65,7 @@ runs the full 50,000 steps for both networks on full MNIST.
 """
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -242,7 +243,19 @@ def load_data(settings: Settings, log=print) -> Tuple[data.DeviceData, str]:
     log(f'Data: {dataset} ({how})')
     tensors = data.DeviceData(dataset, device)
     trainer.check_batch_size(settings.batch_size, len(tensors.train_y))
+    if settings.probe_size > len(tensors.test_y):
+        raise trainer.UsageError(f'argument --probe-size: expected at most the '
+                                 f'{len(tensors.test_y):,} test images of this data set, '
+                                 f'got {settings.probe_size:,}')
     return tensors, str(dataset)
+
+
+def check_settings(settings: Settings):
+    """What can be checked before the data loads, on the settings a run will really use."""
+    if settings.record_every > settings.steps:
+        # Only the first and the last step would be recorded: not the curve that was asked for
+        raise trainer.UsageError(f'argument --record-every: expected at most --steps '
+                                 f'({settings.steps:,}), got {settings.record_every:,}')
 
 
 def run_both(settings: Settings, log=print, on_record=None,
@@ -391,9 +404,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     trainer.add_logs_argument(parser)
     parser.add_argument('--figure', default=None, help='also write the figure to this SVG file')
     parser.add_argument('--smoke', action='store_true',
-                        help='a run of seconds (300 steps on the offline subset), for tests')
+                        help='a run of seconds (300 steps on the offline subset), for tests; '
+                             'options given with it override its settings')
     args = parser.parse_args(argv)
     trainer.check_arguments(parser, args)
+    args.given = trainer.given_options(parser, argv)
     if args.record_every < 1:
         parser.error(f'argument --record-every: expected at least 1, got {args.record_every}')
     if args.probe_size < 2:
@@ -406,8 +421,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None):
     def start():
         args = parse_args(argv)
-        settings = SMOKE if args.smoke else Settings(**{
-            k: v for k, v in vars(args).items() if k not in ('figure', 'smoke', 'logs_dir')})
+        fields = {f.name for f in dataclasses.fields(Settings)}
+        if args.smoke:
+            # The smoke settings, with every option written on the command line on top
+            settings = dataclasses.replace(SMOKE, **{k: getattr(args, k) for k in args.given
+                                                     if k in fields})
+        else:
+            settings = Settings(**{k: v for k, v in vars(args).items() if k in fields})
+        if 'record_every' not in args.given:
+            # The default spacing of records, shortened to fit a run shorter than it; one
+            # that the user gave is checked instead
+            settings.record_every = min(settings.record_every, settings.steps)
+        check_settings(settings)
         loaded = load_data(settings)
         from labml import tracker
 

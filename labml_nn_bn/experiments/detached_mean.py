@@ -339,11 +339,15 @@ def main(argv=None):
     parser.add_argument('--out', default=None, help='folder to write detached_mean.svg and .json into')
     trainer.add_logs_argument(parser)
     args = parser.parse_args(argv)
-    if args.seed < 0:
-        parser.error(f'expected --seed >= 0, got {args.seed}')
+    try:
+        # Every place this run writes to, checked before the labml run and the measurements
+        trainer.check_seed(args.seed)
+        if args.out is not None:
+            trainer.check_output_folder(args.out, '--out')
+        trainer.check_logs_dir(args.logs_dir)
+    except trainer.UsageError as e:
+        parser.error(str(e))
     out = None if args.out is None else Path(args.out)
-    if out is not None and out.exists() and not out.is_dir():
-        parser.error(f'expected --out to be a folder, got the file {out}')
     return trainer.run_main(lambda: run(args.smoke, args.seed, out, args.logs_dir), prog)
 
 

@@ -344,8 +344,8 @@ def check(conf: Configs):
 
 
 # ## Command line
-def parse_args(argv=None) -> Dict:
-    parser = trainer.make_parser(PROG, 'Train the MNIST CNN with (or without) batch normalization.')
+def parse_args(argv=None, prog: str = PROG) -> Dict:
+    parser = trainer.make_parser(prog, 'Train the MNIST CNN with (or without) batch normalization.')
     defaults = Configs()
     trainer.add_training_arguments(parser, epochs=defaults.epochs, batch_size=defaults.batch_size,
                                    lr=defaults.learning_rate, optimizer=defaults.optimizer,
@@ -362,18 +362,19 @@ def parse_args(argv=None) -> Dict:
     return vars(args)
 
 
-def main(argv=None) -> Result:
-    """The command line: one line on stderr and a non-zero exit for the errors a user can meet."""
+def main(argv=None, prog: str = PROG) -> Result:
+    """The command line: one line on stderr and a non-zero exit for the errors a user can meet.
+    `prog` is how the user started it (this module also answers to `labml_nn_bn.mnist`)."""
 
     def start():
-        args = parse_args(argv)
+        args = parse_args(argv, prog)
         logs_dir = args.pop('logs_dir')
         conf = Configs()
         for key, value in args.items():
             setattr(conf, key, value)
         return run(conf, logs_dir=logs_dir)
 
-    return trainer.run_main(start, PROG)
+    return trainer.run_main(start, prog)
 
 
 if __name__ == '__main__':

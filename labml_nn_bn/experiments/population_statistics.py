@@ -82,7 +82,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -151,14 +151,18 @@ def measure(batch_size: int, tensors: data.DeviceData, *, epochs: int, learning_
     return result
 
 
-def run(batch_sizes: Sequence[int] = (4, 16, 64, 256), *, epochs: int = 3,
-        learning_rate: float = 1e-3, bn_impl: str = 'ours', dataset: str = 'auto',
-        data_dir: Optional[str] = None, device: str = 'auto', seed: int = 0,
-        train_limit: int = 0, test_limit: int = 0, download: bool = True, log=print) -> Dict:
+def load_data(batch_sizes: Sequence[int], *, dataset: str = 'auto', data_dir: Optional[str] = None,
+              device: str = 'auto', seed: int = 0, train_limit: int = 0, test_limit: int = 0,
+              download: bool = True, log=print, **_ignored) -> Tuple[data.DeviceData, str]:
+    """The data on the device, limited, with every batch size checked against it."""
     device = pick_device(device)
     ds, how = data.load_dataset(dataset, data_dir, download_ok=download, seed=seed)
     log(f'Data: {ds} ({how})')
     tensors = data.DeviceData(ds, device)
+    if train_limit > len(tensors.train_y):
+        raise trainer.UsageError(f'argument --train-limit: expected at most the '
+                                 f'{len(tensors.train_y):,} training images of this data set '
+                                 f'(or 0 for all), got {train_limit:,}')
     # Quick runs use the first images of each part (both are shuffled, see `labml_nn_bn.data`)
     if train_limit:
         tensors.train_x, tensors.train_y = (tensors.train_x[:train_limit],
@@ -166,7 +170,22 @@ def run(batch_sizes: Sequence[int] = (4, 16, 64, 256), *, epochs: int = 3,
     if test_limit:
         tensors.test_x, tensors.test_y = tensors.test_x[:test_limit], tensors.test_y[:test_limit]
     trainer.check_batch_size(max(batch_sizes), len(tensors.train_y),
-                             ' or a larger --train-limit' if train_limit else '')
+                             ' or a larger --train-limit' if train_limit else '',
+                             option='--batch-sizes')
+    return tensors, str(ds)
+
+
+def run(batch_sizes: Sequence[int] = (4, 16, 64, 256), *, epochs: int = 3,
+        learning_rate: float = 1e-3, bn_impl: str = 'ours', dataset: str = 'auto',
+        data_dir: Optional[str] = None, device: str = 'auto', seed: int = 0,
+        train_limit: int = 0, test_limit: int = 0, download: bool = True, log=print,
+        loaded: Optional[Tuple[data.DeviceData, str]] = None) -> Dict:
+    """Measures each batch size; `loaded` is what `load_data` returned for the same settings
+    (the command line loads and checks the data before it creates the labml run)."""
+    tensors, ds = loaded or load_data(batch_sizes, dataset=dataset, data_dir=data_dir,
+                                      device=device, seed=seed, train_limit=train_limit,
+                                      test_limit=test_limit, download=download, log=log)
+    device = tensors.train_x.device
     rows = []
     # A small network on a CPU gains little from a second thread, and on a shared machine
     # threads that wait for each other cost more than they give
@@ -183,7 +202,7 @@ def run(batch_sizes: Sequence[int] = (4, 16, 64, 256), *, epochs: int = 3,
                 f'({r["steps"]} steps, {r["train_seconds"]:.1f} s)')
     finally:
         torch.set_num_threads(threads)
-    return {'rows': rows, 'dataset': str(ds), 'device': device,
+    return {'rows': rows, 'dataset': ds, 'device': device,
             'settings': {'epochs': epochs, 'learning_rate': learning_rate, 'optimizer': 'Adam',
                          'bn_impl': bn_impl, 'seed': seed, 'batch_sizes': list(batch_sizes),
                          'train_images': len(tensors.train_y),
@@ -279,12 +298,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     trainer.add_data_arguments(parser)
     trainer.add_logs_argument(parser)
     parser.add_argument('--figure', default=None, help='also write the figure to this SVG file')
-    parser.add_argument('--smoke', action='store_true', help='a run of seconds, for tests')
+    parser.add_argument('--smoke', action='store_true',
+                        help='a run of seconds, for tests: batch sizes 4 and 32, one epoch, 256 '
+                             'images of the offline subset; options given with it override these')
     args = parser.parse_args(argv)
     trainer.check_arguments(parser, args)
     for b in args.batch_sizes:
         if b < 2:
             parser.error(f'argument --batch-sizes: expected every size at least 2, got {b}')
+    repeated = sorted({b for b in args.batch_sizes if args.batch_sizes.count(b) > 1})
+    if repeated:
+        parser.error(f'argument --batch-sizes: expected each size once, got '
+                     f'{" ".join(map(str, repeated))} more than once')
+    args.given = trainer.given_options(parser, argv)
     return args
 
 
@@ -296,12 +322,14 @@ def main(argv=None):
                       data_dir=args.data_dir, download=args.download, device=args.device,
                       seed=args.seed, train_limit=args.train_limit)
         if args.smoke:
-            kwargs.update(SMOKE)
+            # The smoke settings, then every option written on the command line on top
+            kwargs.update({k: v for k, v in SMOKE.items() if k not in args.given})
         kwargs['bn_impl'] = args.bn_impl
         from labml import tracker
+        loaded = load_data(**kwargs)
         configs = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
         with trainer.labml_run('population_statistics', configs, logs_dir=args.logs_dir):
-            result = run(**kwargs)
+            result = run(**kwargs, loaded=loaded)
             for r in result['rows']:
                 tracker.save(r['batch_size'], {k: r[k] for k, *_ in LINES})
         if args.figure:

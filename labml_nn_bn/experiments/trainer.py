@@ -548,12 +548,29 @@ def add_common_arguments(parser: argparse.ArgumentParser, **training):
     add_logs_argument(parser)
 
 
+# torch seeds its generators with an unsigned 64-bit integer: anything outside that range fails
+# inside `torch.manual_seed`, after the data has been loaded, with a message about C types
+SEED_LIMIT = 2 ** 64
+
+
+def check_seed(seed: int, option: str = '--seed'):
+    if seed < 0 or seed >= SEED_LIMIT:
+        raise UsageError(f'argument {option}: expected an integer >= 0 and < 2**64, got {seed}')
+
+
 def check_values(*, epochs: Optional[int] = None, steps: Optional[int] = None,
                  batch_size: Optional[int] = None, learning_rate: Optional[float] = None,
                  train_limit: Optional[int] = None, device: Optional[str] = None,
-                 fast_step: Optional[str] = None, **_ignored):
+                 fast_step: Optional[str] = None, seed: Optional[int] = None,
+                 dataset: Optional[str] = None, data_dir: Optional[str] = None,
+                 download: bool = True, figure: Optional[str] = None, **_ignored):
     """Refuses values that cannot make a meaningful run (`UsageError` naming the option).
     Takes the options as keywords (e.g. `**vars(args)`); those not given are not checked."""
+    if seed is not None:
+        check_seed(seed)
+    check_data_dir(dataset, data_dir, download)
+    if figure is not None:
+        check_output_file(figure, '--figure')
     if epochs is not None and epochs < 1:
         raise UsageError(f'argument --epochs: expected at least 1, got {epochs}')
     if steps is not None and steps < 1:
@@ -575,26 +592,124 @@ def check_values(*, epochs: Optional[int] = None, steps: Optional[int] = None,
             raise UsageError(f'argument --device: {e}') from None
 
 
+def check_data_dir(dataset: Optional[str], data_dir: Optional[str], download: bool = True):
+    """What can be told about `--data-dir` without reading it: a file is never a data folder,
+    and `--dataset idx` (or `mnist` without downloading) needs a folder that exists. Checked
+    here because the loader would otherwise fall back to the offline subset, or fail with a
+    message about copying files into what is not a folder."""
+    if data_dir is not None:
+        folder = Path(data_dir).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f'argument --data-dir: {data_dir} is a file, expected a folder')
+        if not folder.exists() and (dataset == 'idx' or (dataset == 'mnist' and not download)):
+            raise UsageError(f'argument --data-dir: expected an existing folder with the '
+                             f'MNIST IDX files for --dataset {dataset}, got {data_dir} '
+                             f'(no such folder)')
+    elif dataset == 'idx':
+        raise UsageError('argument --dataset: idx needs --data-dir, the folder of the IDX files')
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_can_create_in(path: Path, option: str, given):
+    """The nearest existing folder above `path` must be a folder we may write in. A test file
+    is written and removed: `os.access` says yes to root even where writing fails (`/proc`)."""
+    base = _nearest_existing(path.parent if not path.exists() else path)
+    if not base.is_dir():
+        raise UsageError(f'argument {option}: {base} is a file, expected a folder (in {given})')
+    try:
+        fd, probe = tempfile.mkstemp(dir=base, prefix='.write-test-')
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UsageError(f'argument {option}: cannot write to {base} ({e.strerror or e}), '
+                         f'expected a writable place for {given}') from None
+
+
+def check_output_file(path: Union[str, Path], option: str):
+    """Refuses, before any work, an output file that could not be written at the end: a folder
+    in its place, a file among its parents, or a parent we may not write in."""
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise UsageError(f'argument {option}: {path} is a folder, expected a file name')
+    _check_can_create_in(target, option, path)
+
+
+def check_output_folder(path: Union[str, Path], option: str):
+    """Like `check_output_file`, for an output folder (created at the end if missing)."""
+    target = Path(path).expanduser()
+    if target.exists() and not target.is_dir():
+        raise UsageError(f'argument {option}: {path} is a file, expected a folder')
+    _check_can_create_in(target, option, path)
+
+
+def check_logs_dir(logs_dir: Optional[Union[str, Path]]):
+    """A `--logs-dir` that was given, checked as `labml_run` does, but before the data loads.
+    Without one, the folder comes from labml's configuration, not from the command line: that
+    is checked by `labml_run` (exit 1, no usage line)."""
+    if logs_dir is None:
+        return
+    if Path(logs_dir).expanduser().exists() and not Path(logs_dir).expanduser().is_dir():
+        raise UsageError(f'argument --logs-dir: {logs_dir} is a file, expected a folder')
+    import contextlib
+    import io
+    try:
+        # labml warns on stdout about a missing .labml.yaml; it says so again when the run
+        # is created, and here it would bury the one line of an error
+        with contextlib.redirect_stdout(io.StringIO()):
+            folder = logs_folder(logs_dir)
+        check_writable(folder, 'pass --logs-dir with a writable folder '
+                               '(or set experiments_path in .labml.yaml)')
+    except LogsError as e:
+        raise UsageError(f'argument --logs-dir: {e}') from None
+
+
 def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace):
-    """`check_values` on parsed arguments, reported by `parser.error` (usage line, exit 2)."""
+    """`check_values` on parsed arguments, and the logs folder when the parser has
+    `--logs-dir`, reported by `parser.error` (usage line, exit 2)."""
     try:
         check_values(**vars(args))
+        if 'logs_dir' in vars(args):
+            check_logs_dir(args.logs_dir)
     except UsageError as e:
         parser.error(str(e))
 
 
-def check_batch_size(batch_size: int, n_train: int, hint: str = ''):
+def given_options(parser: argparse.ArgumentParser, argv=None) -> set:
+    """The destinations of the options written on the command line (not left at their
+    default). `--smoke` applies these on top of its own settings, so that no value the user
+    typed is dropped without a word."""
+    saved = [(action, action.default) for action in parser._actions]
+    try:
+        for action, _ in saved:
+            action.default = argparse.SUPPRESS
+        return set(vars(parser.parse_args(argv)))
+    finally:
+        for action, default in saved:
+            action.default = default
+
+
+def check_batch_size(batch_size: int, n_train: int, hint: str = '', option: str = '--batch-size'):
     """Once the data size is known: a batch must fit in the training data. `hint` may add a
     way out (e.g. `' or a larger --train-limit'`)."""
     if batch_size > n_train:
-        raise UsageError(f'argument --batch-size: {batch_size} is larger than the {n_train:,} '
+        raise UsageError(f'argument {option}: {batch_size} is larger than the {n_train:,} '
                          f'training images; use a smaller batch{hint}')
 
 
 def limit_training_data(x: torch.Tensor, y: torch.Tensor, limit: int,
                         seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """A seeded random subset of `limit` training images (all of them when `limit` is 0)."""
-    if not limit or limit >= len(y):
+    if limit and limit > len(y):
+        # Taking "more than there is" as "all" would let a typo pass for a smaller run
+        raise UsageError(f'argument --train-limit: expected at most the {len(y):,} training '
+                         f'images of this data set (or 0 for all), got {limit:,}')
+    if not limit or limit == len(y):
         return x, y
     subset = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:limit]
     subset = subset.to(y.device)
@@ -605,17 +720,25 @@ def run_main(fn: Callable, prog: str):
     """
     Calls `fn()` and returns its result; the errors a user can meet end in one line on stderr
     and a non-zero exit instead of a traceback: bad values (exit 2), bad data, a diverged run,
-    nowhere to write (exit 1). Set `LABML_NN_BN_TRACEBACK=1` to see the traceback anyway.
+    nowhere to write, an output that cannot be written (exit 1). Set `LABML_NN_BN_TRACEBACK=1` to see the traceback anyway.
     """
     use_plain_output_when_not_a_terminal()
     try:
         return fn()
-    except (ValueError, DivergenceError, LogsError) as e:
+    except (ValueError, DivergenceError, OSError) as e:
         if os.environ.get('LABML_NN_BN_TRACEBACK') == '1':
             raise
         sys.stdout.flush()
-        print(f'{prog}: error: {e}', file=sys.stderr, flush=True)
+        print(f'{prog}: error: {describe_error(e)}', file=sys.stderr, flush=True)
         sys.exit(2 if isinstance(e, UsageError) else 1)
+
+
+def describe_error(e: BaseException) -> str:
+    """One line for an error; an `OSError` (a failed write of an output, say) names the file
+    and the reason, without Python's `[Errno N]`."""
+    if isinstance(e, OSError) and not isinstance(e, LogsError) and e.strerror:
+        return f'{e.filename}: {e.strerror}' if e.filename else e.strerror
+    return str(e)
 
 
 # ## Plain output when stdout is not a terminal

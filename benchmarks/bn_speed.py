@@ -321,17 +321,7 @@ def main(argv=None):
     if not target_ms > 0:
         parser.error(f'--target-ms: expected a positive number, got {target_ms}')
     cli_checks.at_least(parser, '--threads', args.threads)
-    if args.smoke and args.figures:
-        parser.error('--figures: expected a full run, got --smoke (a smoke run never writes '
-                     'docs/figures/)')
-    if args.smoke and args.out is not None:
-        cli_checks.not_committed(parser, '--out', args.out)
-    # Checked (and made) before measuring, so that a bad path fails in a second, not after the run
-    out = cli_checks.writable_folder(
-        parser, '--out', args.out if args.out is not None else
-        (cli_checks.SMOKE_OUT if args.smoke else RESULTS))
-    if args.figures:
-        cli_checks.writable_folder(parser, '--figures', FIGURES)
+    out = cli_checks.output_folder(parser, args, RESULTS)
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)

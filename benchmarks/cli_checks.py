@@ -99,3 +99,21 @@ def not_committed(parser: argparse.ArgumentParser, option: str, path) -> None:
         if resolved == folder or folder in resolved.parents:
             parser.error(f'{option}: expected a path outside {folder.relative_to(ROOT)}/ with '
                          f'--smoke (smoke numbers are not results), got {path}')
+
+
+def output_folder(parser: argparse.ArgumentParser, args, results: Path) -> Path:
+    """
+    The folder a benchmark with `--out`, `--smoke` and `--figures` writes its JSON into, checked
+    (and made) before measuring, so that a bad path fails in a second, not after the run. A smoke
+    run never writes committed results: it defaults to `SMOKE_OUT` and may not name them.
+    """
+    if args.smoke and args.figures:
+        parser.error('--figures: expected a full run, got --smoke (a smoke run never writes '
+                     'docs/figures/)')
+    if args.smoke and args.out is not None:
+        not_committed(parser, '--out', args.out)
+    out = writable_folder(parser, '--out', args.out if args.out is not None else
+                          (SMOKE_OUT if args.smoke else results))
+    if args.figures:
+        writable_folder(parser, '--figures', ROOT / 'docs' / 'figures')
+    return out

@@ -216,17 +216,7 @@ def main(argv=None):
     if args.batch is not None and args.batch < 2:
         parser.error(f'--batch: expected at least 2 images, got {args.batch} (batch norm in '
                      f'training needs more than one value per channel)')
-    if args.smoke and args.figures:
-        parser.error('--figures: expected a full run, got --smoke (a smoke run never writes '
-                     'docs/figures/)')
-    if args.smoke and args.out is not None:
-        cli_checks.not_committed(parser, '--out', args.out)
-    # Checked (and made) before measuring, so that a bad path fails in a second, not after the run
-    out = cli_checks.writable_folder(
-        parser, '--out', args.out if args.out is not None else
-        (cli_checks.SMOKE_OUT if args.smoke else RESULTS))
-    if args.figures:
-        cli_checks.writable_folder(parser, '--figures', ROOT / 'docs' / 'figures')
+    out = cli_checks.output_folder(parser, args, RESULTS)
     fast = cuda and kernels_apply(torch.empty(1, 1, device=device))
     load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else None
     start = time.time()

@@ -334,21 +334,10 @@ def main(argv=None):
         prog,
         description='Train a bias before centring, and a scale before standardising, with the '
                     'statistics detached and with the gradient through them.')
-    parser.add_argument('--smoke', action='store_true', help='50 steps of each (seconds)')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the data')
-    parser.add_argument('--out', default=None, help='folder to write detached_mean.svg and .json into')
-    trainer.add_logs_argument(parser)
-    args = parser.parse_args(argv)
-    try:
-        # Every place this run writes to, checked before the labml run and the measurements
-        trainer.check_seed(args.seed)
-        if args.out is not None:
-            trainer.check_output_folder(args.out, '--out')
-        trainer.check_logs_dir(args.logs_dir)
-    except trainer.UsageError as e:
-        parser.error(str(e))
-    out = None if args.out is None else Path(args.out)
-    return trainer.run_main(lambda: run(args.smoke, args.seed, out, args.logs_dir), prog)
+    trainer.add_figure_arguments(parser, 'detached_mean', smoke_help='50 steps of each (seconds)',
+                                 seed_help='seed of the data')
+    args = trainer.parse_figure_arguments(parser, argv)
+    return trainer.run_main(lambda: run(args.smoke, args.seed, args.out, args.logs_dir), prog)
 
 
 if __name__ == '__main__':

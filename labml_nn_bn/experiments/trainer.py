@@ -669,6 +669,31 @@ def check_logs_dir(logs_dir: Optional[Union[str, Path]]):
         raise UsageError(f'argument --logs-dir: {e}') from None
 
 
+
+def add_figure_arguments(parser: argparse.ArgumentParser, name: str, smoke_help: str,
+                         seed_help: str):
+    """The options of an experiment that measures once and draws a figure:
+    `--smoke`, `--seed`, `--out` (the folder for `name`.svg and .json) and `--logs-dir`."""
+    parser.add_argument('--smoke', action='store_true', help=smoke_help)
+    parser.add_argument('--seed', type=int, default=0, help=seed_help)
+    parser.add_argument('--out', default=None, help=f'folder to write {name}.svg and .json into')
+    add_logs_argument(parser)
+
+
+def parse_figure_arguments(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
+    """Parses `add_figure_arguments`' options and checks every place the run writes to before
+    the labml run and the measurements; `args.out` becomes a `Path` or `None`."""
+    args = parser.parse_args(argv)
+    try:
+        check_seed(args.seed)
+        if args.out is not None:
+            check_output_folder(args.out, '--out')
+        check_logs_dir(args.logs_dir)
+    except UsageError as e:
+        parser.error(str(e))
+    args.out = None if args.out is None else Path(args.out)
+    return args
+
 def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace):
     """`check_values` on parsed arguments, and the logs folder when the parser has
     `--logs-dir`, reported by `parser.error` (usage line, exit 2)."""

@@ -399,23 +399,11 @@ def main(argv=None):
         prog,
         description='Relative error of five ways to compute the batch variance, against the '
                     'offset |mean|/std of the input.')
-    parser.add_argument('--smoke', action='store_true',
-                        help='one offset per decade instead of four (seconds)')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the random input')
-    parser.add_argument('--out', default=None,
-                        help='folder to write variance_identity.svg and .json into')
-    trainer.add_logs_argument(parser)
-    args = parser.parse_args(argv)
-    try:
-        # Every place this run writes to, checked before the labml run and the measurements
-        trainer.check_seed(args.seed)
-        if args.out is not None:
-            trainer.check_output_folder(args.out, '--out')
-        trainer.check_logs_dir(args.logs_dir)
-    except trainer.UsageError as e:
-        parser.error(str(e))
-    out = None if args.out is None else Path(args.out)
-    return trainer.run_main(lambda: run(args.smoke, args.seed, out, args.logs_dir), prog)
+    trainer.add_figure_arguments(parser, 'variance_identity',
+                                 smoke_help='one offset per decade instead of four (seconds)',
+                                 seed_help='seed of the random input')
+    args = trainer.parse_figure_arguments(parser, argv)
+    return trainer.run_main(lambda: run(args.smoke, args.seed, args.out, args.logs_dir), prog)
 
 
 if __name__ == '__main__':

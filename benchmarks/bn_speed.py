@@ -10,7 +10,8 @@ $b$ bytes, is what any implementation must move: training reads $x$ and writes $
 reads $x$ and $\\partial\\ell/\\partial y$ and writes $\\partial\\ell/\\partial x$ backward
 ($5Nb$); evaluation reads $x$ and writes $y$ ($2Nb$). A device-to-device copy of $x$
 (`torch.empty_like(x).copy_(x)`, $2Nb$ bytes) timed in the same rounds gives the bandwidth the
-device actually reaches. On CUDA, peak memory of one training step is compared with native's.
+device actually reaches. The peak memory of one training step is compared with native's
+(on a CPU, from the allocations torch's profiler records).
 
     python benchmarks/bn_speed.py                   # CUDA when available, else CPU
     python benchmarks/bn_speed.py --device cpu --figures   # also docs/figures/bn_speed-cpu.json
@@ -138,13 +139,53 @@ def iterations_for(fn, timer: Timer, target_ms: float) -> int:
 
 
 def peak_memory(fn, device) -> int:
-    """Bytes allocated at the peak of one call of `fn`, above what was allocated before it."""
+    """Bytes allocated at the peak of one call of `fn`, above what was allocated before it:
+    from CUDA's allocator statistics on a GPU; on a CPU, whose allocator keeps none, from the
+    allocations and frees torch's profiler records, each with the running total."""
+    if device.type != 'cuda':
+        return _cpu_peak_memory(fn)
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     base = torch.cuda.memory_allocated(device)
     fn()
     torch.cuda.synchronize(device)
     return torch.cuda.max_memory_allocated(device) - base
+
+
+def _cpu_peak_memory(fn) -> int:
+    import json
+    import tempfile
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    with _quiet_stderr(), torch.profiler.profile(activities=activities, profile_memory=True) as prof:
+        fn()
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, 'trace.json')
+        prof.export_chrome_trace(path)
+        with open(path) as f:
+            events = json.load(f)['traceEvents']
+    # Each `[memory]` event is one allocation (Bytes > 0) or free (< 0), with the total after it
+    memory = [e['args'] for e in events
+              if e.get('name') == '[memory]' and e['args'].get('Device Type', 0) == 0]
+    if not memory:
+        return 0
+    base = memory[0]['Total Allocated'] - memory[0]['Bytes']
+    return max(m['Total Allocated'] for m in memory) - base
+
+
+class _quiet_stderr:
+    """The profiler's C++ side logs its start and stop to stderr; a benchmark's output is its
+    table."""
+
+    def __enter__(self):
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+
+    def __exit__(self, *exc):
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
 
 
 def measure_input(shape, dtype: str, channels_last: bool, device, rounds: int, target_ms: float,
@@ -180,9 +221,9 @@ def measure_input(shape, dtype: str, channels_last: bool, device, rounds: int, t
             gbps = minimal / ms[name] / 1e6
             values[name] = {'ms': ms[name], 'ratio': ms[name] / ms['native'], 'gbps': gbps,
                             'of_copy': gbps / copy_gbps, 'spread': _spread(samples[name])}
-            if device.type == 'cuda' and mode == 'train':
+            if mode == 'train':
                 values[name]['peak_bytes'] = peak_memory(functions[name], device)
-        if device.type == 'cuda' and mode == 'train':
+        if mode == 'train':
             for name in modules:
                 values[name]['peak_ratio'] = values[name]['peak_bytes'] / values['native']['peak_bytes']
         values['minimal_bytes'] = minimal
@@ -238,14 +279,17 @@ def targets(results, device_type: str):
             value = results[key][mode][impl][quantity]
             found[name] = {'value': value, 'limit': limit, 'met': 'yes' if value <= limit else 'no'}
     # Every other shape: eager ≤ 2× (GPU); fast ≤ 1× (GPU); evaluation ≤ 1.5× (everywhere);
-    # peak memory of a training step ≤ 1.1× (GPU); the worst case of each is reported
-    groups = [('eval_eager', 'eval', 'eager', 'ratio', 1.5, lambda key: True)]
+    # peak memory of a training step ≤ 1.1× (everywhere) for the eager module on `float32`
+    # inputs: on half-precision ones it keeps `float32` temporaries by design, and the issue's
+    # half-precision path is `FastBatchNorm`. The worst case of each is reported.
+    groups = [('eval_eager', 'eval', 'eager', 'ratio', 1.5, lambda key: True),
+              ('gpu_eager_peak_memory' if device_type == 'cuda' else 'cpu_eager_peak_memory',
+               'train', 'eager', 'peak_ratio', 1.1, lambda key: key.startswith('fp32_'))]
     if device_type == 'cuda':
         groups += [('gpu_eager_other_shapes', 'train', 'eager', 'ratio', 2.,
                     lambda key: key != 'fp32_256x64x56x56'),
                    ('gpu_fast_smaller_shapes', 'train', 'fast', 'ratio', 1.,
-                    lambda key: '256x64x56x56' not in key),
-                   ('gpu_eager_peak_memory', 'train', 'eager', 'peak_ratio', 1.1, lambda key: True)]
+                    lambda key: '256x64x56x56' not in key)]
     for name, mode, impl, quantity, limit, chosen in groups:
         measured = {key: r[mode][impl][quantity] for key, r in results.items()
                     if chosen(key) and impl in r[mode] and quantity in r[mode][impl]}
@@ -263,8 +307,10 @@ def format_rows(key: str, result) -> str:
         parts = [f'{key:>24} {mode:5}', f'copy {v["copy"]["gbps"]:7.1f} GB/s']
         for name in ('native', 'eager', 'fast'):
             if name in v:
+                peak = (f', peak memory {v[name]["peak_ratio"]:.2f}×'
+                        if 'peak_ratio' in v[name] and name != 'native' else '')
                 parts.append(f'{name} {v[name]["ms"]:8.3f} ms ({v[name]["ratio"]:.2f}×, '
-                             f'{v[name]["gbps"]:.1f} GB/s)')
+                             f'{v[name]["gbps"]:.1f} GB/s{peak})')
         lines.append('  '.join(parts))
     return '\n'.join(lines)
 

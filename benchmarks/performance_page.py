@@ -62,6 +62,17 @@ def cpu_section() -> str:
     out.append('')
     out.append(bn_speed.markdown_table(N, inputs, 'train'))
     out.append('')
+    out.append('**Peak memory** of a training step (above what was allocated before it, from the '
+               "allocations torch's profiler records), eager / native:")
+    out.append('')
+    out.append('| input | native bytes | eager bytes | eager / native |')
+    out.append('|---|---|---|---|')
+    for key, r in inputs.items():
+        v = r['train']
+        out.append(f"| {key.replace('_', ' ')} | {q(N, f'{key}.train.native.peak_bytes', ',d', v['native']['peak_bytes'])} | "
+                   f"{q(N, f'{key}.train.eager.peak_bytes', ',d', v['eager']['peak_bytes'])} | "
+                   f"{q(N, f'{key}.train.eager.peak_ratio', '.2f', v['eager']['peak_ratio'])}× |")
+    out.append('')
     out.append('**Evaluation** (forward with population statistics, no autograd); GB/s is $2Nb$ over the time:')
     out.append('')
     out.append(bn_speed.markdown_table(N, inputs, 'eval'))
@@ -69,7 +80,10 @@ def cpu_section() -> str:
     t = bn['targets']
     names = {'cpu_train_32x64x28x28': 'training at 32×64×28×28 `float32`, eager / native ≤ 2',
              'cpu_train_1024x512': 'training at 1024×512 `float32`, eager / native ≤ 3',
-             'eval_eager': 'evaluation, eager / native ≤ 1.5 (the worst input)'}
+             'eval_eager': 'evaluation, eager / native ≤ 1.5 (the worst input)',
+             'cpu_eager_peak_memory': 'peak memory of a training step, eager / native ≤ 1.1 '
+                                      '(the worst `float32` input; a `bfloat16` step keeps '
+                                      '`float32` temporaries, see above)'}
     out.append("The issue's CPU targets in this run:")
     out.append('')
     for key, label in names.items():

@@ -319,7 +319,7 @@ def batch_statistics(x: torch.Tensor, shift: torch.Tensor = None):
     if shift is None:
         shift = _cheap_shift(x)
     # $d_i = x_i - s$; $[B, C, *]$
-    d = x - shift
+    d = _subtract(x, shift)
     residual, var = _shifted_moments(d)
     return shift, residual, var
 
@@ -390,7 +390,7 @@ class BatchNormFunction(torch.autograd.Function):
         shape = _channel_shape(x)
         # $s$, then $d_i = x_i - s$ in the compute dtype; $[B, C, *]$
         shift = _cheap_shift(x)
-        d = x - shift
+        d = _subtract(x, shift)
         # $r$ and $\sigma^2_\mathcal{B}$; $[1, C, 1, \dots]$
         residual, var = _shifted_moments(d)
         # $\frac{1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$
@@ -404,8 +404,8 @@ class BatchNormFunction(torch.autograd.Function):
         offset = -residual * scale
         if bias is not None:
             offset = offset + bias.to(d.dtype).view(shape)
-        # $y = a \, d + c$, in place over $d$; $[B, C, *]$
-        y = _multiply_add_(d, scale, offset)
+        # $y = a \, d + c$, over $d$; $[B, C, *]$
+        y = _multiply_add(d, scale, offset, inplace=True)
 
         # Back-propagation needs $x$, $\gamma$ and the statistics; $\hat{x}$ is rebuilt from
         # them rather than stored, which keeps one activation-sized tensor instead of two.
@@ -481,13 +481,17 @@ class BatchNormFunction(torch.autograd.Function):
         # $m$, the number of values each statistic is computed over
         m = x.numel() // x.shape[1]
         # $d_i = x_i - s$, rebuilt from the saved input; $[B, C, *]$
-        d = x - shift
+        d = _subtract(x, shift)
         # A second derivative needs the statistics as functions of $x$ (see the end)
         double_backward = torch.is_grad_enabled()
         if double_backward:
             residual, var = _shifted_moments(d)
             inv_std = torch.rsqrt(var + ctx.eps)
 
+        # Half-precision gradients are widened once on the CPU, whose kernels mixing `bfloat16`
+        # and `float32` operands run through a slow generic loop (GPUs widen them in registers)
+        if grad_y.dtype != d.dtype and grad_y.is_cpu:
+            grad_y = grad_y.to(d.dtype)
         # $\sum_j g_j$ and $\sum_j g_j \hat{x}_j = k \big(\sum_j g_j d_j - r \sum_j g_j\big)$;
         # $[1, C, 1, \dots]$
         sum_g = grad_y.sum(dim=dims, keepdim=True, dtype=d.dtype)
@@ -502,11 +506,9 @@ class BatchNormFunction(torch.autograd.Function):
             a = inv_std if weight is None else inv_std * weight.to(d.dtype).view(shape)
             b = -a * inv_std * sum_g_x_hat / m
             c = -a * sum_g / m - b * residual
-            if double_backward:
-                grad_x = grad_y * a + d * b + c
-            else:
-                # In place over $d$, which is not needed afterwards
-                grad_x = _multiply_add_(d, b, c).addcmul_(grad_y, a)
+            # Over $d$, unless autograd needs it for a second derivative
+            grad_x = _multiply_add(d, b, c, inplace=not double_backward)
+            grad_x = grad_x.addcmul_(grad_y, a)
             grad_x = grad_x.to(x.dtype)
         # $\frac{\partial \ell}{\partial \gamma} = \sum_i g_i \hat{x}_i$
         if weight is not None and ctx.needs_input_grad[1]:
@@ -519,8 +521,7 @@ class BatchNormFunction(torch.autograd.Function):
         # `torch.autograd.grad`, differentiates this backward pass itself. Autograd then runs
         # it with gradients enabled, and the statistics must be functions of $x$, not the
         # numbers saved by the forward pass, so they are recomputed from $d$ above; the
-        # shift $s$ may stay a constant because $d_i - r$ does not depend on it. In that mode
-        # the in-place shortcut is skipped, since autograd needs $d$ unmodified.
+        # shift $s$ may stay a constant because $d_i - r$ does not depend on it.
         return grad_x, grad_weight, grad_bias, None
 
 
@@ -604,8 +605,6 @@ class BatchNorm(Module):
         `x` has shape $[B, C, *]$; the output has the same shape, dtype and memory format.
         """
         self._check_input(x)
-        # $m$, the number of values per channel
-        m = x.numel() // x.shape[1]
 
         # **Training or inference.** `model.train()` and `model.eval()` set `self.training`.
         # In training the batch normalises itself (Algorithm 1); in evaluation the population
@@ -614,10 +613,12 @@ class BatchNorm(Module):
         # the flag: a module whose `track_running_stats` is switched off after construction
         # keeps its buffers and uses them in evaluation (a common way to freeze them while
         # fine-tuning), but no longer updates them.
-        if not self.training and self.running_mean is not None \
-                and self.running_var is not None:
-            return self._normalise_for_inference(x)
+        mean, var = self.running_mean, self.running_var
+        if not self.training and mean is not None and var is not None:
+            return self._normalise_for_inference(x, mean, var)
         track = self.training and self.track_running_stats
+        # $m$, the number of values per channel
+        m = x.numel() // x.shape[1]
 
         # **The normalisation.** `apply` runs `BatchNormFunction.forward` and, when any input
         # requires a gradient, records `BatchNormFunction.backward` in the autograd graph.
@@ -685,7 +686,8 @@ class BatchNorm(Module):
         self.running_mean.lerp_(mean.to(self.running_mean.dtype), alpha)
         self.running_var.lerp_(unbiased_var.to(self.running_var.dtype), alpha)
 
-    def _normalise_for_inference(self, x: torch.Tensor):
+    def _normalise_for_inference(self, x: torch.Tensor, mean: torch.Tensor,
+                                 var: torch.Tensor):
         r"""
         ### Inference
 
@@ -726,24 +728,32 @@ class BatchNorm(Module):
         $\frac{|\mathbb{E}[x]|}{\sqrt{\mathrm{Var}[x]}}$ times the unit roundoff, and rounding
         $a x$ and $c$ adds an error of the same size, not a larger one.
         """
-        shape = _channel_shape(x)
         dtype = _compute_dtype(x)
-        # $a = \frac{\gamma}{\sqrt{\mathrm{Var}[x] + \epsilon}}$; $[C]$
-        scale = torch.rsqrt(self.running_var.to(dtype) + self.eps)
-        if self.weight is not None:
-            scale = scale * self.weight.to(dtype)
-        # $c = \beta - a\,\mathbb{E}[x]$; $[C]$
-        offset = -self.running_mean.to(dtype) * scale
-        if self.bias is not None:
-            offset = offset + self.bias.to(dtype)
-        # $y = a x + c$ in one pass where the channel is innermost (see `_multiply_add_`),
-        # else a multiplication and an addition in place; $[B, C, *]$
-        scale, offset = scale.view(shape), offset.view(shape)
-        if x.stride(1) == 1:
-            y = torch.addcmul(offset, x, scale)
+        weight, bias = self.weight, self.bias
+        # Where the channels are innermost in memory, the input as rows of $k$ examples,
+        # $[R, k, C]$ (see `_as_rows`); else `None`
+        rows, k = _as_rows(x)
+        # $\mathrm{Var}[x] + \epsilon$, as $k$ copies of the $C$ values for rows of $k$ examples
+        var = _cast(var if k == 1 else var.expand(k, -1), dtype) + self.eps
+        mean = _cast(mean, dtype)
+        # $a = \frac{\gamma}{\sqrt{\mathrm{Var}[x] + \epsilon}}$; $[C]$ or $[k, C]$
+        scale = torch.rsqrt(var)
+        if weight is not None:
+            scale = scale * _cast(weight, dtype)
+        # A `bfloat16` input read as rows is normalised in `bfloat16`, with $a$ rounded to it
+        # first (see `_rounds_coefficients`)
+        if rows is not None and _rounds_coefficients(x):
+            scale = scale.to(x.dtype)
+        # $c = \beta - a\,\mathbb{E}[x]$, from the $a$ that is applied
+        if bias is not None:
+            offset = torch.addcmul(_cast(bias, dtype), mean, scale, value=-1)
         else:
-            y = (x * scale).add_(offset)
-        return y.to(x.dtype)
+            offset = (mean * scale).neg_()
+        offset = _cast(offset, scale.dtype)
+        # $y = a x + c$, one multiplication and one addition per value, in one pass where
+        # PyTorch's kernels allow it (see `_per_channel_affine`)
+        y = _per_channel_affine(x, rows, scale, offset)
+        return _cast(y, x.dtype)
 
     # ## Argument checks and compatibility
     #
@@ -838,14 +848,99 @@ def _channel_shape(x: torch.Tensor):
     return [1, x.shape[1]] + [1] * (x.dim() - 2)
 
 
-# $t \cdot a + c$ in place, for per-channel $a$ and $c$. When the channel is the innermost
-# dimension of $t$ (a $[B, C]$ batch, or channels-last), one fused multiply-add is a single
-# vectorised pass on the CPU; otherwise PyTorch's CPU kernels vectorise a broadcast of only
-# one operand, and a multiplication followed by an addition is faster.
-def _multiply_add_(t: torch.Tensor, a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    if t.stride(1) == 1:
-        return torch.addcmul(c, t, a, out=t)
-    return t.mul_(a).add_(c)
+# $t \cdot a + c$ for per-channel $a$ and $c$ of shape $[1, C, 1, \dots]$ or $[C, 1, \dots]$, with
+# `inplace` over $t$: on the CPU a fresh activation-sized tensor can cost a page fault per
+# 4 KiB, when the allocator has handed the memory back to the system. One fused multiply-add
+# is a single pass on a GPU, whatever the layout, and on the CPU where the channel is the
+# innermost dimension of $t$ (a $[B, C]$ batch, or channels-last). Otherwise the CPU loop runs
+# along the positions of one channel and is vectorised for one operand that is constant along
+# them, not for two, and a multiplication followed by an addition is faster. While
+# `torch.compile` or `torch.export` traces the code, the result goes to a new tensor: autograd
+# refuses a recorded `out=` when the traced module later runs with gradients.
+def _multiply_add(t: torch.Tensor, a: torch.Tensor, c: torch.Tensor,
+                  inplace: bool = False) -> torch.Tensor:
+    if t.stride(1) == 1 or not t.is_cpu:
+        out = t if inplace and not torch.compiler.is_compiling() else None
+        return torch.addcmul(c, t, a, out=out)
+    return (t.mul_(a) if inplace else t * a).add_(c)
+
+
+# Inference reads each value once and writes it once: $y = a x + c$ with per-channel $a$, $c$.
+# Where the channel is the innermost dimension of the memory (a $[B, C]$ batch, or
+# channels-last), PyTorch's loop over the values runs along the channels, $C$ values at a time,
+# and restarts for every example and position. Seen as rows of $k$ examples, $[R, k, C]$, with
+# the coefficients laid out as $k$ copies, $[k, C]$, the same pass runs in stretches of
+# $k\,C$ values, long enough for the loop's start-up to vanish. A $[B, C]$ batch with wide rows
+# is used as it is ($k = 1$).
+def _as_rows(x: torch.Tensor):
+    channels = x.shape[1]
+    if not x.is_cpu or (x.stride(1) != 1 and channels > 1):
+        return None, 1
+    if x.dim() > 2 and not x.movedim(1, -1).is_contiguous():
+        return None, 1
+    if x.dim() == 2 and not x.is_contiguous():
+        return None, 1
+    rows = x.numel() // channels
+    k = 1
+    while k * channels < 1024 and rows % (2 * k) == 0 and rows >= 1024 * k:
+        k *= 2
+    if k == 1 and x.dim() == 2:
+        return x, 1
+    # The same memory, $(B, *, C)$ in order, seen as $[R, k, C]$
+    return x.as_strided((rows // k, k, channels), (k * channels, channels, 1)), k
+
+
+# The output of a pass over rows, $[R, k, C]$, seen as the input's $[B, C, *]$ in the input's
+# memory format
+def _from_rows(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    if y.dim() == 2:  # a $[B, C]$ batch used as it is
+        return y
+    return y.as_strided(x.shape, x.stride())
+
+
+# $y = a x + c$ for inference, into a new tensor: over rows where the channels are innermost
+# (see `_as_rows`), otherwise as in `_multiply_add`, with $a$ and $c$ of shape $[C]$.
+def _per_channel_affine(x: torch.Tensor, rows, a: torch.Tensor, c: torch.Tensor):
+    if rows is not None:
+        return _from_rows(torch.addcmul(c, rows, a), x)
+    # $[C, 1, \dots]$, which broadcasts over $[B, C, *]$
+    shape = [x.shape[1]] + [1] * (x.dim() - 2)
+    return _multiply_add(x, a.view(shape), c.view(shape))
+
+
+# A cast that costs nothing when there is nothing to cast
+def _cast(t: torch.Tensor, dtype) -> torch.Tensor:
+    return t if t.dtype == dtype else t.to(dtype)
+
+
+# **Inference in `bfloat16` on the CPU** (our engineering choice, not the paper's). PyTorch's
+# CPU kernels have no fast loop for a `bfloat16` tensor times a `float32` one: the product goes
+# through a generic loop, slower than the same product in `bfloat16`, where each value is
+# widened to `float32` in registers and rounded once. So we round the coefficients to
+# `bfloat16`, whose unit roundoff is $u = 2^{-8}$. The scale first, $\tilde a = a(1 + \delta_a)$,
+# then the offset computed from it, $c = \beta - \tilde a\,\mathbb{E}[x]$, rounded to
+# $c(1 + \delta_c)$, with $|\delta_a|, |\delta_c| \le u$. Before the output's own rounding,
+# $$\tilde a x + c(1 + \delta_c) - y = \delta_a\,a\big(x - \mathbb{E}[x]\big) + \delta_c\,c,
+#   \qquad |c| \le |\beta| + |\tilde a|\,|\mathbb{E}[x]|$$
+# The first term is a relative $u$ of $y - \beta$, the size of the output's rounding. The second
+# grows with the mean, but never beyond what the input's own rounding already did: $x$ arrived
+# rounded to `bfloat16`, by up to $u\,|x| \approx u\,|\mathbb{E}[x]|$, which moved $y$ by about
+# $u\,|a\,\mathbb{E}[x]|$ before we saw it. This holds for one fused multiply-add, which rounds
+# once: where the channel is not innermost (see `_multiply_add`) the product $\tilde a x$ would
+# be rounded on its own, so there, for `float16`, whose largest value is 65,504 and could
+# overflow $c$, and on GPUs, which widen mixed operands in registers, the pass stays in
+# `float32`. `test_bfloat16_inference_error_is_bounded` checks the bound against `float64`.
+def _rounds_coefficients(x: torch.Tensor) -> bool:
+    return x.dtype == torch.bfloat16 and x.is_cpu
+
+
+# $d_i = x_i - s$ in the compute dtype of the shift. A half-precision $x$ is widened first on the
+# CPU, whose kernels mixing `bfloat16` and `float32` operands run through a slow generic loop;
+# GPUs widen mixed operands in registers, in the same pass.
+def _subtract(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    if x.dtype != shift.dtype and x.is_cpu:
+        return x.to(shift.dtype).sub_(shift)
+    return x - shift
 
 
 # Statistics are computed in at least `float32`, so that `float16` and `bfloat16` inputs

@@ -357,6 +357,119 @@ def test_non_contiguous_input():
     assert_close(ours.running_var, ref.running_var, 'strided running_var')
 
 
+# Inference reads the input as rows of k examples where the channels are innermost in memory
+# (`_as_rows`), and uses it as it is otherwise. One input per path, with the k it gets (None:
+# not read as rows).
+INFERENCE_INPUTS = {
+    '2d-rows-of-8': (lambda dt: torch.randn(4096, 16, dtype=dt), 8),
+    '2d-wide': (lambda dt: torch.randn(64, 1500, dtype=dt), 1),
+    '2d-transposed': (lambda dt: torch.randn(16, 64, dtype=dt).t(), None),
+    '3d-channels-innermost': (lambda dt: torch.randn(64, 40, 16, dtype=dt).transpose(1, 2), 4),
+    '4d-channels-last': (lambda dt: torch.randn(8, 16, 16, 16, dtype=dt).contiguous(
+        memory_format=torch.channels_last), 4),
+    '4d-channels-last-sliced': (lambda dt: torch.randn(8, 16, 16, 32, dtype=dt).contiguous(
+        memory_format=torch.channels_last)[..., ::2], None),
+    '4d-nchw': (lambda dt: torch.randn(8, 16, 6, 5, dtype=dt), None),
+    '5d-channels-last': (lambda dt: torch.randn(4, 16, 4, 8, 8, dtype=dt).contiguous(
+        memory_format=torch.channels_last_3d), 2),
+    '4d-empty-channels-last': (lambda dt: torch.randn(0, 16, 4, 4, dtype=dt).contiguous(
+        memory_format=torch.channels_last), 1),
+}
+
+
+@pytest.mark.parametrize('name', list(INFERENCE_INPUTS))
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_inference_matches_torch_on_every_memory_layout(name, dtype):
+    make, k = INFERENCE_INPUTS[name]
+    torch.manual_seed(0)
+    x = make(dtype)
+    rows, used_k = batch_norm_module._as_rows(x)
+    assert (rows is None and k is None) or used_k == k, (used_k, k)
+    channels = x.shape[1]
+    ref = {2: torch.nn.BatchNorm1d, 3: torch.nn.BatchNorm1d, 4: torch.nn.BatchNorm2d,
+           5: torch.nn.BatchNorm3d}[x.dim()](channels).to(dtype)
+    with torch.no_grad():
+        ref.weight.uniform_(0.5, 1.5), ref.bias.uniform_(-0.5, 0.5)
+        ref.running_mean.uniform_(-1, 1), ref.running_var.uniform_(0.5, 2)
+    ours = BatchNorm(channels).to(dtype)
+    ours.load_state_dict(ref.state_dict())
+    ours.eval(), ref.eval()
+    y, y_ref = ours(x), ref(x)
+    tol = dict(rtol=1e-6, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    assert_close(y, y_ref, name, **tol)
+    # The same dtype, shape and memory format as torch's output (torch gives a contiguous
+    # output for other strided inputs, where ours keeps the input's order of dimensions)
+    assert y.dtype == y_ref.dtype and y.shape == y_ref.shape
+    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
+    if x.dim() in formats:
+        assert y.is_contiguous(memory_format=formats[x.dim()]) == \
+            y_ref.is_contiguous(memory_format=formats[x.dim()])
+    # A gradient through an evaluation-mode layer, as when fine-tuning with frozen statistics
+    xg = x.detach().requires_grad_()
+    g = torch.randn_like(y)
+    grads = torch.autograd.grad(ours(xg), [xg, ours.weight, ours.bias], g)
+    grads_ref = torch.autograd.grad(ref(xg), [xg, ref.weight, ref.bias], g)
+    # (sums over thousands of values: float32 rounding reaches 1e-5 of them)
+    grad_tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else tol
+    for what, a, b in zip(['x', 'weight', 'bias'], grads, grads_ref):
+        assert_close(a, b, f'{name} eval grad {what}', **grad_tol)
+
+
+@pytest.mark.parametrize('memory_format', [torch.channels_last, torch.contiguous_format],
+                         ids=['channels-last', 'nchw'])
+def test_bfloat16_inference_error_is_bounded(memory_format):
+    # Channel means from 0 to 100 standard deviations from zero. The module's comment bounds
+    # the error of the bfloat16 pass by u (|y - β| + |β| + |a E[x]|) before the output's own
+    # rounding: a scale rounded independently of the offset would miss it by up to u |a E[x]|.
+    torch.manual_seed(0)
+    channels = 16
+    sigma = torch.rand(channels) * 2 + 0.1
+    mean = torch.linspace(-100, 100, channels) * sigma
+    shape = (1, channels, 1, 1)
+    x = (torch.randn(8, channels, 8, 8) * sigma.view(shape) + mean.view(shape)).bfloat16()
+    x = x.contiguous(memory_format=memory_format)
+    bn = BatchNorm(channels).eval()
+    with torch.no_grad():
+        bn.running_mean.copy_(mean), bn.running_var.copy_(sigma ** 2)
+        bn.weight.uniform_(0.5, 1.5), bn.bias.uniform_(-1, 1)
+        y = bn(x)
+    assert y.dtype == torch.bfloat16 and y.is_contiguous(memory_format=memory_format)
+
+    def channel(t):
+        return t.detach().double().view(shape)
+
+    a = channel(bn.weight) / torch.sqrt(channel(bn.running_var) + bn.eps)
+    beta = channel(bn.bias)
+    exact = a * (x.double() - channel(bn.running_mean)) + beta
+    u = 2. ** -8
+    a_mean = (a * channel(bn.running_mean)).abs()
+    error = (y.double() - exact).abs()
+    if memory_format == torch.channels_last:
+        # One fused pass in bfloat16 with rounded coefficients
+        bound = 1.02 * u * ((exact - beta).abs() + beta.abs() + a_mean + exact.abs())
+        assert (error <= bound).all(), (error - bound).max()
+        # The bound is not loose: where the mean is large, the error uses a good part of it
+        assert (error / bound).max() > 0.2
+    else:
+        # Channel not innermost: computed in float32, rounded once to bfloat16
+        bound = 1.01 * u * exact.abs() + 2. ** -21 * (a_mean + exact.abs())
+        assert (error <= bound).all(), (error - bound).max()
+
+
+def test_float16_inference_keeps_float32_coefficients():
+    # An offset of -120,000 is beyond float16 (largest value 65,504): rounding the coefficients
+    # to float16 would give infinities, so float16 keeps the pass in float32
+    bn, ref = BatchNorm(2).eval(), torch.nn.BatchNorm2d(2).eval()
+    with torch.no_grad():
+        for m in (bn, ref):
+            m.running_mean.fill_(60000.), m.running_var.fill_(0.25)
+    x = (torch.randn(4, 2, 3, 3) * 0.5 + 60000.).half().contiguous(
+        memory_format=torch.channels_last)
+    y = bn(x)
+    assert torch.isfinite(y).all()
+    assert_close(y.float(), ref(x).float(), 'float16 inference', rtol=1e-3, atol=1e-2)
+
+
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
 def test_half_precision_inputs(dtype):
     ours, ref = BatchNorm(C), torch.nn.BatchNorm2d(C)

@@ -33,8 +33,11 @@ def test_bn_speed_smoke_writes_the_results(bn_speed, tmp_path, capsys):
     bn_speed.main(['--smoke', '--device', 'cpu', '--rounds', '1', '--out', str(tmp_path), '--table'])
     data = json.loads((tmp_path / 'bn_speed-cpu.json').read_text())
     meta = data['values'].pop('meta')
-    # the evaluation target is checked on every device; the smoke inputs have no other target
-    assert set(data['values'].pop('targets')) == {'eval_eager'}
+    # the evaluation and memory targets are checked on every device; the smoke inputs have no
+    # other target
+    targets = data['values'].pop('targets')
+    assert set(targets) == {'eval_eager', 'cpu_eager_peak_memory'}
+    assert targets['cpu_eager_peak_memory']['input'].startswith('fp32_')
     assert meta['device'].startswith('CPU') and meta['torch'] == torch.__version__ and meta['date']
     assert set(data['values']) == {bn_speed.input_key(*i) for i in bn_speed.SMOKE_INPUTS}
     for result in data['values'].values():
@@ -48,6 +51,12 @@ def test_bn_speed_smoke_writes_the_results(bn_speed, tmp_path, capsys):
             assert v['eager']['ratio'] == pytest.approx(v['eager']['ms'] / v['native']['ms'])
             assert v['eager']['gbps'] == pytest.approx(passes * n_bytes / v['eager']['ms'] / 1e6)
             assert v['copy']['gbps'] == pytest.approx(2 * n_bytes / v['copy']['ms'] / 1e6)
+        # The peak memory of a training step, from the profiler's record of allocations: at
+        # least the output and the input gradient, one pass each
+        for impl in ('native', 'eager'):
+            assert result['train'][impl]['peak_bytes'] >= 2 * n_bytes
+        assert result['train']['eager']['peak_ratio'] == pytest.approx(
+            result['train']['eager']['peak_bytes'] / result['train']['native']['peak_bytes'])
     # The page's tables quote the JSON
     assert '<!-- measured bn_speed-cpu:fp32_16x8.train.eager.ratio .2f -->' in capsys.readouterr().out
 

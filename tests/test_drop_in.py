@@ -507,10 +507,12 @@ def test_old_checkpoint_into_a_meta_module():
 # our hand-written `autograd.Function`; torch.fx treats torch's batch norm as a leaf but traces
 # into ours, whose forward branches on the input's size. Both are refused, by torch, while
 # compiling or tracing; `torch.export` and `torch.compile` are what to use.
+@pytest.mark.parametrize('memory_format', [torch.contiguous_format, torch.channels_last],
+                         ids=['nchw', 'channels-last'])
 @pytest.mark.parametrize('train', [True, False])
-def test_torch_export_gives_torchs_outputs(train):
+def test_torch_export_gives_torchs_outputs(train, memory_format):
     ref, ours = make_pair(4)
-    x = randn((4, C, 5, 5), 0)
+    x = randn((4, C, 5, 5), 0).contiguous(memory_format=memory_format)
     ref.train(train), ours.train(train)
     exported, exported_ref = (torch.export.export(m, (x,)).module() for m in (ours, ref))
     torch.testing.assert_close(exported(x + 1), exported_ref(x + 1), rtol=1e-4, atol=1e-5)

@@ -860,7 +860,7 @@ def _channel_shape(x: torch.Tensor):
 def _multiply_add(t: torch.Tensor, a: torch.Tensor, c: torch.Tensor,
                   inplace: bool = False) -> torch.Tensor:
     if t.stride(1) == 1 or not t.is_cpu:
-        out = t if inplace and not torch.compiler.is_compiling() else None
+        out = t if inplace and not _is_compiling() else None
         return torch.addcmul(c, t, a, out=out)
     return (t.mul_(a) if inplace else t * a).add_(c)
 
@@ -941,6 +941,16 @@ def _subtract(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     if x.dtype != shift.dtype and x.is_cpu:
         return x.to(shift.dtype).sub_(shift)
     return x - shift
+
+
+# Whether `torch.compile` or `torch.export` is tracing the code: `torch.compiler.is_compiling`
+# arrived in PyTorch 2.3; the versions before it have dynamo's own.
+def _is_compiling() -> bool:
+    compiler = getattr(torch, 'compiler', None)
+    if compiler is not None and hasattr(compiler, 'is_compiling'):
+        return compiler.is_compiling()
+    from torch import _dynamo
+    return _dynamo.is_compiling()
 
 
 # Statistics are computed in at least `float32`, so that `float16` and `bfloat16` inputs

@@ -22,10 +22,12 @@ Writes `benchmarks/results/bn_speed-<device kind>.json` (atomically; with `--smo
 Timings on a shared machine are noisy: compare ratios measured in the same run.
 """
 import argparse
+import json
 import os
 import re
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -153,8 +155,6 @@ def peak_memory(fn, device) -> int:
 
 
 def _cpu_peak_memory(fn) -> int:
-    import json
-    import tempfile
     activities = [torch.profiler.ProfilerActivity.CPU]
     with _quiet_stderr(), torch.profiler.profile(activities=activities, profile_memory=True) as prof:
         fn()

@@ -848,9 +848,9 @@ def _channel_shape(x: torch.Tensor):
     return [1, x.shape[1]] + [1] * (x.dim() - 2)
 
 
-# $t \cdot a + c$ for per-channel $a$ and $c$ of shape $[1, C, 1, \dots]$ or $[C, 1, \dots]$, with
-# `inplace` over $t$: on the CPU a fresh activation-sized tensor can cost a page fault per
-# 4 KiB, when the allocator has handed the memory back to the system. One fused multiply-add
+# $t \cdot a + c$ for per-channel $a$ and $c$ of shape $[1, C, 1, \dots]$, with `inplace` over
+# $t$: on the CPU a fresh activation-sized tensor can cost a page fault per 4 KiB, when the
+# allocator has handed the memory back to the system. One fused multiply-add
 # is a single pass on a GPU, whatever the layout, and on the CPU where the channel is the
 # innermost dimension of $t$ (a $[B, C]$ batch, or channels-last). Otherwise the CPU loop runs
 # along the positions of one channel and is vectorised for one operand that is constant along
@@ -876,9 +876,8 @@ def _as_rows(x: torch.Tensor):
     channels = x.shape[1]
     if not x.is_cpu or (x.stride(1) != 1 and channels > 1):
         return None, 1
-    if x.dim() > 2 and not x.movedim(1, -1).is_contiguous():
-        return None, 1
-    if x.dim() == 2 and not x.is_contiguous():
+    # The memory must hold $(B, *, C)$ in this order, densely
+    if not (x.movedim(1, -1) if x.dim() > 2 else x).is_contiguous():
         return None, 1
     rows = x.numel() // channels
     k = 1
@@ -903,8 +902,7 @@ def _from_rows(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def _per_channel_affine(x: torch.Tensor, rows, a: torch.Tensor, c: torch.Tensor):
     if rows is not None:
         return _from_rows(torch.addcmul(c, rows, a), x)
-    # $[C, 1, \dots]$, which broadcasts over $[B, C, *]$
-    shape = [x.shape[1]] + [1] * (x.dim() - 2)
+    shape = _channel_shape(x)
     return _multiply_add(x, a.view(shape), c.view(shape))
 
 

@@ -92,3 +92,23 @@ def served_fixture_site(fixture_site):
     yield url
     server.shutdown()
     server.server_close()
+
+
+def assert_bad_out_is_refused_before_the_run(module: str, tmp_path):
+    """`python -m MODULE --smoke --out X` with an X that cannot be a folder fails at once: one
+    line naming the option, exit 2, no traceback, and no labml run left behind."""
+    import os
+    import subprocess
+    import sys
+    (tmp_path / 'afile').write_text('x')
+    env = dict(os.environ, HOME=str(tmp_path), PYTHONPATH=str(ROOT))
+    for out, message in [(tmp_path / 'afile', 'afile is a file, expected a folder'),
+                         (tmp_path / 'afile' / 'figs', 'afile is a file, expected a folder')] + \
+            ([('/proc/labml-nn-bn-x', 'cannot write to /proc')] if os.path.exists('/proc/self') else []):
+        done = subprocess.run([sys.executable, '-m', module, '--smoke', '--out', str(out)],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2, done.stderr
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith(f'python -m {module}: error: argument --out: ')
+        assert message in last and 'Traceback' not in done.stderr
+        assert not (tmp_path / 'logs').exists()

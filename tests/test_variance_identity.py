@@ -13,6 +13,7 @@ import torch
 
 from labml_nn_bn.experiments import variance_identity as vi
 from labml_nn_bn.figures import FIGURES_DIR
+from conftest import assert_bad_out_is_refused_before_the_run
 from site_build import ROOT
 
 STABLE = ['shifted', 'torch_var_mean', 'torch_batch_norm']
@@ -90,16 +91,4 @@ def test_command_line_smoke_run_writes_figure_json_and_labml_run(tmp_path):
 
 
 def test_a_bad_out_is_refused_before_the_run(tmp_path):
-    (tmp_path / 'afile').write_text('x')
-    env = dict(os.environ, HOME=str(tmp_path), PYTHONPATH=str(ROOT))
-    for out, message in [(tmp_path / 'afile', 'afile is a file, expected a folder'),
-                         (tmp_path / 'afile' / 'figs', 'afile is a file, expected a folder')] + \
-            ([('/proc/labml-nn-bn-x', 'cannot write to /proc')] if os.path.exists('/proc/self') else []):
-        done = subprocess.run([sys.executable, '-m', 'labml_nn_bn.experiments.variance_identity', '--smoke',
-                               '--out', str(out)], cwd=tmp_path, env=env, capture_output=True,
-                              text=True, timeout=300)
-        assert done.returncode == 2, done.stderr
-        last = done.stderr.strip().splitlines()[-1]
-        assert last.startswith('python -m labml_nn_bn.experiments.variance_identity: error: argument --out: ')
-        assert message in last and 'Traceback' not in done.stderr
-        assert not (tmp_path / 'logs').exists()
+    assert_bad_out_is_refused_before_the_run('labml_nn_bn.experiments.variance_identity', tmp_path)

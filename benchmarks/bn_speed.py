@@ -24,6 +24,7 @@ Timings on a shared machine are noisy: compare ratios measured in the same run.
 import argparse
 import json
 import os
+import random
 import re
 import statistics
 import sys
@@ -208,10 +209,15 @@ def measure_input(shape, dtype: str, channels_last: bool, device, rounds: int, t
         functions['copy'] = copy_function(x.detach())
         iters = {name: iterations_for(fn, timer, target_ms) for name, fn in functions.items()}
         samples = {name: [] for name in functions}
-        # Interleaved rounds: every implementation sees the same machine load
+        # Interleaved rounds: every implementation sees the same machine load. The order
+        # changes from round to round (seeded), so that none always runs right after the same
+        # neighbour, whose memory traffic and allocations it would inherit.
+        order = list(functions)
+        shuffle = random.Random(0).shuffle
         for _ in range(rounds):
-            for name, fn in functions.items():
-                samples[name].append(timer(fn, iters[name]))
+            shuffle(order)
+            for name in order:
+                samples[name].append(timer(functions[name], iters[name]))
         ms = {name: statistics.median(s) for name, s in samples.items()}
         # The minimal traffic of this mode, and of the copy
         minimal = (5 if mode == 'train' else 2) * bytes_per_pass
@@ -279,12 +285,15 @@ def targets(results, device_type: str):
             value = results[key][mode][impl][quantity]
             found[name] = {'value': value, 'limit': limit, 'met': 'yes' if value <= limit else 'no'}
     # Every other shape: eager ≤ 2× (GPU); fast ≤ 1× (GPU); evaluation ≤ 1.5× (everywhere);
-    # peak memory of a training step ≤ 1.1× (everywhere) for the eager module on `float32`
-    # inputs: on half-precision ones it keeps `float32` temporaries by design, and the issue's
-    # half-precision path is `FastBatchNorm`. The worst case of each is reported.
+    # peak memory of a training step ≤ 1.1× (everywhere). On a GPU the eager module keeps
+    # `float32` temporaries for half-precision inputs (only the CPU splits the batch into
+    # pieces), and the half-precision path there is `FastBatchNorm`: its memory target
+    # is checked on `float32` inputs. The worst case of each is reported.
+    on_gpu = device_type == 'cuda'
     groups = [('eval_eager', 'eval', 'eager', 'ratio', 1.5, lambda key: True),
-              ('gpu_eager_peak_memory' if device_type == 'cuda' else 'cpu_eager_peak_memory',
-               'train', 'eager', 'peak_ratio', 1.1, lambda key: key.startswith('fp32_'))]
+              ('gpu_eager_peak_memory' if on_gpu else 'cpu_eager_peak_memory',
+               'train', 'eager', 'peak_ratio', 1.1,
+               lambda key: key.startswith('fp32_') or not on_gpu)]
     if device_type == 'cuda':
         groups += [('gpu_eager_other_shapes', 'train', 'eager', 'ratio', 2.,
                     lambda key: key != 'fp32_256x64x56x56'),

@@ -82,8 +82,7 @@ def cpu_section() -> str:
              'cpu_train_1024x512': 'training at 1024×512 `float32`, eager / native ≤ 3',
              'eval_eager': 'evaluation, eager / native ≤ 1.5 (the worst input)',
              'cpu_eager_peak_memory': 'peak memory of a training step, eager / native ≤ 1.1 '
-                                      '(the worst `float32` input; a `bfloat16` step keeps '
-                                      '`float32` temporaries, see above)'}
+                                      '(the worst input)'}
     out.append("The issue's CPU targets in this run:")
     out.append('')
     for key, label in names.items():

@@ -330,35 +330,38 @@ def batch_statistics(x: torch.Tensor, shift: torch.Tensor = None):
 # $\frac{1}{m}\sum_i d_i^2 - r^2$ small, and a median of five is there unless three of the
 # five are outliers. Being one of the values, it is also exact for a channel that is constant
 # over the batch: every $d_i$ is then $0$ and the output is exactly $\beta$ for any
-# $\epsilon$ that `float32` can represent (above about $10^{-45}$). Gathering $5 \times C$ values costs nothing next to a pass over the data.
+# $\epsilon$ that `float32` can represent (above about $10^{-45}$). Gathering $5 \times C$ values
+# costs nothing next to a pass over the data; the calls that gather them are what cost, so
+# where the samples are is worked out once for each input shape (`_sample_index`).
 def _cheap_shift(x: torch.Tensor) -> torch.Tensor:
     shape = _channel_shape(x)
     if x.numel() == 0:
         return torch.zeros(shape, dtype=_compute_dtype(x), device=x.device)
-    # Five examples, and in each a position, spread evenly over the batch and the positions
-    batch, positions = x.shape[0], x[0, 0].numel()
-    rows = [[k * (batch - 1) // 4 for k in range(5)]]
-    flat = [(2 * k + 1) * positions // 10 for k in range(5)]
-    for size in reversed(x.shape[2:]):
-        rows.insert(1, [p % size for p in flat])
-        flat = [p // size for p in flat]
-    index = torch.tensor(rows, device=x.device)
     # $[5, C]$, then the median (the third smallest) of each column; $[1, C, 1, \dots]$
-    samples = x[(index[0], slice(None)) + tuple(index[1:])]
+    samples = x[_sample_index(tuple(x.shape), x.device)]
     median = samples.kthvalue(3, dim=0).values
     return median.to(_compute_dtype(x)).view(shape)
 
 
-# $r$ and $\sigma^2_\mathcal{B}$ from the shifted values $d_i$: two reductions over the data.
-# Rounding could leave a tiny negative variance for a constant channel; it is clamped at zero.
-# An empty batch gets $r = \sigma^2_\mathcal{B} = 0$, so that its gradients are zero, not `NaN`.
+# $r$ and $\sigma^2_\mathcal{B}$ from the shifted values $d_i$: two reductions over the data,
+# $\sum_i d_i$ and $\sum_i d_i^2$. Rounding could leave a tiny negative variance for a constant
+# channel; it is clamped at zero. An empty batch gets $r = \sigma^2_\mathcal{B} = 0$, so that its
+# gradients are zero, not `NaN`.
 def _shifted_moments(d: torch.Tensor):
+    return _moments(*_shifted_sums(d), d.numel() // d.shape[1])
+
+
+def _shifted_sums(d: torch.Tensor):
     dims = _reduced_dims(d)
-    m = max(d.numel() // d.shape[1], 1)
+    return d.sum(dim=dims, keepdim=True), (d * d).sum(dim=dims, keepdim=True)
+
+
+def _moments(sum_d: torch.Tensor, sum_d2: torch.Tensor, m: int):
+    m = max(m, 1)
     # $r = \frac{1}{m}\sum_i d_i$
-    residual = d.sum(dim=dims, keepdim=True) / m
+    residual = sum_d / m
     # $\sigma^2_\mathcal{B} = \frac{1}{m}\sum_i d_i^2 - r^2$
-    var = (d * d).sum(dim=dims, keepdim=True) / m - residual * residual
+    var = sum_d2 / m - residual * residual
     return residual, var.clamp_min(0.)
 
 
@@ -388,11 +391,18 @@ class BatchNormFunction(torch.autograd.Function):
         batch variance of shape $[C]$ for the running statistics.
         """
         shape = _channel_shape(x)
-        # $s$, then $d_i = x_i - s$ in the compute dtype; $[B, C, *]$
+        # $s$, then $d_i = x_i - s$ in the compute dtype, and from it $r$ and
+        # $\sigma^2_\mathcal{B}$; $[B, C, *]$, then $[1, C, 1, \dots]$. A half-precision input on
+        # the CPU goes through in pieces of the batch instead (see `_piece_size`).
         shift = _cheap_shift(x)
-        d = _subtract(x, shift)
-        # $r$ and $\sigma^2_\mathcal{B}$; $[1, C, 1, \dots]$
-        residual, var = _shifted_moments(d)
+        piece = _piece_size(x)
+        if piece is None:
+            d = _subtract(x, shift)
+            residual, var = _shifted_moments(d)
+        else:
+            parts = x.split(piece)
+            sums = _sum_over(_shifted_sums(_subtract(p, shift)) for p in parts)
+            residual, var = _moments(*sums, x.numel() // x.shape[1])
         # $\frac{1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$
         inv_std = torch.rsqrt(var + eps)
         # $y_i = \gamma \hat{x}_i + \beta = a \, d_i + c$ with one scale and one offset per
@@ -400,12 +410,18 @@ class BatchNormFunction(torch.autograd.Function):
         # $c = \beta - a r$, since $\hat{x}_i = \frac{d_i - r}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$
         scale = inv_std
         if weight is not None:
-            scale = scale * weight.to(d.dtype).view(shape)
+            scale = scale * weight.to(var.dtype).view(shape)
         offset = -residual * scale
         if bias is not None:
-            offset = offset + bias.to(d.dtype).view(shape)
-        # $y = a \, d + c$, over $d$; $[B, C, *]$
-        y = _multiply_add(d, scale, offset, inplace=True)
+            offset = offset + bias.to(var.dtype).view(shape)
+        # $y = a \, d + c$, over $d$, in the dtype of $x$; $[B, C, *]$
+        if piece is None:
+            y = _multiply_add(d, scale, offset, inplace=True).to(x.dtype)
+        else:
+            y = torch.empty_like(x)
+            for p, y_p in zip(x.split(piece), y.split(piece)):
+                d = _subtract(p, shift)
+                y_p.copy_(_multiply_add(d, scale, offset, inplace=True))
 
         # Back-propagation needs $x$, $\gamma$ and the statistics; $\hat{x}$ is rebuilt from
         # them rather than stored, which keeps one activation-sized tensor instead of two.
@@ -418,7 +434,7 @@ class BatchNormFunction(torch.autograd.Function):
         mean = (shift + residual).flatten()
         var = var.flatten()
         ctx.mark_non_differentiable(mean, var)
-        return y.to(x.dtype), mean, var
+        return y, mean, var
 
     @staticmethod
     def backward(ctx, grad_y: torch.Tensor, _grad_mean, _grad_var):
@@ -477,25 +493,27 @@ class BatchNormFunction(torch.autograd.Function):
         """
         x, weight, shift, residual, inv_std = ctx.saved_tensors
         shape = _channel_shape(x)
-        dims = _reduced_dims(x)
+        dtype = shift.dtype
         # $m$, the number of values each statistic is computed over
         m = x.numel() // x.shape[1]
-        # $d_i = x_i - s$, rebuilt from the saved input; $[B, C, *]$
-        d = _subtract(x, shift)
-        # A second derivative needs the statistics as functions of $x$ (see the end)
+        # A second derivative needs the statistics as functions of $x$ (see the end); a
+        # half-precision input on the CPU goes through in pieces of the batch (see `_piece_size`)
         double_backward = torch.is_grad_enabled()
-        if double_backward:
-            residual, var = _shifted_moments(d)
-            inv_std = torch.rsqrt(var + ctx.eps)
-
-        # Half-precision gradients are widened once on the CPU, whose kernels mixing `bfloat16`
-        # and `float32` operands run through a slow generic loop (GPUs widen them in registers)
-        if grad_y.dtype != d.dtype and grad_y.is_cpu:
-            grad_y = grad_y.to(d.dtype)
-        # $\sum_j g_j$ and $\sum_j g_j \hat{x}_j = k \big(\sum_j g_j d_j - r \sum_j g_j\big)$;
+        piece = None if double_backward else _piece_size(x)
+        # $\sum_j g_j$ and $\sum_j g_j d_j$, with $d_i = x_i - s$ rebuilt from the saved input;
         # $[1, C, 1, \dots]$
-        sum_g = grad_y.sum(dim=dims, keepdim=True, dtype=d.dtype)
-        sum_g_d = (grad_y * d).sum(dim=dims, keepdim=True)
+        if piece is None:
+            d = _subtract(x, shift)
+            if double_backward:
+                residual, var = _shifted_moments(d)
+                inv_std = torch.rsqrt(var + ctx.eps)
+            grad_y = _widen(grad_y, dtype)
+            sum_g, sum_g_d = _gradient_sums(grad_y, d)
+        else:
+            parts = zip(x.split(piece), grad_y.split(piece))
+            sum_g, sum_g_d = _sum_over(_gradient_sums(g, _subtract(p, shift))
+                                       for p, g in parts)
+        # $\sum_j g_j \hat{x}_j = k \big(\sum_j g_j d_j - r \sum_j g_j\big)$
         sum_g_x_hat = (sum_g_d - residual * sum_g) * inv_std
 
         grad_x = grad_weight = grad_bias = None
@@ -503,13 +521,23 @@ class BatchNormFunction(torch.autograd.Function):
             # $\frac{\partial \ell}{\partial x_i} = a g_i + b d_i + c$, the compact form with
             # $\hat{x}_i = k (d_i - r)$ expanded: $a = \gamma k$,
             # $b = -\frac{a k}{m}\sum_j g_j \hat{x}_j$ and $c = -\frac{a}{m}\sum_j g_j - b r$
-            a = inv_std if weight is None else inv_std * weight.to(d.dtype).view(shape)
+            a = inv_std if weight is None else inv_std * weight.to(dtype).view(shape)
             b = -a * inv_std * sum_g_x_hat / m
             c = -a * sum_g / m - b * residual
+
             # Over $d$, unless autograd needs it for a second derivative
-            grad_x = _multiply_add(d, b, c, inplace=not double_backward)
-            grad_x = grad_x.addcmul_(grad_y, a)
-            grad_x = grad_x.to(x.dtype)
+            inplace = not double_backward
+
+            def input_gradient(d, g):
+                return _multiply_add(d, b, c, inplace=inplace).addcmul_(g, a)
+
+            if piece is None:
+                grad_x = input_gradient(d, grad_y).to(x.dtype)
+            else:
+                grad_x = torch.empty_like(x)
+                parts = zip(x.split(piece), grad_y.split(piece), grad_x.split(piece))
+                for p, g, out in parts:
+                    out.copy_(input_gradient(_subtract(p, shift), _widen(g, dtype)))
         # $\frac{\partial \ell}{\partial \gamma} = \sum_i g_i \hat{x}_i$
         if weight is not None and ctx.needs_input_grad[1]:
             grad_weight = sum_g_x_hat.flatten().to(weight.dtype)
@@ -734,12 +762,14 @@ class BatchNorm(Module):
         # $[R, k, C]$ (see `_as_rows`); else `None`
         rows, k = _as_rows(x)
         # $\mathrm{Var}[x] + \epsilon$, as $k$ copies of the $C$ values for rows of $k$ examples
-        var = _cast(var if k == 1 else var.expand(k, -1), dtype) + self.eps
+        if k > 1:
+            var = var.expand(k, -1)
+        var = _cast(var, dtype) + _epsilon(self.eps, dtype)
         mean = _cast(mean, dtype)
         # $a = \frac{\gamma}{\sqrt{\mathrm{Var}[x] + \epsilon}}$; $[C]$ or $[k, C]$
-        scale = torch.rsqrt(var)
+        scale = var.rsqrt_()
         if weight is not None:
-            scale = scale * _cast(weight, dtype)
+            scale = scale.mul_(_cast(weight, dtype))
         # A `bfloat16` input read as rows is normalised in `bfloat16`, with $a$ rounded to it
         # first (see `_rounds_coefficients`)
         if rows is not None and _rounds_coefficients(x):
@@ -848,6 +878,38 @@ def _channel_shape(x: torch.Tensor):
     return [1, x.shape[1]] + [1] * (x.dim() - 2)
 
 
+# Five examples, and in each a position, spread evenly over the batch and the positions: the
+# index of the samples in an input of shape `shape`, for `x[index]`. Kept for up to 64 shapes,
+# except while `torch.compile` or `torch.export` traces the code, whose tensors must not
+# outlive the trace.
+_SAMPLE_INDICES = {}
+
+
+def _sample_index(shape: tuple, device: torch.device):
+    if _is_compiling():
+        return _make_sample_index(shape, device)
+    key = (shape, device)
+    if key not in _SAMPLE_INDICES:
+        if len(_SAMPLE_INDICES) >= 64:
+            _SAMPLE_INDICES.clear()
+        _SAMPLE_INDICES[key] = _make_sample_index(shape, device)
+    return _SAMPLE_INDICES[key]
+
+
+def _make_sample_index(shape: tuple, device: torch.device):
+    batch, positions = shape[0], torch.Size(shape[2:]).numel()
+    rows = [[k * (batch - 1) // 4 for k in range(5)]]
+    flat = [(2 * k + 1) * positions // 10 for k in range(5)]
+    for size in reversed(shape[2:]):
+        rows.insert(1, [p % size for p in flat])
+        flat = [p // size for p in flat]
+    # A normal tensor even when first made under `torch.inference_mode`, so that autograd can
+    # keep it for the backward pass of `x[index]` later
+    with torch.inference_mode(False):
+        index = torch.tensor(rows, device=device)
+    return (index[0], slice(None)) + tuple(index[1:])
+
+
 # $t \cdot a + c$ for per-channel $a$ and $c$ of shape $[1, C, 1, \dots]$, with `inplace` over
 # $t$: on the CPU a fresh activation-sized tensor can cost a page fault per 4 KiB, when the
 # allocator has handed the memory back to the system. One fused multiply-add
@@ -939,6 +1001,67 @@ def _subtract(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     if x.dtype != shift.dtype and x.is_cpu:
         return x.to(shift.dtype).sub_(shift)
     return x - shift
+
+
+# A half-precision gradient widened on the CPU, for the same reason
+def _widen(t: torch.Tensor, dtype) -> torch.Tensor:
+    return t.to(dtype) if t.dtype != dtype and t.is_cpu else t
+
+
+# $\sum_j g_j$ and $\sum_j g_j d_j$ per channel, in the dtype of $d$
+def _gradient_sums(g: torch.Tensor, d: torch.Tensor):
+    g = _widen(g, d.dtype)
+    dims = _reduced_dims(d)
+    sum_g = g.sum(dim=dims, keepdim=True, dtype=d.dtype)
+    return sum_g, (g * d).sum(dim=dims, keepdim=True)
+
+
+# **Half precision on the CPU, in pieces of the batch** (our engineering choice, not the
+# paper's). Statistics and gradients are computed in `float32`. A `bfloat16` or `float16`
+# input widened whole would add a `float32` copy, twice its own size, to the memory a training
+# step holds at its peak, and the backward pass two more (the widened gradient and a product
+# with it). On the CPU, an input of $2^{20}$ values or more goes through instead in up to eight
+# pieces of the batch, each at least one example and $2^{17}$ values: each piece is widened and
+# reduced, and in a second pass turned into its part of the output (or of the input gradient)
+# in the input's dtype, so the `float32` copies only ever hold one piece. The sums over the
+# pieces add up to the same statistics; only the order of the additions differs. Smaller
+# inputs, whose copies take a few MiB, go through whole: every extra call shows in their time.
+# GPUs widen half-precision operands in registers and need none of this, and neither does a
+# second derivative, where autograd records every operation, nor `torch.compile`, which fuses
+# the passes itself.
+_PIECES = 8
+_PIECE_VALUES = 1 << 17
+
+
+# The number of examples in a piece (for `x.split`), or `None` for the whole batch
+def _piece_size(x: torch.Tensor):
+    if not x.is_cpu or x.element_size() >= 4 or x.numel() < _PIECES * _PIECE_VALUES \
+            or _is_compiling():
+        return None
+    count = min(_PIECES, x.shape[0], x.numel() // _PIECE_VALUES)
+    return None if count < 2 else -(-x.shape[0] // count)
+
+
+# Per-channel sums over the pieces: `parts` gives a tuple of sums for each piece
+def _sum_over(parts):
+    return [torch.stack(column).sum(dim=0) for column in zip(*parts)]
+
+
+# $\epsilon$ as a tensor of the compute dtype, made once. Added to a tensor as a Python number,
+# it is converted to a tensor on every call, which on this project's CPU costs more than the
+# addition itself (8 µs against 3 µs for 128 channels): on small inputs, inference is mostly
+# such fixed costs. While `torch.compile` or `torch.export` traces the code, the number is kept.
+_EPSILONS = {}
+
+
+def _epsilon(eps: float, dtype):
+    if _is_compiling():
+        return eps
+    key = (eps, dtype)
+    if key not in _EPSILONS:
+        with torch.inference_mode(False):
+            _EPSILONS[key] = torch.tensor(eps, dtype=dtype)
+    return _EPSILONS[key]
 
 
 # Whether `torch.compile` or `torch.export` is tracing the code: `torch.compiler.is_compiling`

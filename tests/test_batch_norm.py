@@ -456,6 +456,21 @@ def test_bfloat16_inference_error_is_bounded(memory_format):
         assert (error <= bound).all(), (error - bound).max()
 
 
+# Inference keeps $\epsilon$ as a tensor made once per value and dtype (see `_epsilon`): an `eps`
+# changed after construction, and a float64 input, still get exactly their own
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_inference_uses_the_current_eps(dtype):
+    bn, ref = BatchNorm(3).eval(), torch.nn.BatchNorm2d(3).eval()
+    with torch.no_grad():
+        for m in (bn, ref):
+            m.running_var.fill_(1e-4)
+    x = torch.randn(4, 3, 5, 5, dtype=dtype)
+    bn, ref = bn.to(dtype), ref.to(dtype)
+    for eps in (1e-5, 1e-3, 1e-5):
+        bn.eps = ref.eps = eps
+        torch.testing.assert_close(bn(x), ref(x), rtol=1e-6, atol=1e-6)
+
+
 def test_float16_inference_keeps_float32_coefficients():
     # An offset of -120,000 is beyond float16 (largest value 65,504): rounding the coefficients
     # to float16 would give infinities, so float16 keeps the pass in float32
@@ -494,6 +509,81 @@ def test_half_precision_is_finite_where_torch_is(dtype):
     y, y_ref = BatchNorm(C)(x), torch.nn.BatchNorm2d(C)(x)
     assert torch.isfinite(y[torch.isfinite(y_ref)]).all()
     assert torch.isfinite(y).all()
+
+
+# Half-precision inputs on the CPU go through in pieces of the batch (see `_piece_size`). With
+# the pieces made small, modest inputs are split, unevenly (11 examples in pieces of 2, the last
+# alone); the results must be those of the whole batch, up to the order of the additions.
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize('shape,memory_format', [
+    ((11, C, 5, 5), torch.contiguous_format), ((11, C, 5, 5), torch.channels_last),
+    ((11, C, 9), torch.contiguous_format), ((300, 7), torch.contiguous_format)])
+def test_half_precision_in_pieces_gives_the_whole_batchs_results(monkeypatch, dtype, shape,
+                                                                  memory_format):
+    torch.manual_seed(0)
+    x = (torch.randn(shape) * 3 + 2).to(dtype).contiguous(memory_format=memory_format)
+    grad = torch.randn(shape).to(dtype)
+    results, pieces = {}, {}
+    for split, piece_values in (('whole', 1 << 40), ('pieces', 4)):
+        monkeypatch.setattr(batch_norm_module, '_PIECE_VALUES', piece_values)
+        pieces[split] = batch_norm_module._piece_size(x)
+        torch.manual_seed(1)
+        bn = BatchNorm(shape[1])
+        with torch.no_grad():
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.normal_()
+        xi = x.clone().requires_grad_()
+        y = bn(xi)
+        y.backward(grad)
+        assert y.dtype == xi.grad.dtype == dtype
+        assert y.is_contiguous(memory_format=memory_format)
+        results[split] = [y.float(), xi.grad.float(), bn.weight.grad, bn.bias.grad,
+                          bn.running_mean, bn.running_var]
+    assert pieces['whole'] is None and pieces['pieces'] == -(-shape[0] // 8)
+    # The output and the input gradient are rounded to the input's dtype: a sum that differs
+    # in its last bit can move them by one unit there
+    unit = torch.finfo(dtype).eps
+    names = ['output', 'input grad', 'weight grad', 'bias grad', 'running_mean', 'running_var']
+    for name, a, b in zip(names, results['pieces'], results['whole']):
+        tolerance = unit if name in ('output', 'input grad') else 1e-5
+        assert_close(a, b, f'{name} in pieces', rtol=tolerance, atol=tolerance)
+
+
+# Only large half-precision inputs on the CPU are split, in at most eight pieces, each at least
+# one example; float32, second derivatives and small inputs go through whole.
+def test_which_inputs_go_through_in_pieces():
+    piece_size = batch_norm_module._piece_size
+    large = torch.empty(32, 64, 28, 28, dtype=torch.bfloat16)
+    assert piece_size(large) == 4
+    assert piece_size(large.half()) == 4
+    assert piece_size(large.float()) is None
+    assert piece_size(torch.empty(1024, 512, dtype=torch.bfloat16)) is None
+    assert piece_size(torch.empty(3, 8, 256, 256, dtype=torch.bfloat16)) == 1
+    assert piece_size(torch.empty(1, 8, 512, 512, dtype=torch.bfloat16)) is None
+    assert piece_size(torch.empty(0, 8, dtype=torch.bfloat16)) is None
+
+
+# The sample index of the shift and the tensor of eps are made once and kept (see
+# `_sample_index`, `_epsilon`); made first under `torch.inference_mode`, they must still be
+# normal tensors that autograd can keep for a backward pass outside it.
+def test_what_is_kept_from_inference_mode_works_with_autograd():
+    # A shape and an eps no other test uses, so that this test makes what is kept
+    x = torch.randn(5, 3, 7, 11)
+    with torch.inference_mode():
+        BatchNorm(3, track_running_stats=False).eval()(x)
+        BatchNorm(3, eps=3e-5).eval()(x)
+    x = x.clone().requires_grad_()
+    shift, residual, var = batch_statistics(x)
+    (residual.sum() + var.sum()).backward()
+    BatchNorm(3, eps=3e-5).eval()(x).sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_the_kept_sample_indices_are_bounded():
+    bn = BatchNorm(2)
+    for batch in range(2, 140):
+        bn(torch.randn(batch, 2))
+    assert 0 < len(batch_norm_module._SAMPLE_INDICES) <= 64
 
 
 def test_works_under_torch_compile():

@@ -48,7 +48,8 @@ def cpu_section() -> str:
                f"at commit {qs(N, 'meta.commit', m['commit'])}, with "
                f"{q(N, 'meta.threads', 'd', m['threads'])} torch threads; "
                f"{q(N, 'meta.rounds', 'd', m['rounds'])} interleaved rounds of about "
-               f"{q(N, 'meta.target_ms', '.0f', m['target_ms'])} ms each per implementation, median. "
+               f"{q(N, 'meta.target_ms', '.0f', m['target_ms'])} ms each per implementation, in an order "
+               f"shuffled from round to round, median. "
                f"The machine is shared with other jobs; this run was made while it was quiet (load average "
                f"{q(N, 'meta.load_average_before', '.1f', m['load_average_before'])} when it started). When it is busy, "
                f"torch's two-thread loops stall behind the other jobs and every time, even the copy's, "
@@ -98,17 +99,19 @@ def cpu_section() -> str:
                f"{qs(R, 'meta.commit', rm['commit'])}, {q(R, 'meta.rounds', 'd', rm['rounds'])} interleaved steps "
                f"per implementation after two warm-up steps, median, with "
                f"{q(R, 'meta.threads', 'd', rm['threads'])} torch threads (load average "
-               f"{q(R, 'meta.load_average_before', '.1f', rm['load_average_before'])} when it started). On a CPU the "
+               f"{q(R, 'meta.load_average_before', '.1f', rm['load_average_before'])} when it started); the peak memory of one "
+               f"step above what was allocated before it, from the profiler's record of allocations. On a CPU the "
                f"convolutions dominate a step, and `bfloat16` convolutions are slow on this processor:")
     out.append('')
-    out.append('| setting | batch | image | native ms | eager ms | eager / native |')
-    out.append('|---|---|---|---|---|---|')
+    out.append('| setting | batch | image | native ms | eager ms | eager / native | eager peak memory / native |')
+    out.append('|---|---|---|---|---|---|---|')
     for s, label in (('fp32', '`float32`'), ('bf16', '`bfloat16` autocast, channels-last')):
         if s in rs:
             r = rs[s]
             out.append(f"| {label} | {q(R, f'{s}.batch', 'd', r['batch'])} | {q(R, f'{s}.size', 'd', r['size'])}² | "
                        f"{q(R, f'{s}.native.ms', '.0f', r['native']['ms'])} | {q(R, f'{s}.eager.ms', '.0f', r['eager']['ms'])} | "
-                       f"{q(R, f'{s}.eager.ratio', '.2f', r['eager']['ratio'])}× |")
+                       f"{q(R, f'{s}.eager.ratio', '.2f', r['eager']['ratio'])}× | "
+                       f"{q(R, f'{s}.eager.peak_ratio', '.2f', r['eager']['peak_ratio'])}× |")
     return '\n'.join(out)
 
 
@@ -127,8 +130,8 @@ def gpu_section(figures: Path = FIGURES) -> str:
                    f"(triton {qs(name, 'meta.triton', m['triton'])}), {qs(name, 'meta.date', m['date'])}, "
                    f"at commit {qs(name, 'meta.commit', m['commit'])}; "
                    f"{q(name, 'meta.rounds', 'd', m['rounds'])} interleaved rounds of about "
-                   f"{q(name, 'meta.target_ms', '.0f', m['target_ms'])} ms each, timed with CUDA events, "
-                   f"median.")
+                   f"{q(name, 'meta.target_ms', '.0f', m['target_ms'])} ms each in an order shuffled "
+                   f"from round to round, timed with CUDA events, median.")
         out.append('')
         out.append('**Training** (forward and backward); GB/s is the minimal traffic $5Nb$ over the time:')
         out.append('')

@@ -7,7 +7,8 @@ A step is forward, cross-entropy loss, backward and an SGD update with momentum.
 Implementations: `native` (torchvision's or our own ResNet-50 as built), `eager` (every
 `BatchNorm2d` replaced by `labml_nn_bn.BatchNorm`, its `state_dict` loaded) and, on CUDA with
 Triton, `fast` (`FastBatchNorm`). It reports the median step time over interleaved rounds, the
-ratio to native, and on CUDA the peak memory of a step and its ratio to native.
+ratio to native, and the peak memory of a step (from the CUDA allocator, or on a CPU from the
+profiler's record of allocations) and its ratio to native.
 
 torchvision's `resnet50` is used where it imports (GPU machines); elsewhere the same
 architecture is built below (torchvision's layer names, so `state_dict`s are interchangeable).
@@ -174,12 +175,10 @@ def measure(device, setting: str, batch: int, size: int, rounds: int, smoke: boo
               'setting': setting}
     for name in steps:
         result[name] = {'ms': ms[name], 'ratio': ms[name] / ms['native'],
-                        'spread': (max(samples[name]) - min(samples[name])) / ms[name]}
-        if device.type == 'cuda':
-            result[name]['peak_bytes'] = peak_memory(steps[name], device)
-    if device.type == 'cuda':
-        for name in steps:
-            result[name]['peak_ratio'] = result[name]['peak_bytes'] / result['native']['peak_bytes']
+                        'spread': (max(samples[name]) - min(samples[name])) / ms[name],
+                        'peak_bytes': peak_memory(steps[name], device)}
+    for name in steps:
+        result[name]['peak_ratio'] = result[name]['peak_bytes'] / result['native']['peak_bytes']
     return result
 
 
@@ -243,8 +242,8 @@ def main(argv=None):
         else:
             batch = 2 if args.smoke else (64 if setting == 'fp32' else 128) if cuda else 8
         values[setting] = r = measure(device, setting, batch, size, rounds, args.smoke, fast)
-        parts = [f'{name} {r[name]["ms"]:.1f} ms ({r[name]["ratio"]:.2f}×'
-                 + (f', peak {r[name]["peak_ratio"]:.2f}×' if cuda else '') + ')'
+        parts = [f'{name} {r[name]["ms"]:.1f} ms ({r[name]["ratio"]:.2f}×, '
+                 f'peak {r[name]["peak_ratio"]:.2f}×)'
                  for name in ('native', 'eager', 'fast') if name in r]
         print(f'{setting} batch {batch} {size}×{size}: ' + '  '.join(parts), flush=True)
         # Written after every setting, so that a long run that is stopped keeps what it measured

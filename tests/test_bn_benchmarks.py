@@ -99,6 +99,8 @@ def test_resnet_step_smoke_writes_the_results(resnet_step, tmp_path):
     assert data['meta']['device'].startswith('CPU')
     fp32 = data['fp32']
     assert fp32['native']['ratio'] == 1. and fp32['eager']['ms'] > 0 and fp32['batch_norms'] == 17
+    # The peak memory of a step, on a CPU too
+    assert fp32['native']['peak_ratio'] == 1. and fp32['eager']['peak_bytes'] > 0
 
 
 def test_the_performance_page_quotes_the_committed_measurements():

@@ -549,6 +549,25 @@ def test_half_precision_in_pieces_gives_the_whole_batchs_results(monkeypatch, dt
         assert_close(a, b, f'{name} in pieces', rtol=tolerance, atol=tolerance)
 
 
+# Pieces are slices of the batch, so any strides work: a strided, transposed input, and the
+# expanded gradient that `y.sum()` sends back
+def test_half_precision_in_pieces_takes_any_strides(monkeypatch):
+    torch.manual_seed(0)
+    x = (torch.randn(11, 2 * C, 5, 6) * 3 + 2).bfloat16()[:, ::2].transpose(2, 3)
+    results = []
+    for piece_values in (1 << 40, 4):
+        monkeypatch.setattr(batch_norm_module, '_PIECE_VALUES', piece_values)
+        bn = BatchNorm(C)
+        xi = x.detach().requires_grad_()
+        y = bn(xi)
+        y.float().sum().backward()
+        results.append((y.float(), xi.grad.float(), bn.weight.grad))
+    assert batch_norm_module._piece_size(x) == 2
+    unit = torch.finfo(torch.bfloat16).eps
+    for name, a, b in zip(['output', 'input grad', 'weight grad'], *results):
+        assert_close(a, b, f'{name} in pieces', rtol=unit, atol=unit)
+
+
 # Only large half-precision inputs on the CPU are split, in at most eight pieces, each at least
 # one example; float32, second derivatives and small inputs go through whole.
 def test_which_inputs_go_through_in_pieces():

@@ -879,8 +879,10 @@ def _channel_shape(x: torch.Tensor):
 
 
 # Five examples, and in each a position, spread evenly over the batch and the positions: the
-# index of the samples in an input of shape `shape`, for `x[index]`. Kept for up to 64 shapes,
-# except while `torch.compile` or `torch.export` traces the code, whose tensors must not
+# index of the samples in an input of shape `shape`, for `x[index]`. Kept for up to 64 shapes:
+# making it is a copy from the host to the device, which costs more than the gathering, and which
+# a CUDA graph cannot record, so a captured training step must find it made by its warm-up steps.
+# Not kept while `torch.compile` or `torch.export` traces the code, whose tensors must not
 # outlive the trace.
 _SAMPLE_INDICES = {}
 

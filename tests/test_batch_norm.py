@@ -598,6 +598,24 @@ def test_what_is_kept_from_inference_mode_works_with_autograd():
     assert torch.isfinite(x.grad).all()
 
 
+# A step captured as a CUDA graph (the trainer's `cuda-graph` fast step) cannot record a copy
+# from host memory: once a shape has been seen, neither training nor inference may make a tensor
+# from Python numbers again.
+def test_a_shape_seen_before_makes_no_tensor_from_host_data(monkeypatch):
+    bn = BatchNorm(3, eps=2e-5)
+    x = torch.randn(6, 3, 4, 5, requires_grad=True)
+    bn(x).sum().backward()
+    bn.eval()(x)
+    bn.train()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError('a tensor made from host data')
+
+    monkeypatch.setattr(torch, 'tensor', refuse)
+    bn(x).sum().backward()
+    bn.eval()(x).sum().backward()
+
+
 def test_the_kept_sample_indices_are_bounded():
     bn = BatchNorm(2)
     for batch in range(2, 140):

@@ -1023,9 +1023,9 @@ def _gradient_sums(g: torch.Tensor, d: torch.Tensor):
 # input widened whole would add a `float32` copy, twice its own size, to the memory a training
 # step holds at its peak, and the backward pass two more (the widened gradient and a product
 # with it). On the CPU, an input of $2^{20}$ values or more goes through instead in up to eight
-# pieces of the batch, each at least one example and $2^{17}$ values: each piece is widened and
-# reduced, and in a second pass turned into its part of the output (or of the input gradient)
-# in the input's dtype, so the `float32` copies only ever hold one piece. The sums over the
+# pieces of the batch, each at least one example and on average $2^{17}$ values or more: each
+# piece is widened and reduced, and in a second pass turned into its part of the output (or of
+# the input gradient) in the input's dtype, so the `float32` copies only ever hold one piece. The sums over the
 # pieces add up to the same statistics; only the order of the additions differs. Smaller
 # inputs, whose copies take a few MiB, go through whole: every extra call shows in their time.
 # GPUs widen half-precision operands in registers and need none of this, and neither does a

@@ -39,7 +39,8 @@ from labml_nn_bn.fast_batch_norm import FastBatchNorm, kernels_apply  # noqa: E4
 from labml_nn_bn.figures import describe_device, save_values, stamp, today  # noqa: E402
 
 sys.path.insert(0, str(ROOT / 'benchmarks'))
-from bn_speed import RESULTS, Timer, device_kind, peak_memory, _commit  # noqa: E402
+from bn_speed import (RESULTS, Timer, _commit, _spread, device_kind,  # noqa: E402
+                      peak_memory)
 import cli_checks  # noqa: E402
 
 
@@ -175,7 +176,7 @@ def measure(device, setting: str, batch: int, size: int, rounds: int, smoke: boo
               'setting': setting}
     for name in steps:
         result[name] = {'ms': ms[name], 'ratio': ms[name] / ms['native'],
-                        'spread': (max(samples[name]) - min(samples[name])) / ms[name],
+                        'spread': _spread(samples[name]),
                         'peak_bytes': peak_memory(steps[name], device)}
     for name in steps:
         result[name]['peak_ratio'] = result[name]['peak_bytes'] / result['native']['peak_bytes']

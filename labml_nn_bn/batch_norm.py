@@ -879,23 +879,13 @@ def _channel_shape(x: torch.Tensor):
 
 
 # Five examples, and in each a position, spread evenly over the batch and the positions: the
-# index of the samples in an input of shape `shape`, for `x[index]`. Kept for up to 64 shapes:
-# making it is a copy from the host to the device, which costs more than the gathering, and which
-# a CUDA graph cannot record, so a captured training step must find it made by its warm-up steps.
-# Not kept while `torch.compile` or `torch.export` traces the code, whose tensors must not
-# outlive the trace.
-_SAMPLE_INDICES = {}
-
-
+# index of the samples in an input of shape `shape`, for `x[index]`. Kept (see `_kept`): making
+# it is a copy from the host to the device, which costs more than the gathering, and which a
+# CUDA graph cannot record, so a captured training step must find it made by its warm-up steps.
 def _sample_index(shape: tuple, device: torch.device):
     if _is_compiling():
         return _make_sample_index(shape, device)
-    key = (shape, device)
-    if key not in _SAMPLE_INDICES:
-        if len(_SAMPLE_INDICES) >= 64:
-            _SAMPLE_INDICES.clear()
-        _SAMPLE_INDICES[key] = _make_sample_index(shape, device)
-    return _SAMPLE_INDICES[key]
+    return _kept(('index', shape, device), lambda: _make_sample_index(shape, device))
 
 
 def _make_sample_index(shape: tuple, device: torch.device):
@@ -905,10 +895,7 @@ def _make_sample_index(shape: tuple, device: torch.device):
     for size in reversed(shape[2:]):
         rows.insert(1, [p % size for p in flat])
         flat = [p // size for p in flat]
-    # A normal tensor even when first made under `torch.inference_mode`, so that autograd can
-    # keep it for the backward pass of `x[index]` later
-    with torch.inference_mode(False):
-        index = torch.tensor(rows, device=device)
+    index = torch.tensor(rows, device=device)
     return (index[0], slice(None)) + tuple(index[1:])
 
 
@@ -1025,12 +1012,12 @@ def _gradient_sums(g: torch.Tensor, d: torch.Tensor):
 # with it). On the CPU, an input of $2^{20}$ values or more goes through instead in up to eight
 # pieces of the batch, each at least one example and on average $2^{17}$ values or more: each
 # piece is widened and reduced, and in a second pass turned into its part of the output (or of
-# the input gradient) in the input's dtype, so the `float32` copies only ever hold one piece. The sums over the
-# pieces add up to the same statistics; only the order of the additions differs. Smaller
-# inputs, whose copies take a few MiB, go through whole: every extra call shows in their time.
-# GPUs widen half-precision operands in registers and need none of this, and neither does a
-# second derivative, where autograd records every operation, nor `torch.compile`, which fuses
-# the passes itself.
+# the input gradient) in the input's dtype, so the `float32` copies only ever hold one piece.
+# The sums over the pieces add up to the same statistics; only the order of the additions
+# differs. Smaller inputs, whose copies take a few MiB, go through whole: every extra call shows
+# in their time. GPUs widen half-precision operands in registers and need none of this, and
+# neither does a second derivative, where autograd records every operation, nor
+# `torch.compile`, which fuses the passes itself.
 _PIECES = 8
 _PIECE_VALUES = 1 << 17
 
@@ -1049,21 +1036,30 @@ def _sum_over(parts):
     return [torch.stack(column).sum(dim=0) for column in zip(*parts)]
 
 
-# $\epsilon$ as a tensor of the compute dtype, made once. Added to a tensor as a Python number,
-# it is converted to a tensor on every call, which on this project's CPU costs more than the
-# addition itself (8 µs against 3 µs for 128 channels): on small inputs, inference is mostly
-# such fixed costs. While `torch.compile` or `torch.export` traces the code, the number is kept.
-_EPSILONS = {}
-
-
+# $\epsilon$ as a tensor of the compute dtype, made once (see `_kept`). Added to a tensor as a
+# Python number, it is converted to a tensor on every call, which on this project's CPU costs
+# more than the addition itself (8 µs against 3 µs for 128 channels): on small inputs,
+# inference is mostly such fixed costs.
 def _epsilon(eps: float, dtype):
     if _is_compiling():
         return eps
-    key = (eps, dtype)
-    if key not in _EPSILONS:
+    return _kept(('eps', eps, dtype), lambda: torch.tensor(eps, dtype=dtype))
+
+
+# Small tensors made from Python numbers, kept for the calls that follow, up to 64 of them.
+# Each is made as a normal tensor even under `torch.inference_mode`, so that autograd can use it
+# later. While `torch.compile` or `torch.export` traces the code, nothing is kept: the callers
+# make their values afresh, since the trace's tensors must not outlive it.
+_KEPT = {}
+
+
+def _kept(key: tuple, make) -> torch.Tensor:
+    if key not in _KEPT:
+        if len(_KEPT) >= 64:
+            _KEPT.clear()
         with torch.inference_mode(False):
-            _EPSILONS[key] = torch.tensor(eps, dtype=dtype)
-    return _EPSILONS[key]
+            _KEPT[key] = make()
+    return _KEPT[key]
 
 
 # Whether `torch.compile` or `torch.export` is tracing the code: `torch.compiler.is_compiling`

@@ -416,12 +416,15 @@ def _triton_version():
 
 
 def _commit():
+    """The commit measured: git's, or `BENCH_COMMIT` where the tree has no git (a copy of the
+    working tree sent to a GPU machine)."""
     import subprocess
     try:
-        return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True,
-                              text=True, timeout=10).stdout.strip() or None
+        found = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return None
+        found = ''
+    return found or os.environ.get('BENCH_COMMIT') or None
 
 
 if __name__ == '__main__':

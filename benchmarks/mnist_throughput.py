@@ -10,17 +10,30 @@ Not a test: timings depend on the machine. It prints the data set, the devices a
     .venv/bin/python benchmarks/mnist_throughput.py                 # offline subset when needed
     .venv/bin/python benchmarks/mnist_throughput.py --dataset idx --data-dir /usr/share/datasets/fashion-mnist
     .venv/bin/python benchmarks/mnist_throughput.py --no-compile     # skip torch.compile on the GPU
+    python benchmarks/mnist_throughput.py --no-cpu --out benchmarks/results   # also the JSON
+
+With `--out FOLDER` it also writes `mnist_throughput-<device kind>.json` there (atomically), the
+kind of the last device measured (the GPU, where there is one).
 """
 import argparse
 import os
 import platform
+import re
 import statistics
 import time
+
+import sys
+from pathlib import Path
 
 import torch
 
 from labml_nn_bn import data
 from labml_nn_bn.experiments import mnist, trainer
+from labml_nn_bn.figures import describe_device, save_values, stamp, today
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cli_checks  # noqa: E402
+from bn_speed import _commit  # noqa: E402
 
 
 def synchronize(device):
@@ -81,6 +94,8 @@ def main(argv=None):
                         default=True, help='also time --fast-step compile on the GPU')
     parser.add_argument('--cpu', dest='cpu', action=argparse.BooleanOptionalAction, default=True,
                         help='also time the CPU')
+    parser.add_argument('--out', default=argparse.SUPPRESS,
+                        help='folder for the JSON; when not given, only the table is printed')
     args = parser.parse_args(argv)
     data_dir = getattr(args, 'data_dir', None)
     if args.batch_size < 2:
@@ -95,6 +110,8 @@ def main(argv=None):
     if args.dataset == 'idx' and not os.path.isdir(data_dir):
         parser.error(f'--data-dir: expected a folder of IDX files, got {data_dir} (no such folder)')
 
+    out = getattr(args, 'out', None)
+    out = cli_checks.writable_folder(parser, '--out', out) if out is not None else None
     try:
         dataset, how = data.load_dataset(args.dataset, data_dir)
     except (data.DataError, OSError) as e:
@@ -109,15 +126,19 @@ def main(argv=None):
     print(f'torch {torch.__version__}, Python {platform.python_version()}, '
           f'{torch.get_num_threads()} CPU threads, batch {args.batch_size}, '
           f'median of {args.repeats} epochs after a warm-up epoch')
+    values = {}
     for device in devices:
         tensors = data.DeviceData(dataset, device)
+        rows = values[device.type] = {'device': describe_device(device), 'steps': {}}
         print(f'\n{device.type} ({device_name(device)})')
         print(f'{"batch norm":<12} {"step":<11} {"s/epoch":>9} {"images/s":>10} {"vs plain":>9} '
               f'{"test acc":>9}')
         # The fast steps are GPU-only: on a CPU both fall back to the plain step
         steps = ['off'] + ((['compile'] if args.compile else []) + ['cuda-graph']
                            if device.type == 'cuda' else [])
-        for impl in ('ours', 'torch', 'none'):
+        # FastBatchNorm is BatchNorm on a CPU: timed on GPUs only
+        impls = ('ours', 'fast', 'torch', 'none') if device.type == 'cuda' else ('ours', 'torch', 'none')
+        for impl in impls:
             plain = None
             for fast in steps:
                 times, accuracy, text = epoch_seconds(tensors, device, impl, args.batch_size, fast,
@@ -127,6 +148,22 @@ def main(argv=None):
                 images = len(tensors.train_y) - len(tensors.train_y) % args.batch_size
                 print(f'{impl:<12} {fast:<11} {seconds:>9.3f} {images / seconds:>10,.0f} '
                       f'{plain / seconds:>8.2f}x {accuracy:>9.2%}', flush=True)
+                n_steps = len(tensors.train_y) // args.batch_size
+                rows['steps'].setdefault(impl, {})[fast] = {
+                    'seconds': seconds, 'epochs': times, 'images_per_s': images / seconds,
+                    'ms_per_step': seconds * 1e3 / n_steps, 'vs_plain': plain / seconds,
+                    'test_accuracy': accuracy, 'what': text}
+    if out is not None and devices:
+        device = devices[-1]
+        kind = 'cpu' if device.type == 'cpu' else re.sub(
+            r'[^a-z0-9]+', '-', torch.cuda.get_device_name(device).lower()).strip('-')
+        meta = {'dataset': str(dataset), 'how': how, 'batch': args.batch_size,
+                'repeats': args.repeats, 'torch': torch.__version__, 'date': today(),
+                'threads': torch.get_num_threads(), 'commit': _commit()}
+        path = save_values(out / f'mnist_throughput-{kind}.json', dict(values, meta=meta),
+                           stamp(str(dataset), f'median of {args.repeats} epochs after a warm-up '
+                                 f'epoch, batch {args.batch_size}', values[device.type]['device']))
+        print(f'wrote {path}')
 
 
 if __name__ == '__main__':

@@ -176,8 +176,10 @@ def _channel_stats_kernel(x_ptr, part_ptr, C, S, n_s_tiles, n_tiles, tiles_per_p
 # $\frac{\gamma}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$; and, for the running averages,
 # $\mu_\mathcal{B} = s + r$ and $\sigma^2_\mathcal{B}$.
 def _combine_stats_kernel(x_ptr, part_ptr, w_ptr, shift_ptr, res_ptr, inv_std_ptr, scale_ptr,
-                          mean_ptr, var_ptr, C, n_splits, stride_c, eps,
-                          HAS_WEIGHT: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr):
+                          mean_ptr, var_ptr, run_mean_ptr, run_var_ptr, count_ptr,
+                          C, n_splits, stride_c, eps, momentum, unbias,
+                          HAS_WEIGHT: tl.constexpr, HAS_RUNNING: tl.constexpr,
+                          BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr):
     c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)  # [BLOCK_C]
     k = tl.arange(0, BLOCK_K)  # [BLOCK_K]
     c_ok = c < C
@@ -203,21 +205,38 @@ def _combine_stats_kernel(x_ptr, part_ptr, w_ptr, shift_ptr, res_ptr, inv_std_pt
     tl.store(scale_ptr + c, scale, mask=c_ok)
     tl.store(mean_ptr + c, shift + res, mask=c_ok)
     tl.store(var_ptr + c, var, mask=c_ok)
+    # The running averages of the module (see `BatchNorm._update_running_stats`), updated here
+    # rather than by four more small launches: $\mathbb{E}[x] \leftarrow \mathbb{E}[x] +
+    # \alpha (\mu_\mathcal{B} - \mathbb{E}[x])$, the same for $\frac{m}{m-1}\sigma^2_\mathcal{B}$,
+    # and the batch counter
+    if HAS_RUNNING:
+        run_mean = tl.load(run_mean_ptr + c, mask=c_ok, other=0.)
+        run_var = tl.load(run_var_ptr + c, mask=c_ok, other=0.)
+        tl.store(run_mean_ptr + c, run_mean + momentum * ((shift + res) - run_mean), mask=c_ok)
+        tl.store(run_var_ptr + c, run_var + momentum * (var * unbias - run_var), mask=c_ok)
+        if tl.program_id(0) == 0:
+            tl.store(count_ptr, tl.load(count_ptr) + 1)
 
 
 # ## Forward: normalise, scale and shift
 #
 # $$y_i = \big((x_i - s) - r\big) \cdot \frac{\gamma}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}} + \beta$$
 # one read of $x$ and one write of $y$. Evaluation uses the same kernel with the running
-# mean as $s$, no $r$, and $\frac{\gamma}{\sqrt{\mathrm{Var}[x] + \epsilon}}$ as the scale.
-def _apply_kernel(x_ptr, y_ptr, shift_ptr, res_ptr, scale_ptr, b_ptr, C, S, n_s_tiles, n_tiles,
-                  tiles_per_program, stride_b, stride_c, stride_s,
-                  HAS_RES: tl.constexpr, HAS_BIAS: tl.constexpr,
-                  BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+# mean as $s$, no $r$, and the scale $\frac{\gamma}{\sqrt{\mathrm{Var}[x] + \epsilon}}$
+# computed by each program from the running variance (`FROM_VAR`), so that evaluation is a
+# single launch.
+def _apply_kernel(x_ptr, y_ptr, shift_ptr, res_ptr, scale_ptr, w_ptr, b_ptr, C, S, n_s_tiles,
+                  n_tiles, tiles_per_program, stride_b, stride_c, stride_s, eps,
+                  HAS_RES: tl.constexpr, FROM_VAR: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+                  HAS_BIAS: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
     c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)  # [BLOCK_C]
     c_ok = c < C
-    shift = tl.load(shift_ptr + c, mask=c_ok, other=0.)
-    scale = tl.load(scale_ptr + c, mask=c_ok, other=0.)
+    shift = tl.load(shift_ptr + c, mask=c_ok, other=0.).to(tl.float32)
+    scale = tl.load(scale_ptr + c, mask=c_ok, other=0.).to(tl.float32)
+    if FROM_VAR:
+        scale = 1. / tl.sqrt(scale + eps)
+        if HAS_WEIGHT:
+            scale = scale * tl.load(w_ptr + c, mask=c_ok, other=1.).to(tl.float32)
     res = tl.zeros([BLOCK_C], dtype=tl.float32)
     if HAS_RES:
         res = tl.load(res_ptr + c, mask=c_ok, other=0.)
@@ -332,57 +351,98 @@ def _grad_input_kernel(x_ptr, g_ptr, dx_ptr, shift_ptr, res_ptr, scale_ptr, k1_p
 
 # ## Launching the kernels
 #
-# How an input is seen by the kernels: the tensor to pass (the input itself, or a channels-first
-# copy for unusual strides), its $[B, C, S]$ sizes and strides, and the tile shape.
+# How an input is seen by the kernels: whether it must be copied to channels first (unusual
+# strides), its $[B, C, S]$ sizes and strides, the tile shape and the grid. Worked out once for
+# each shape, strides and dtype (see `_layout`): on a GPU, a small batch norm is over in a few
+# microseconds, and the Python that launches it is what takes the time.
 class _Layout:
-    def __init__(self, x: torch.Tensor, tile: int = None, programs: int = None):
-        batch, channels = x.shape[0], x.shape[1]
-        positions = x.numel() // (batch * channels)
-        channels_last = x.dim() > 2 and x.movedim(1, -1).is_contiguous()
-        tile = tile or _tile_elements(x.device)
-        if positions == 1 or (channels_last and not x.is_contiguous()):
+    def __init__(self, shape, strides, element_size: int, device: torch.device,
+                 tile: int = None, programs: int = None, warps: int = None):
+        batch, channels = shape[0], shape[1]
+        positions = 1
+        for size in shape[2:]:
+            positions *= size
+        contiguous = _dense(shape, strides, range(len(shape)))
+        channels_last = len(shape) > 2 and _dense(shape, strides,
+                                                  [0, *range(2, len(shape)), 1])
+        tile = tile or _tile_elements(device, element_size)
+        if positions == 1 or (channels_last and not contiguous):
             # Rows of $C$ contiguous channels: $[B, C, S]$ is read as $[1, C, B \cdot S]$
-            if not channels_last and not x.is_contiguous():
-                x = x.contiguous()
+            self.copy = not channels_last and not contiguous
             self.batch, self.positions = 1, batch * positions
             self.strides = (0, 1, channels)
             self.block_c = min(triton.next_power_of_2(channels), 64)
             self.block_s = min(triton.next_power_of_2(self.positions), max(1, tile // self.block_c))
         else:
             # Channels first: runs of $S$ contiguous positions
-            x = x.contiguous()
+            self.copy = not contiguous
             self.batch, self.positions = batch, positions
             self.strides = (channels * positions, positions, 1)
             self.block_s = min(triton.next_power_of_2(positions), tile)
             self.block_c = min(triton.next_power_of_2(channels), max(1, tile // self.block_s))
-        self.x = x
         self.channels = channels
         self.s_tiles = triton.cdiv(self.positions, self.block_s)
         self.tiles = self.batch * self.s_tiles
         self.c_blocks = triton.cdiv(channels, self.block_c)
         # Enough programs to keep every multiprocessor busy, each with a contiguous run of tiles
-        wanted = triton.cdiv(programs or _programs(x.device), self.c_blocks)
+        wanted = triton.cdiv(programs or _programs(device), self.c_blocks)
         self.splits = max(1, min(self.tiles, 1024, wanted))
         self.tiles_per_program = triton.cdiv(self.tiles, self.splits)
         self.splits = triton.cdiv(self.tiles, self.tiles_per_program)
         self.grid = (self.c_blocks, self.splits)
-        self.warps = 8 if self.block_c * self.block_s >= 2048 else 4
+        self.warps = warps or 4
+        # A reduction's combining kernel loads all partials of `combine_c` channels at once
+        self.block_k = triton.next_power_of_2(self.splits)
+        self.combine_c = max(1, min(triton.next_power_of_2(channels), 4096 // self.block_k))
+        self.combine_grid = (triton.cdiv(channels, self.combine_c),)
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """The tensor the kernels read: `x`, or a channels-first copy of it."""
+        return x.contiguous() if self.copy else x
 
     def tiling(self):
         """The arguments every streaming kernel takes, in order."""
         return (self.channels, self.positions, self.s_tiles, self.tiles, self.tiles_per_program)
 
-    def like(self, t: torch.Tensor) -> torch.Tensor:
-        """`t` with exactly the strides of the input the kernels read."""
-        if t.stride() == self.x.stride():
-            return t
-        return torch.empty_like(self.x).copy_(t)
+    def streaming(self):
+        """The tile shape and warps of every streaming kernel."""
+        return dict(BLOCK_C=self.block_c, BLOCK_S=self.block_s, num_warps=self.warps)
 
 
-# Values per tile: 2048 on a GPU, 8 to 16 per thread, which keeps a tile in registers; small
-# tiles under the interpreter, so that the tests' tiny inputs still span several tiles.
-def _tile_elements(device: torch.device) -> int:
-    return 2048 if device.type == 'cuda' else 32
+# Whether memory holds the dimensions of `shape` densely in the order `order` (outermost first),
+# as `torch.Tensor.is_contiguous` decides it: dimensions of size one may have any stride.
+def _dense(shape, strides, order) -> bool:
+    expected = 1
+    for dim in reversed(list(order)):
+        if shape[dim] != 1:
+            if strides[dim] != expected:
+                return False
+            expected *= shape[dim]
+    return True
+
+
+# The layout of `x`, kept for each shape, strides, dtype and device, up to 256 of them; `tuning`
+# (`tile`, `programs`, `warps`) overrides the choices, for `benchmarks/fast_tiles.py`.
+_LAYOUTS = {}
+
+
+def _layout(x: torch.Tensor, tuning: dict = None) -> _Layout:
+    args = (tuple(x.shape), x.stride(), x.element_size(), x.device)
+    if tuning:
+        return _Layout(*args, **tuning)
+    if args not in _LAYOUTS:
+        if len(_LAYOUTS) >= 256:
+            _LAYOUTS.clear()
+        _LAYOUTS[args] = _Layout(*args)
+    return _LAYOUTS[args]
+
+
+# Values per tile: 16 KiB of input on a GPU (4,096 `float32` or 8,192 `bfloat16` values), read
+# by 4 warps with 4 programs per multiprocessor, the best of the choices `fast_tiles.py` measured
+# on an H200 over four of the issue's inputs; small tiles under the interpreter, so that the
+# tests' tiny inputs still span several tiles.
+def _tile_elements(device: torch.device, element_size: int) -> int:
+    return 16384 // element_size if device.type == 'cuda' else 32
 
 
 # How many programs a streaming kernel is split into: a few per multiprocessor on a GPU, and a
@@ -399,93 +459,103 @@ def _multiprocessors(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
-# A reduction's combining kernel loads all partials of `block_c` channels at once.
-def _combine_blocks(layout: _Layout):
-    block_k = triton.next_power_of_2(layout.splits)
-    block_c = max(1, min(triton.next_power_of_2(layout.channels), 4096 // block_k))
-    return block_k, block_c, (triton.cdiv(layout.channels, block_c),)
-
-
 def _launch(kernel, grid, *args, **constants):
     launches[kernel.__name__] += 1
     _compiled(kernel)[grid](*args, **constants)
 
 
-def batch_norm_forward(x: torch.Tensor, weight, bias, eps: float):
+def batch_norm_forward(x: torch.Tensor, weight, bias, eps: float, running=None, **tuning):
     """
     The training forward pass on the kernels: returns $y$ (same shape, dtype and layout as `x`),
     the per-channel values backward needs, and $\\mu_\\mathcal{B}$, $\\sigma^2_\\mathcal{B}$.
+    `running`, `(running_mean, running_var, num_batches_tracked, momentum)` with `float32`
+    buffers, are updated in place. `tuning` (`tile`, `programs`, `warps`) overrides
+    `_Layout`'s choices.
     """
-    layout = _Layout(x)
+    layout = _layout(x, tuning)
+    x = layout.prepare(x)
     c = layout.channels
-    f32 = {'device': x.device, 'dtype': torch.float32}
-    partials = torch.empty(3, layout.splits, c, **f32)
-    _launch(_channel_stats_kernel, layout.grid, layout.x, partials, *layout.tiling(),
-            layout.splits, *layout.strides, BLOCK_C=layout.block_c, BLOCK_S=layout.block_s,
-            num_warps=layout.warps)
-    shift, res, inv_std, scale, mean, var = torch.empty(6, c, **f32).unbind(0)
-    block_k, block_c, grid = _combine_blocks(layout)
-    _launch(_combine_stats_kernel, grid, layout.x, partials,
+    # One allocation for the partial statistics, $[3, \text{splits}, C]$, and the six
+    # per-channel results
+    scratch = torch.empty((3 * layout.splits + 6) * c, device=x.device, dtype=torch.float32)
+    partials = scratch[:3 * layout.splits * c]
+    shift, res, inv_std, scale, mean, var = scratch[3 * layout.splits * c:].view(6, c).unbind(0)
+    _launch(_channel_stats_kernel, layout.grid, x, partials, *layout.tiling(),
+            layout.splits, *layout.strides, **layout.streaming())
+    run_mean, run_var, count, momentum = running or (scale, scale, scale, 0.)
+    m = x.numel() // c
+    _launch(_combine_stats_kernel, layout.combine_grid, x, partials,
             weight if weight is not None else scale, shift, res, inv_std, scale, mean, var,
-            c, layout.splits, layout.strides[1], eps,
-            HAS_WEIGHT=weight is not None, BLOCK_K=block_k, BLOCK_C=block_c)
-    y = torch.empty_like(layout.x)
-    _launch(_apply_kernel, layout.grid, layout.x, y, shift, res, scale,
-            bias if bias is not None else scale, *layout.tiling(), *layout.strides,
-            HAS_RES=True, HAS_BIAS=bias is not None,
-            BLOCK_C=layout.block_c, BLOCK_S=layout.block_s, num_warps=layout.warps)
-    return y, (layout.x, shift, res, inv_std, scale), mean, var
+            run_mean, run_var, count, c, layout.splits, layout.strides[1], eps,
+            float(momentum), m / max(m - 1, 1), HAS_WEIGHT=weight is not None,
+            HAS_RUNNING=running is not None, BLOCK_K=layout.block_k, BLOCK_C=layout.combine_c)
+    y = torch.empty_like(x)
+    _launch(_apply_kernel, layout.grid, x, y, shift, res, scale, scale,
+            bias if bias is not None else scale, *layout.tiling(), *layout.strides, eps,
+            HAS_RES=True, FROM_VAR=False, HAS_WEIGHT=False, HAS_BIAS=bias is not None,
+            **layout.streaming())
+    return y, (x, shift, res, inv_std, scale), mean, var
 
 
 def batch_norm_backward(grad_y: torch.Tensor, x: torch.Tensor, shift, res, inv_std, scale,
-                        weight_dtype, bias_dtype):
+                        weight_dtype, bias_dtype, **tuning):
     """
     The backward pass on the kernels: returns $\\frac{\\partial \\ell}{\\partial x}$ (in the
     layout of `x`), $\\frac{\\partial \\ell}{\\partial \\gamma}$ and
     $\\frac{\\partial \\ell}{\\partial \\beta}$.
     """
-    layout = _Layout(x)
-    g = layout.like(grad_y)
+    layout = _layout(x, tuning)
+    # The gradient with exactly the strides of the input the kernels read
+    g = grad_y if grad_y.stride() == x.stride() else torch.empty_like(x).copy_(grad_y)
     c = layout.channels
     m = x.numel() // c
-    f32 = {'device': x.device, 'dtype': torch.float32}
-    partials = torch.empty(2, layout.splits, c, **f32)
-    _launch(_grad_sums_kernel, layout.grid, layout.x, g, shift, res, partials, *layout.tiling(),
-            layout.splits, *layout.strides, BLOCK_C=layout.block_c, BLOCK_S=layout.block_s,
-            num_warps=layout.warps)
-    grad_weight = torch.empty(c, device=x.device, dtype=weight_dtype or torch.float32)
-    grad_bias = torch.empty(c, device=x.device, dtype=bias_dtype or torch.float32)
-    k1, k2 = torch.empty(2, c, **f32).unbind(0)
-    block_k, block_c, grid = _combine_blocks(layout)
-    _launch(_combine_grad_kernel, grid, partials, inv_std, scale, grad_weight, grad_bias, k1, k2,
-            c, layout.splits, float(m), BLOCK_K=block_k, BLOCK_C=block_c)
-    grad_x = torch.empty_like(layout.x)
-    _launch(_grad_input_kernel, layout.grid, layout.x, g, grad_x, shift, res, scale, k1, k2,
-            *layout.tiling(), *layout.strides, BLOCK_C=layout.block_c, BLOCK_S=layout.block_s,
-            num_warps=layout.warps)
+    scratch = torch.empty((2 * layout.splits + 2) * c, device=x.device, dtype=torch.float32)
+    partials = scratch[:2 * layout.splits * c]
+    k1, k2 = scratch[2 * layout.splits * c:].view(2, c).unbind(0)
+    _launch(_grad_sums_kernel, layout.grid, x, g, shift, res, partials, *layout.tiling(),
+            layout.splits, *layout.strides, **layout.streaming())
+    weight_dtype, bias_dtype = weight_dtype or torch.float32, bias_dtype or torch.float32
+    if weight_dtype == bias_dtype:
+        grad_weight, grad_bias = torch.empty(2, c, device=x.device, dtype=weight_dtype).unbind(0)
+    else:
+        grad_weight = torch.empty(c, device=x.device, dtype=weight_dtype)
+        grad_bias = torch.empty(c, device=x.device, dtype=bias_dtype)
+    _launch(_combine_grad_kernel, layout.combine_grid, partials, inv_std, scale, grad_weight,
+            grad_bias, k1, k2, c, layout.splits, float(m),
+            BLOCK_K=layout.block_k, BLOCK_C=layout.combine_c)
+    grad_x = torch.empty_like(x)
+    _launch(_grad_input_kernel, layout.grid, x, g, grad_x, shift, res, scale, k1, k2,
+            *layout.tiling(), *layout.strides, **layout.streaming())
     return grad_x, grad_weight, grad_bias
 
 
-def affine_forward(x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor, bias):
-    """$y = (x - \\mathbb{E}[x]) \\cdot \\text{scale} + \\beta$ in one pass, for evaluation."""
-    layout = _Layout(x)
-    y = torch.empty_like(layout.x)
-    _launch(_apply_kernel, layout.grid, layout.x, y, mean, mean, scale,
-            bias if bias is not None else scale, *layout.tiling(), *layout.strides,
-            HAS_RES=False, HAS_BIAS=bias is not None,
-            BLOCK_C=layout.block_c, BLOCK_S=layout.block_s, num_warps=layout.warps)
+def affine_forward(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, weight, bias,
+                   eps: float):
+    """$y = (x - \\mathbb{E}[x]) \\frac{\\gamma}{\\sqrt{\\mathrm{Var}[x] + \\epsilon}} + \\beta$
+    in one pass, for evaluation."""
+    layout = _layout(x)
+    x = layout.prepare(x)
+    y = torch.empty_like(x)
+    _launch(_apply_kernel, layout.grid, x, y, mean, mean, var,
+            weight if weight is not None else var, bias if bias is not None else var,
+            *layout.tiling(), *layout.strides, eps,
+            HAS_RES=False, FROM_VAR=True, HAS_WEIGHT=weight is not None,
+            HAS_BIAS=bias is not None, **layout.streaming())
     return y
 
 
 # ## The autograd function
 class FastBatchNormFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight, bias, eps: float):
-        y, saved, mean, var = batch_norm_forward(x, weight, bias, eps)
+    def forward(ctx, x: torch.Tensor, weight, bias, eps: float, running=None):
+        y, saved, mean, var = batch_norm_forward(x, weight, bias, eps, running)
         ctx.save_for_backward(*saved)
         ctx.weight_dtype = None if weight is None else weight.dtype
         ctx.bias_dtype = None if bias is None else bias.dtype
         ctx.mark_non_differentiable(mean, var)
+        # No zero tensors for the gradients of $\mu_\mathcal{B}$ and
+        # $\sigma^2_\mathcal{B}$, which nothing differentiates: `None` instead
+        ctx.set_materialize_grads(False)
         return y, mean, var
 
     @staticmethod
@@ -496,12 +566,14 @@ class FastBatchNormFunction(torch.autograd.Function):
             raise RuntimeError("FastBatchNorm does not support double backward "
                                "(create_graph=True); use labml_nn_bn.BatchNorm for higher-order "
                                "gradients")
+        if grad_y is None:
+            return None, None, None, None, None
         grad_x, grad_weight, grad_bias = batch_norm_backward(
             grad_y, *ctx.saved_tensors, ctx.weight_dtype, ctx.bias_dtype)
         return (grad_x,
                 grad_weight if ctx.needs_input_grad[1] else None,
                 grad_bias if ctx.needs_input_grad[2] else None,
-                None)
+                None, None)
 
 
 # ## Batch Normalization layer on the kernels
@@ -513,8 +585,10 @@ class FastBatchNorm(BatchNorm):
     `TRITON_INTERPRET=1`). Everywhere else, for instance on CPU or without Triton, and for
     `float64`, it is `BatchNorm`.
 
-    * Evaluation with population statistics is one pass of the apply kernel, unless a gradient
-      is wanted (fine-tuning with frozen statistics), which the eager module provides.
+    * Evaluation with population statistics is one launch of the apply kernel, unless a
+      gradient is wanted (fine-tuning with frozen statistics), which the eager module provides.
+    * In training, the running averages are updated by the statistics kernel's combining step
+      when they are `float32` buffers and `momentum` is a number; otherwise as in `BatchNorm`.
     * Double backward (`create_graph=True`) through the kernels is refused with a
       `RuntimeError`; use `BatchNorm` for higher-order gradients.
     """
@@ -525,26 +599,34 @@ class FastBatchNorm(BatchNorm):
         self._check_input(x)
         # $m$, the number of values per channel
         m = x.numel() // x.shape[1]
-        use_batch_stats = self.training or not self.track_running_stats
-        # Evaluation on the kernel is a plain function, without a backward pass; when a gradient
-        # is wanted through an evaluation-mode layer, the eager module provides it.
-        wants_grad = torch.is_grad_enabled() and (
-            x.requires_grad or any(p.requires_grad for p in self.parameters()))
-        if not use_batch_stats and wants_grad:
-            return super().forward(x)
-        if not use_batch_stats:
-            # $\frac{\gamma}{\sqrt{\mathrm{Var}[x] + \epsilon}}$, a few numbers per channel
-            scale = torch.rsqrt(self.running_var.float() + self.eps)
-            if self.affine:
-                scale = scale * self.weight.float()
-            return affine_forward(x, self.running_mean.float(), scale, self.bias)
+        if not (self.training or self.running_mean is None or self.running_var is None):
+            # Evaluation on the kernel is a plain function, without a backward pass; when a
+            # gradient is wanted through an evaluation-mode layer, the eager module provides it.
+            if torch.is_grad_enabled() and (
+                    x.requires_grad or any(p.requires_grad for p in self.parameters())):
+                return super().forward(x)
+            return affine_forward(x, self.running_mean, self.running_var, self.weight,
+                                  self.bias, self.eps)
         # The same guards as `BatchNorm`: an empty batch, and a single value per channel
         if m == 0 or (self.training and m == 1):
             return super().forward(x)
-        y, mean, var = FastBatchNormFunction.apply(x, self.weight, self.bias, self.eps)
-        if self.training and self.track_running_stats:
+        track = self.training and self.track_running_stats
+        running = self._running_in_kernel(x) if track else None
+        y, mean, var = FastBatchNormFunction.apply(x, self.weight, self.bias, self.eps, running)
+        if track and running is None:
             self._update_running_stats(mean, var, m)
         return y
+
+    # The running averages and the counter, for the kernel to update, where it can: `float32`
+    # buffers on the input's device and a fixed `momentum` (with `momentum=None` the weight of
+    # a batch depends on the counter, which `_update_running_stats` reads)
+    def _running_in_kernel(self, x: torch.Tensor):
+        buffers = (self.running_mean, self.running_var, self.num_batches_tracked)
+        if self.momentum is None or any(b is None or b.device != x.device for b in buffers):
+            return None
+        if self.running_mean.dtype != torch.float32 or self.running_var.dtype != torch.float32:
+            return None
+        return buffers + (self.momentum,)
 
 
 # ## Compatibility

@@ -11,6 +11,7 @@ import importlib.util
 import itertools
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -88,6 +89,50 @@ def test_matches_torch_over_training_steps(layout, affine, bias, track_running_s
         ours.eval(), ref.eval()
         x_eval = torch.randn(shape) * 2 + 1
         assert_close(ours(x_eval), ref(x_eval), f'eval output, step {step}')
+
+
+@pytest.mark.parametrize('layout', list(LAYOUTS))
+def test_the_gpu_path_on_the_cpu(monkeypatch, layout):
+    # Where the GPU's path differs (the norm for the sum of squares, the products formed over
+    # d in backward), it is run here on the CPU: the same results as torch's, the same
+    # stability far from zero, and a lower peak of memory than the CPU's path
+    monkeypatch.setattr(batch_norm_module, '_on_gpu', lambda t: True)
+    calls = []
+    norm = torch.linalg.vector_norm
+    monkeypatch.setattr(torch.linalg, 'vector_norm', lambda *a, **k: calls.append(1) or norm(*a, **k))
+    shape, ours, ref = make_pair(layout)
+    for step in range(2):
+        x = (torch.randn(shape) * (1 + step) + step).requires_grad_()
+        x_ref = x.detach().clone().requires_grad_()
+        y, y_ref = ours(x), ref(x_ref)
+        g = torch.randn(shape)
+        y.backward(g)
+        y_ref.backward(g)
+        assert_close(y, y_ref, 'output')
+        assert_close(x.grad, x_ref.grad, 'input grad')
+        assert_close(ours.weight.grad, ref.weight.grad, 'weight grad')
+        assert_close(ours.bias.grad, ref.bias.grad, 'bias grad')
+        assert_close(ours.running_var, ref.running_var, 'running var')
+    assert calls
+    x6 = torch.randn(64, 16, 8, 8) + 1e6
+    assert _relative_error(x6, BatchNorm(16, affine=False)(x6)) <= 1e-5
+
+
+def test_the_gpu_path_holds_less_memory_at_its_peak(monkeypatch):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'benchmarks'))
+    from bn_speed import peak_memory
+    x = torch.randn(32, 16, 32, 32, requires_grad=True)
+    g = torch.randn(x.shape)
+    bn = BatchNorm(16)
+
+    def step():
+        torch.autograd.grad(bn(x), [x, bn.weight, bn.bias], g)
+    peaks = {}
+    for gpu_path in (False, True):
+        monkeypatch.setattr(batch_norm_module, '_on_gpu', lambda t: gpu_path)
+        peaks[gpu_path] = peak_memory(step, torch.device('cpu'))
+    # One activation-sized temporary fewer (x.numel() float32 values)
+    assert peaks[True] <= peaks[False] - 4 * x.numel() * 0.9, peaks
 
 
 def test_training_uses_the_papers_backward():
@@ -582,9 +627,9 @@ def test_which_inputs_go_through_in_pieces():
     assert piece_size(torch.empty(0, 8, dtype=torch.bfloat16)) is None
 
 
-# The sample index of the shift and the tensor of eps are made once and kept (see
-# `_sample_index`, `_epsilon`); made first under `torch.inference_mode`, they must still be
-# normal tensors that autograd can keep for a backward pass outside it.
+# The tensor of eps is made once and kept (see `_epsilon`); made first under
+# `torch.inference_mode`, it must still be a normal tensor that autograd can keep for a
+# backward pass outside it.
 def test_what_is_kept_from_inference_mode_works_with_autograd():
     # A shape and an eps no other test uses, so that this test makes what is kept
     x = torch.randn(5, 3, 7, 11)
@@ -616,11 +661,29 @@ def test_a_shape_seen_before_makes_no_tensor_from_host_data(monkeypatch):
     bn.eval()(x).sum().backward()
 
 
-def test_the_kept_sample_indices_are_bounded():
-    bn = BatchNorm(2)
-    for batch in range(2, 140):
-        bn(torch.randn(batch, 2))
+def test_the_kept_tensors_are_bounded():
+    x = torch.randn(4, 2)
+    for k in range(140):
+        BatchNorm(2, eps=1e-5 * (1 + k)).eval()(x)
     assert 0 < len(batch_norm_module._KEPT) <= 64
+
+
+@pytest.mark.parametrize('shape', [(2, 3), (7, 3), (64, 3, 9), (5, 3, 12, 31), (9, 3, 2, 10, 21)])
+@pytest.mark.parametrize('layout', ['contiguous', 'channels_last', 'transposed'])
+def test_the_shift_is_the_median_of_five_values_of_each_channel(shape, layout):
+    x = torch.randn(shape)
+    if layout == 'channels_last':
+        x = x.movedim(1, -1).contiguous().movedim(-1, 1)
+    elif layout == 'transposed':
+        x = x.transpose(0, -1).contiguous().transpose(0, -1)
+    samples = batch_norm_module._samples(x)
+    # The same values as indexing with the examples and positions the comment gives
+    k = torch.arange(5)
+    index = (k * ((shape[0] - 1) // 4), slice(None)) + tuple((2 * k + 1) * (n // 10)
+                                                             for n in shape[2:])
+    torch.testing.assert_close(samples, x[index], rtol=0, atol=0)
+    shift = batch_norm_module._cheap_shift(x).flatten()
+    torch.testing.assert_close(shift, x[index].median(dim=0).values, rtol=0, atol=0)
 
 
 def test_works_under_torch_compile():

@@ -11,6 +11,7 @@ here; otherwise one test runs this file again in a fresh Python with the interpr
 The interpreter is slow, so every input here is tiny; the kernels' tiles are small on CPU
 (`_tile_elements`), so that even these inputs span several tiles and several programs.
 """
+import copy
 import os
 import subprocess
 import sys
@@ -133,7 +134,7 @@ def test_the_reductions_span_several_tiles_and_programs():
     # So that the interpreter tests above exercise Chan's merge inside a program and across
     # programs (a GPU's tiles are larger: test_kernels_compile_for_a_gpu checks those)
     for x in (torch.randn(3, 3, 4, 5), torch.randn(4, 3, 4, 5).to(memory_format=torch.channels_last)):
-        layout = fast_batch_norm._Layout(x)
+        layout = fast_batch_norm._layout(x)
         assert layout.splits > 1 and layout.tiles_per_program > 1
 
 
@@ -145,9 +146,23 @@ def test_the_reductions_span_several_tiles_and_programs():
     ((8, 16, 4, 8, 8), torch.float32, True)])
 def test_real_sizes_match_eager_on_the_gpu(kernels, shape, dtype, channels_last):
     eager, fast = _pair(shape[1])
+    exact = copy.deepcopy(eager).double()
     x = _input(shape, dtype, channels_last)
     grad = torch.randn(x.shape, device=DEVICE).to(dtype)
-    _assert_close(_step(fast, x, grad), _step(eager, x, grad), dtype)
+    actual, expected = _step(fast, x, grad), _step(eager, x, grad)
+    if dtype != torch.float32:
+        _assert_close(actual, expected, dtype)
+    else:
+        # $\partial \ell / \partial \gamma$ and $\partial \ell / \partial \beta$ are sums of
+        # $10^4$ to $10^6$ terms, added in another order by the kernels; where a channel's sum
+        # nearly cancels, the two `float32` results differ by more than a relative $10^{-4}$
+        # (seen on an H200). Both are judged against `float64` instead: the kernels' error, as
+        # a fraction of the largest value, is at most a few times the eager module's.
+        reference = _step(exact, x.detach().double().requires_grad_(), grad.double())
+        for a, e, r in zip(actual, expected, reference):
+            scale = r.abs().max().item()
+            error, eager_error = ((t.double() - r).abs().max().item() / scale for t in (a, e))
+            assert error <= 4 * eager_error + 1e-6, (error, eager_error)
     torch.testing.assert_close(fast.running_var, eager.running_var, rtol=1e-4, atol=1e-5)
     assert kernels() == ALL_KERNELS
 
@@ -286,7 +301,7 @@ def test_kernels_in_a_fresh_interpreter():
 # Triton compiles to a GPU binary on any machine; only running it needs the GPU. Compiling every
 # kernel for an H100/H200 (`sm_90`) with the tile shapes a GPU would use catches what the
 # interpreter does not check (types of loop-carried values, constexpr branches, layouts).
-GPU_TILE, GPU_PROGRAMS = 2048, 4 * 132
+GPU_PROGRAMS = 4 * 132
 
 
 def _cuda_signature(kernel, dtype: str, constants: dict):
@@ -298,9 +313,11 @@ def _cuda_signature(kernel, dtype: str, constants: dict):
             signature[name] = 'constexpr'
         elif name in ('x_ptr', 'y_ptr', 'g_ptr', 'dx_ptr'):
             signature[name] = '*' + dtype
+        elif name == 'count_ptr':
+            signature[name] = '*i64'
         elif name.endswith('_ptr'):
             signature[name] = '*fp32'
-        elif name in ('eps', 'm'):
+        elif name in ('eps', 'm', 'momentum', 'unbias'):
             signature[name] = 'fp32'
         else:
             signature[name] = 'i32'
@@ -322,12 +339,14 @@ def test_kernels_compile_for_a_gpu(shape, dtype, channels_last):
     x = torch.empty(shape, device='meta')
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
-    layout = fast_batch_norm._Layout(x, tile=GPU_TILE, programs=GPU_PROGRAMS)
+    layout = fast_batch_norm._Layout(tuple(x.shape), x.stride(), x.element_size(),
+                                     torch.device('cuda'), programs=GPU_PROGRAMS)
     # The grid keeps a GPU busy: several programs per multiprocessor, several tiles per program
     assert layout.c_blocks * layout.splits >= 2 * 132 and layout.tiles_per_program > 1
-    block_k, block_c, _ = fast_batch_norm._combine_blocks(layout)
-    streaming = dict(BLOCK_C=layout.block_c, BLOCK_S=layout.block_s, HAS_RES=True, HAS_BIAS=True)
-    combining = dict(BLOCK_C=block_c, BLOCK_K=block_k, HAS_WEIGHT=True)
+    streaming = dict(BLOCK_C=layout.block_c, BLOCK_S=layout.block_s, HAS_RES=True,
+                     FROM_VAR=False, HAS_WEIGHT=True, HAS_BIAS=True)
+    combining = dict(BLOCK_C=layout.combine_c, BLOCK_K=layout.block_k, HAS_WEIGHT=True,
+                     HAS_RUNNING=True)
     for kernel in (fast_batch_norm._channel_stats_kernel, fast_batch_norm._combine_stats_kernel,
                    fast_batch_norm._apply_kernel, fast_batch_norm._grad_sums_kernel,
                    fast_batch_norm._combine_grad_kernel, fast_batch_norm._grad_input_kernel):

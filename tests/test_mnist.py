@@ -57,8 +57,13 @@ def test_model_with_and_without_batch_norm():
     torch_bn.load_state_dict(with_bn.state_dict())
     x = torch.randn(4, 1, 28, 28)
     assert with_bn(x).shape == (4, 10)
-    with pytest.raises(ValueError, match="bn_impl must be 'ours' or 'torch', got 'fast'"):
-        mnist.Model(bn_impl='fast')
+    # FastBatchNorm: the same state, and on the CPU the same numbers as BatchNorm
+    fast = mnist.Model(batch_norm=True, bn_impl='fast')
+    assert type(fast.bn1).__name__ == 'FastBatchNorm' and type(fast.bn3).__name__ == 'FastBatchNorm'
+    fast.load_state_dict(with_bn.state_dict())
+    torch.testing.assert_close(fast(x), with_bn(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="bn_impl must be one of 'ours', 'fast', 'torch', got 'cudnn'"):
+        mnist.Model(bn_impl='cudnn')
 
 
 def test_evaluation_uses_running_statistics():

@@ -82,22 +82,31 @@ PROG = 'python -m labml_nn_bn.experiments.mnist'
 # fully connected layer is followed by batch normalization, then the non-linearity. The layers
 # before a batch norm have no bias: the batch norm subtracts the mean, which would cancel any
 # bias, and its $\beta$ plays the same role. Without batch normalization, the biases are back.
+BN_IMPLS = ('ours', 'fast', 'torch')
+
+
 class Model(Module):
     """
     * `batch_norm`: whether to normalise after each hidden layer
-    * `bn_impl`: `'ours'` for `labml_nn_bn.BatchNorm`, `'torch'` for `torch.nn.BatchNorm*d`
-      (same network, for comparing speed)
+    * `bn_impl`: `'ours'` for `labml_nn_bn.BatchNorm`, `'fast'` for `labml_nn_bn.FastBatchNorm`
+      (the fused kernels, on a GPU with Triton), `'torch'` for `torch.nn.BatchNorm*d` (same
+      network, for comparing speed)
     """
 
     def __init__(self, batch_norm: bool = True, bn_impl: str = 'ours'):
         super().__init__()
-        if bn_impl not in ('ours', 'torch'):
-            raise ValueError(f"bn_impl must be 'ours' or 'torch', got {bn_impl!r}")
+        if bn_impl not in BN_IMPLS:
+            raise ValueError(f"bn_impl must be one of {', '.join(map(repr, BN_IMPLS))}, "
+                             f"got {bn_impl!r}")
         bias = not batch_norm
 
         def norm(channels, torch_cls):
             if not batch_norm:
                 return nn.Identity()
+            if bn_impl == 'fast':
+                # Imported here: Triton is imported only when the fused kernels are asked for
+                from labml_nn_bn.fast_batch_norm import FastBatchNorm
+                return FastBatchNorm(channels)
             return BatchNorm(channels) if bn_impl == 'ours' else torch_cls(channels)
 
         # $[B, 1, 28, 28] \to [B, 20, 24, 24] \to [B, 20, 12, 12]$
@@ -338,9 +347,9 @@ def check(conf: Configs):
     if conf.optimizer not in trainer.OPTIMIZERS:
         raise trainer.UsageError(f"argument --optimizer: expected 'adam' or 'sgd', "
                                  f"got {conf.optimizer!r}")
-    if conf.bn_impl not in ('ours', 'torch'):
-        raise trainer.UsageError(f"argument --bn-impl: expected 'ours' or 'torch', "
-                                 f"got {conf.bn_impl!r}")
+    if conf.bn_impl not in BN_IMPLS:
+        raise trainer.UsageError(f"argument --bn-impl: expected one of "
+                                 f"{', '.join(map(repr, BN_IMPLS))}, got {conf.bn_impl!r}")
 
 
 # ## Command line
@@ -353,8 +362,9 @@ def parse_args(argv=None, prog: str = PROG) -> Dict:
     trainer.add_device_argument(parser, defaults.device)
     parser.add_argument('--bn', dest='batch_norm', action=argparse.BooleanOptionalAction,
                         default=defaults.batch_norm, help='use batch normalization (--no-bn: without)')
-    parser.add_argument('--bn-impl', choices=['ours', 'torch'], default=defaults.bn_impl,
-                        help="whose batch norm: this package's or torch.nn's")
+    parser.add_argument('--bn-impl', choices=list(BN_IMPLS), default=defaults.bn_impl,
+                        help="whose batch norm: this package's (ours: BatchNorm; fast: "
+                             "FastBatchNorm, the fused kernels on a GPU) or torch.nn's")
     trainer.add_data_arguments(parser, defaults.dataset)
     trainer.add_logs_argument(parser)
     args = parser.parse_args(argv)

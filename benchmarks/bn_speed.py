@@ -113,7 +113,10 @@ def copy_function(x: torch.Tensor):
 
 class Timer:
     """Milliseconds per call of `fn`, over `iters` calls: CUDA events on a GPU, `perf_counter`
-    on a CPU."""
+    on a CPU. On a GPU two untimed calls start each sample, so that the sample times a steady
+    run of calls: after the synchronisation that ends a sample, the autograd engine's thread for
+    the GPU has gone to sleep, and on the H200 machine we measured on, the first backward
+    passes after it were much slower than the rest."""
 
     def __init__(self, device: torch.device):
         self.device = device
@@ -121,6 +124,8 @@ class Timer:
     def __call__(self, fn, iters: int) -> float:
         if self.device.type == 'cuda':
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            for _ in range(2):
+                fn()
             start.record()
             for _ in range(iters):
                 fn()
@@ -137,7 +142,7 @@ def iterations_for(fn, timer: Timer, target_ms: float) -> int:
     """Enough calls that one timed sample lasts about `target_ms` (after a warm-up)."""
     for _ in range(2):
         fn()
-    once = max(timer(fn, 1), 1e-3)
+    once = max(timer(fn, 3), 1e-3)
     return max(1, min(1000, int(target_ms / once)))
 
 
@@ -416,15 +421,15 @@ def _triton_version():
 
 
 def _commit():
-    """The commit measured: git's, or `BENCH_COMMIT` where the tree has no git (a copy of the
-    working tree sent to a GPU machine)."""
+    """The commit measured: `BENCH_COMMIT` where it is set (a copy of the working tree sent to a
+    GPU machine, whose git, if any, is not this one's), else git's."""
     import subprocess
     try:
         found = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT,
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         found = ''
-    return found or os.environ.get('BENCH_COMMIT') or None
+    return os.environ.get('BENCH_COMMIT') or found or None
 
 
 if __name__ == '__main__':

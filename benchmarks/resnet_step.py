@@ -127,7 +127,7 @@ def swap_batch_norms(model: nn.Module, cls) -> int:
     return count
 
 
-def make_step(model, setting: str, x, target):
+def make_step(model, setting: str, x, target, single_thread_backward: bool = False):
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
 
@@ -138,12 +138,16 @@ def make_step(model, setting: str, x, target):
                 loss = loss_fn(model(x), target)
         else:
             loss = loss_fn(model(x), target)
-        loss.backward()
+        # With `single_thread_backward`, the backward pass runs on this thread rather than on
+        # the autograd engine's thread for the GPU
+        with torch.autograd.set_multithreading_enabled(not single_thread_backward):
+            loss.backward()
         optimizer.step()
     return step
 
 
-def measure(device, setting: str, batch: int, size: int, rounds: int, smoke: bool, fast: bool):
+def measure(device, setting: str, batch: int, size: int, rounds: int, smoke: bool, fast: bool,
+            single_thread_backward: bool = False):
     torch.manual_seed(0)
     base, description = resnet50(smoke)
     base = base.to(device)
@@ -162,7 +166,8 @@ def measure(device, setting: str, batch: int, size: int, rounds: int, smoke: boo
             model.to(memory_format=torch.channels_last)
     for model in models.values():
         model.train()
-    steps = {name: make_step(model, setting, x, target) for name, model in models.items()}
+    steps = {name: make_step(model, setting, x, target, single_thread_backward)
+             for name, model in models.items()}
     timer = Timer(device)
     for fn in steps.values():
         for _ in range(2):
@@ -173,7 +178,7 @@ def measure(device, setting: str, batch: int, size: int, rounds: int, smoke: boo
             samples[name].append(timer(fn, 1))
     ms = {name: statistics.median(s) for name, s in samples.items()}
     result = {'model': description, 'batch_norms': swapped, 'batch': batch, 'size': size,
-              'setting': setting}
+              'setting': setting, 'single_thread_backward': single_thread_backward}
     for name in steps:
         result[name] = {'ms': ms[name], 'ratio': ms[name] / ms['native'],
                         'spread': _spread(samples[name]),
@@ -199,6 +204,10 @@ def main(argv=None):
     parser.add_argument('--rounds', type=int, default=None,
                         help='timed steps per implementation, interleaved; when not given 20 on '
                              'CUDA, 5 on CPU, 3 with --smoke')
+    parser.add_argument('--single-thread-backward', action='store_true',
+                        help="run each backward pass on the calling thread "
+                             "(torch.autograd.set_multithreading_enabled(False)); the JSON's "
+                             "name ends in -single-thread-backward")
     parser.add_argument('--out', default=None,
                         help='folder for the JSON; when not given benchmarks/results, '
                              'test-output/bench-smoke with --smoke')
@@ -222,9 +231,11 @@ def main(argv=None):
     start = time.time()
     kind = device_kind(device)
     description = describe_device(device)
-    stem = f'resnet_step-{kind}'
+    stem = f'resnet_step-{kind}' + ('-single-thread-backward' if args.single_thread_backward
+                                    else '')
     text_stamp = stamp('random images, 1000 classes', f'{rounds} interleaved steps, median'
-                       + (' (smoke)' if args.smoke else ''), description)
+                       + (', backward on the calling thread' if args.single_thread_backward
+                          else '') + (' (smoke)' if args.smoke else ''), description)
 
     def save(values):
         meta = {'device': description, 'kind': kind, 'torch': torch.__version__, 'date': today(),
@@ -242,7 +253,8 @@ def main(argv=None):
             batch = args.batch
         else:
             batch = 2 if args.smoke else (64 if setting == 'fp32' else 128) if cuda else 8
-        values[setting] = r = measure(device, setting, batch, size, rounds, args.smoke, fast)
+        values[setting] = r = measure(device, setting, batch, size, rounds, args.smoke, fast,
+                                      args.single_thread_backward)
         parts = [f'{name} {r[name]["ms"]:.1f} ms ({r[name]["ratio"]:.2f}×, '
                  f'peak {r[name]["peak_ratio"]:.2f}×)'
                  for name in ('native', 'eager', 'fast') if name in r]

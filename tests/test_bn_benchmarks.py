@@ -103,6 +103,24 @@ def test_resnet_step_smoke_writes_the_results(resnet_step, tmp_path):
     assert fp32['native']['peak_ratio'] == 1. and fp32['eager']['peak_bytes'] > 0
 
 
+def test_resnet_step_can_run_the_backward_on_the_calling_thread(resnet_step, tmp_path, monkeypatch):
+    # --single-thread-backward: every backward pass under set_multithreading_enabled(False),
+    # written to its own JSON
+    seen = []
+    original = torch.autograd.set_multithreading_enabled
+
+    def spy(mode):
+        seen.append(mode)
+        return original(mode)
+    monkeypatch.setattr(torch.autograd, 'set_multithreading_enabled', spy)
+    resnet_step.main(['--smoke', '--device', 'cpu', '--settings', 'fp32', '--rounds', '1',
+                      '--size', '16', '--single-thread-backward', '--out', str(tmp_path)])
+    data = json.loads((tmp_path / 'resnet_step-cpu-single-thread-backward.json').read_text())
+    assert data['values']['fp32']['single_thread_backward'] is True
+    assert 'backward on the calling thread' in data['stamp']
+    assert seen and not any(seen)
+
+
 def test_the_performance_page_quotes_the_committed_measurements():
     # docs/performance.md's CPU section is what benchmarks/performance_page.py makes of the JSON
     page = _load('performance_page')

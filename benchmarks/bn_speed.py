@@ -285,8 +285,9 @@ TARGETS = [
 def targets(results, device_type: str):
     """Which of the issue's targets hold in this run: `{name: {value, limit, met}}`."""
     found = {}
+    prefix = 'gpu' if device_type == 'cuda' else device_type
     for name, key, mode, impl, quantity, limit in TARGETS:
-        if name.startswith(device_type) and key in results and impl in results[key][mode]:
+        if name.startswith(prefix) and key in results and impl in results[key][mode]:
             value = results[key][mode][impl][quantity]
             found[name] = {'value': value, 'limit': limit, 'met': 'yes' if value <= limit else 'no'}
     # Every other shape: eager ≤ 2× (GPU); fast ≤ 1× (GPU); evaluation ≤ 1.5× (everywhere);

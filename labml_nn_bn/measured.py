@@ -55,6 +55,10 @@ def value(figures_dir: Path, source: str, key: str):
                          f'(run `make figures`)')
     node = json.loads(path.read_text(encoding='utf-8'))['values']
     for part in key.split('.'):
+        # a list's items are named by their position
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+            continue
         if not isinstance(node, dict) or part not in node:
             raise ValueError(f'a quote names {source}:{key}, but {path.name} has no value {key!r}')
         node = node[part]

@@ -92,6 +92,25 @@ def test_our_resnet50_is_torchvisions_architecture(resnet_step):
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
 
 
+def test_the_gpu_targets_are_read_from_a_gpu_run(bn_speed):
+    # The named GPU targets (the 256×64×56×56 ones) are evaluated for a CUDA run, and
+    # the CPU's are not; a CPU run gets the CPU's
+    def entry(ms):
+        return {'ms': ms, 'ratio': ms / 2., 'peak_ratio': 1.}
+    results = {'fp32_256x64x56x56': {'train': {'native': entry(2.), 'eager': entry(2.2),
+                                               'fast': entry(0.4)},
+                                     'eval': {'native': entry(2.), 'eager': entry(2.)}},
+               'bf16_cl_256x64x56x56': {'train': {'native': entry(2.), 'eager': entry(4.),
+                                                  'fast': entry(1.5)},
+                                        'eval': {'native': entry(2.), 'eager': entry(2.)}}}
+    found = bn_speed.targets(results, 'cuda')
+    assert found['gpu_fast_256x64x56x56_ms'] == {'value': 0.4, 'limit': 0.5, 'met': 'yes'}
+    assert found['gpu_eager_256x64x56x56']['value'] == 1.1
+    assert found['gpu_fast_bf16_cl_256x64x56x56']['met'] == 'yes'
+    assert not any(name.startswith('cpu') for name in found)
+    assert not any(name.startswith('gpu') for name in bn_speed.targets(results, 'cpu'))
+
+
 def test_resnet_step_smoke_writes_the_results(resnet_step, tmp_path):
     resnet_step.main(['--smoke', '--device', 'cpu', '--settings', 'fp32', '--rounds', '1',
                       '--size', '16', '--out', str(tmp_path)])

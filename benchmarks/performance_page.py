@@ -216,14 +216,33 @@ def _gpu_findings(name, inputs, figures: Path, kind: str):
     out.append("**At the smaller inputs every implementation is bound by the processor that "
                "issues the kernels, not by the GPU.** Native's whole step is two calls into C++; ours "
                "is Python around each launch: an autograd `Function`, its backward pass, and for the "
-               "eager module some twenty tensor operations per direction, for `FastBatchNorm` three "
-               "Triton launches. On the machine we measured on, that made our steps several times "
-               "native's at every input smaller than $256 \\times 64 \\times 56 \\times 56$ (the "
-               "tables below), whatever the kernels do. PyTorch runs a backward pass on a thread "
-               "of its own for each GPU, and there each of our Python operations cost more than on the "
-               "calling thread; `torch.autograd.set_multithreading_enabled(False)` runs it on the "
-               "calling thread instead, which is what the second ResNet-50 table measures.")
+               "eager module about twenty tensor operations per direction, for `FastBatchNorm` three "
+               "Triton launches and a few allocations. On the machine we measured on, that made our "
+               "steps several times native's at every input smaller than "
+               "$256 \\times 64 \\times 56 \\times 56$ (the tables below), whatever the kernels do.")
     out.append('')
+    threads = [figures / f'resnet_step-{kind}{suffix}.json' for suffix in ('', '-single-thread-backward')]
+    if all(path.exists() for path in threads):
+        (a_name, a), (b_name, b) = ((p.stem, json.loads(p.read_text())['values']) for p in threads)
+        if all('fast' in r.get('fp32', {}) for r in (a, b)):
+            out.append(f"PyTorch runs a backward pass on a thread of its own for each GPU. There our "
+                       f"Python backward passes were much slower than on the calling thread, and "
+                       f"native's were not: in a ResNet-50 training step (`float32`, the two tables "
+                       f"below), `FastBatchNorm` took "
+                       f"{q(a_name, 'fp32.fast.ratio', '.2f', a['fp32']['fast']['ratio'])}× native's time "
+                       f"with PyTorch's default and "
+                       f"{q(b_name, 'fp32.fast.ratio', '.2f', b['fp32']['fast']['ratio'])}× with "
+                       f"`torch.autograd.set_multithreading_enabled(False)` around the backward pass, "
+                       f"which runs it on the calling thread; the eager module "
+                       f"{q(a_name, 'fp32.eager.ratio', '.2f', a['fp32']['eager']['ratio'])}× and "
+                       f"{q(b_name, 'fp32.eager.ratio', '.2f', b['fp32']['eager']['ratio'])}×, while "
+                       f"native itself took {q(a_name, 'fp32.native.ms', '.1f', a['fp32']['native']['ms'])} "
+                       f"and {q(b_name, 'fp32.native.ms', '.1f', b['fp32']['native']['ms'])} ms. "
+                       f"Why the thread costs our Python so much there we have not established. "
+                       f"For single-GPU training with these modules, running the backward pass on "
+                       f"the calling thread is worth trying; captured as a CUDA graph, a step runs no "
+                       f"Python at all (the MNIST table).")
+            out.append('')
     return out
 
 

@@ -211,6 +211,65 @@ def test_evaluation_matches_eager(kernels, channels_last):
     assert kernels() == {'_apply_kernel'}
 
 
+def test_the_running_averages_are_updated_by_the_kernel(kernels, monkeypatch):
+    # With float32 buffers and a fixed momentum the combining kernel updates them (and counts
+    # the batch); with momentum=None or half-precision buffers the module's own update does
+    calls = []
+    original = BatchNorm._update_running_stats
+
+    def spy(self, *args):
+        calls.append(self.momentum)
+        return original(self, *args)
+    monkeypatch.setattr(BatchNorm, '_update_running_stats', spy)
+    for options, by_kernel in ((dict(), True), (dict(momentum=0.5), True),
+                               (dict(momentum=None), False)):
+        eager, fast = _pair(3, **options)
+        for _ in range(3):
+            x = _input((6, 3, 4))
+            fast(x), eager(x)
+        for name in ('running_mean', 'running_var', 'num_batches_tracked'):
+            torch.testing.assert_close(getattr(fast, name), getattr(eager, name),
+                                       rtol=1e-5, atol=1e-6)
+        assert fast.num_batches_tracked.item() == 3
+        # the eager module's three updates, and the fast one's where the kernel does not
+        assert len(calls) == (3 if by_kernel else 6), (options, calls)
+        calls.clear()
+    eager, fast = _pair(3)
+    fast.running_mean.data = fast.running_mean.data.half()
+    fast.running_var.data = fast.running_var.data.half()
+    x = _input((6, 3, 4))
+    fast(x)
+    assert calls and fast.running_mean.dtype == torch.float16
+
+
+@pytest.mark.parametrize('options', [dict(affine=False), dict(bias=False)])
+def test_evaluation_without_weight_or_bias_and_with_half_buffers(kernels, options):
+    eager, fast = _pair(3, **options)
+    with torch.no_grad():
+        eager.running_mean.normal_()
+        eager.running_var.uniform_(0.5, 2.)
+    fast.load_state_dict(eager.state_dict())
+    eager.eval(), fast.eval()
+    x = _input((4, 3, 5)).detach()
+    half = copy.deepcopy(fast).half()
+    with torch.no_grad():
+        _assert_close([fast(x)], [eager(x)])
+        _assert_close([half(x.half())], [eager(x).half()], torch.float16)
+    assert kernels() == {'_apply_kernel'}
+
+
+def test_layouts_are_kept_per_shape_and_strides():
+    if fast_batch_norm.triton is None:
+        pytest.skip('Triton is not installed')
+    x = torch.randn(4, 8, 3, 5)
+    first = fast_batch_norm._layout(x)
+    assert fast_batch_norm._layout(x.clone()) is first
+    channels_last = fast_batch_norm._layout(x.to(memory_format=torch.channels_last))
+    assert channels_last is not first and channels_last.strides == (0, 1, 8)
+    transposed = fast_batch_norm._layout(x.transpose(2, 3))
+    assert transposed.copy and not first.copy and not channels_last.copy
+
+
 def test_evaluation_with_gradients_uses_the_eager_path(kernels):
     # The evaluation kernel has no backward pass, so gradients through an evaluation-mode
     # layer (fine-tuning with frozen statistics) come from the eager module

@@ -51,7 +51,7 @@ What the figure shows (torch 2.13 on CPU):
   at $10^3$, <!-- measured variance_identity:float32.two_pass.1e6 .1e -->2.1e-02<!-- /measured -->
   at $10^6$. `torch.var_mean` and `torch.nn.BatchNorm2d` behave like the two-pass form
   (<!-- measured variance_identity:float32.torch_batch_norm.1e6 .1e -->2.2e-02<!-- /measured -->
-  at $10^6$); the shifted form stays at <!-- measured variance_identity:float32.shifted.1e6 .1e -->5.5e-08<!-- /measured -->,
+  at $10^6$); the shifted form stays at <!-- measured variance_identity:float32.shifted.1e6 .1e -->5.6e-08<!-- /measured -->,
   next to the error of rounding the exact output to `float32`.
 * `bfloat16` keeps 8 significant bits. Written in `bfloat16`, the identity's variance is
   negative from an offset of about 30. From about $4 \times 10^3$ on, every stored value of a

@@ -18,7 +18,6 @@ kind of the last device measured (the GPU, where there is one).
 import argparse
 import os
 import platform
-import re
 import statistics
 import time
 
@@ -33,7 +32,7 @@ from labml_nn_bn.figures import describe_device, save_values, stamp, today
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cli_checks  # noqa: E402
-from bn_speed import _commit  # noqa: E402
+from bn_speed import _commit, device_kind  # noqa: E402
 
 
 def synchronize(device):
@@ -155,8 +154,7 @@ def main(argv=None):
                     'test_accuracy': accuracy, 'what': text}
     if out is not None and devices:
         device = devices[-1]
-        kind = 'cpu' if device.type == 'cpu' else re.sub(
-            r'[^a-z0-9]+', '-', torch.cuda.get_device_name(device).lower()).strip('-')
+        kind = device_kind(device)
         meta = {'dataset': str(dataset), 'how': how, 'batch': args.batch_size,
                 'repeats': args.repeats, 'torch': torch.__version__, 'date': today(),
                 'threads': torch.get_num_threads(), 'commit': _commit()}

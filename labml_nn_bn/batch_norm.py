@@ -1058,29 +1058,25 @@ def _sum_over(parts):
     return [torch.stack(column).sum(dim=0) for column in zip(*parts)]
 
 
-# $\epsilon$ as a tensor of the compute dtype, made once (see `_kept`). Added to a tensor as a
-# Python number, it is converted to a tensor on every call, which on this project's CPU costs
-# more than the addition itself (8 µs against 3 µs for 128 channels): on small inputs,
-# inference is mostly such fixed costs.
-def _epsilon(eps: float, dtype):
-    if _is_compiling():
-        return eps
-    return _kept(('eps', eps, dtype), lambda: torch.tensor(eps, dtype=dtype))
-
-
-# Small tensors made from Python numbers, kept for the calls that follow, up to 64 of them.
-# Each is made as a normal tensor even under `torch.inference_mode`, so that autograd can use it
-# later. While `torch.compile` or `torch.export` traces the code, nothing is kept: the callers
-# make their values afresh, since the trace's tensors must not outlive it.
+# $\epsilon$ as a tensor of the compute dtype, made once for each (eps, dtype) and kept, up to
+# 64 of them. Added to a tensor as a Python number, it is converted to a tensor on every call,
+# which on this project's CPU costs more than the addition itself (8 µs against 3 µs for 128
+# channels): on small inputs, inference is mostly such fixed costs. It is made as a normal tensor
+# even under `torch.inference_mode`, so that autograd can use it later; while `torch.compile`
+# or `torch.export` traces the code, nothing is kept, since the trace's tensors must not
+# outlive it.
 _KEPT = {}
 
 
-def _kept(key: tuple, make) -> torch.Tensor:
+def _epsilon(eps: float, dtype):
+    if _is_compiling():
+        return eps
+    key = (eps, dtype)
     if key not in _KEPT:
         if len(_KEPT) >= 64:
             _KEPT.clear()
         with torch.inference_mode(False):
-            _KEPT[key] = make()
+            _KEPT[key] = torch.tensor(eps, dtype=dtype)
     return _KEPT[key]
 
 

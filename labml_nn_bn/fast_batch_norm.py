@@ -370,16 +370,14 @@ def _grad_input_kernel(x_ptr, g_ptr, dx_ptr, shift_ptr, res_ptr, scale_ptr, k1_p
 # each shape, strides and dtype (see `_layout`): on a GPU, a small batch norm is over in a few
 # microseconds, and the Python that launches it is what takes the time.
 class _Layout:
-    def __init__(self, shape, strides, element_size: int, device: torch.device,
-                 tile: int = None, programs: int = None, warps: int = None):
-        batch, channels = shape[0], shape[1]
-        positions = 1
-        for size in shape[2:]:
-            positions *= size
-        contiguous = _dense(shape, strides, range(len(shape)))
-        channels_last = len(shape) > 2 and _dense(shape, strides,
-                                                  [0, *range(2, len(shape)), 1])
-        tile = tile or _tile_elements(device, element_size)
+    def __init__(self, x: torch.Tensor, tile: int = None, programs: int = None,
+                 warps: int = None, device: torch.device = None):
+        batch, channels = x.shape[0], x.shape[1]
+        positions = x.numel() // (batch * channels)
+        contiguous = x.is_contiguous()
+        channels_last = x.dim() > 2 and x.movedim(1, -1).is_contiguous()
+        device = device or x.device
+        tile = tile or _tile_elements(device, x.element_size())
         if positions == 1 or (channels_last and not contiguous):
             # Rows of $C$ contiguous channels: $[B, C, S]$ is read as $[1, C, B \cdot S]$
             self.copy = not channels_last and not contiguous
@@ -423,32 +421,20 @@ class _Layout:
         return dict(BLOCK_C=self.block_c, BLOCK_S=self.block_s, num_warps=self.warps)
 
 
-# Whether memory holds the dimensions of `shape` densely in the order `order` (outermost first),
-# as `torch.Tensor.is_contiguous` decides it: dimensions of size one may have any stride.
-def _dense(shape, strides, order) -> bool:
-    expected = 1
-    for dim in reversed(list(order)):
-        if shape[dim] != 1:
-            if strides[dim] != expected:
-                return False
-            expected *= shape[dim]
-    return True
-
-
 # The layout of `x`, kept for each shape, strides, dtype and device, up to 256 of them; `tuning`
 # (`tile`, `programs`, `warps`) overrides the choices, for `benchmarks/fast_tiles.py`.
 _LAYOUTS = {}
 
 
 def _layout(x: torch.Tensor, tuning: dict = None) -> _Layout:
-    args = (tuple(x.shape), x.stride(), x.element_size(), x.device)
     if tuning:
-        return _Layout(*args, **tuning)
-    if args not in _LAYOUTS:
+        return _Layout(x, **tuning)
+    key = (tuple(x.shape), x.stride(), x.dtype, x.device)
+    if key not in _LAYOUTS:
         if len(_LAYOUTS) >= 256:
             _LAYOUTS.clear()
-        _LAYOUTS[args] = _Layout(*args)
-    return _LAYOUTS[args]
+        _LAYOUTS[key] = _Layout(x)
+    return _LAYOUTS[key]
 
 
 # Values per tile: 16 KiB of input on a GPU (4,096 `float32` or 8,192 `bfloat16` values), read
@@ -528,12 +514,8 @@ def batch_norm_backward(grad_y: torch.Tensor, x: torch.Tensor, shift, res, inv_s
     k1, k2 = scratch[2 * layout.splits * c:].view(2, c).unbind(0)
     _launch(_grad_sums_kernel, layout.grid, x, g, shift, res, partials, *layout.tiling(),
             layout.splits, *layout.strides, **layout.streaming())
-    weight_dtype, bias_dtype = weight_dtype or torch.float32, bias_dtype or torch.float32
-    if weight_dtype == bias_dtype:
-        grad_weight, grad_bias = torch.empty(2, c, device=x.device, dtype=weight_dtype).unbind(0)
-    else:
-        grad_weight = torch.empty(c, device=x.device, dtype=weight_dtype)
-        grad_bias = torch.empty(c, device=x.device, dtype=bias_dtype)
+    grad_weight = torch.empty(c, device=x.device, dtype=weight_dtype or torch.float32)
+    grad_bias = torch.empty(c, device=x.device, dtype=bias_dtype or torch.float32)
     _launch(_combine_grad_kernel, layout.combine_grid, partials, inv_std, scale, grad_weight,
             grad_bias, k1, k2, c, layout.splits, float(m),
             BLOCK_K=layout.block_k, BLOCK_C=layout.combine_c)

@@ -398,8 +398,7 @@ def test_kernels_compile_for_a_gpu(shape, dtype, channels_last):
     x = torch.empty(shape, device='meta')
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
-    layout = fast_batch_norm._Layout(tuple(x.shape), x.stride(), x.element_size(),
-                                     torch.device('cuda'), programs=GPU_PROGRAMS)
+    layout = fast_batch_norm._Layout(x, programs=GPU_PROGRAMS, device=torch.device('cuda'))
     # The grid keeps a GPU busy: several programs per multiprocessor, several tiles per program
     assert layout.c_blocks * layout.splits >= 2 * 132 and layout.tiles_per_program > 1
     streaming = dict(BLOCK_C=layout.block_c, BLOCK_S=layout.block_s, HAS_RES=True,

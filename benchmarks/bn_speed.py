@@ -11,7 +11,9 @@ reads $x$ and $\\partial\\ell/\\partial y$ and writes $\\partial\\ell/\\partial 
 ($5Nb$); evaluation reads $x$ and writes $y$ ($2Nb$). A device-to-device copy of $x$
 (`torch.empty_like(x).copy_(x)`, $2Nb$ bytes) timed in the same rounds gives the bandwidth the
 device actually reaches. The peak memory of one training step is compared with native's
-(on a CPU, from the allocations torch's profiler records).
+(on a CPU, from the allocations torch's profiler records). On a CPU, the page faults per call
+are counted too: memory that the allocator handed back to the system and took again, which
+costs a fault per 4 KiB page touched.
 
     python benchmarks/bn_speed.py                   # CUDA when available, else CPU
     python benchmarks/bn_speed.py --device cpu --figures   # also docs/figures/bn_speed-cpu.json
@@ -214,6 +216,7 @@ def measure_input(shape, dtype: str, channels_last: bool, device, rounds: int, t
         functions['copy'] = copy_function(x.detach())
         iters = {name: iterations_for(fn, timer, target_ms) for name, fn in functions.items()}
         samples = {name: [] for name in functions}
+        faults = {name: 0 for name in functions}
         # Interleaved rounds: every implementation sees the same machine load. The order
         # changes from round to round (seeded), so that none always runs right after the same
         # neighbour, whose memory traffic and allocations it would inherit.
@@ -222,7 +225,9 @@ def measure_input(shape, dtype: str, channels_last: bool, device, rounds: int, t
         for _ in range(rounds):
             shuffle(order)
             for name in order:
+                before = _page_faults()
                 samples[name].append(timer(functions[name], iters[name]))
+                faults[name] += _page_faults() - before
         ms = {name: statistics.median(s) for name, s in samples.items()}
         # The minimal traffic of this mode, and of the copy
         minimal = (5 if mode == 'train' else 2) * bytes_per_pass
@@ -234,6 +239,9 @@ def measure_input(shape, dtype: str, channels_last: bool, device, rounds: int, t
                             'of_copy': gbps / copy_gbps, 'spread': _spread(samples[name])}
             if mode == 'train':
                 values[name]['peak_bytes'] = peak_memory(functions[name], device)
+        if device.type == 'cpu':
+            for name in functions:
+                values[name]['faults'] = faults[name] / (rounds * iters[name])
         if mode == 'train':
             for name in modules:
                 values[name]['peak_ratio'] = values[name]['peak_bytes'] / values['native']['peak_bytes']
@@ -241,6 +249,16 @@ def measure_input(shape, dtype: str, channels_last: bool, device, rounds: int, t
         values['iters'] = iters
         result[mode] = values
     return result
+
+
+def _page_faults() -> int:
+    """Minor page faults of this process so far (all threads); 0 where the system keeps no
+    count."""
+    try:
+        import resource
+    except ImportError:
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _spread(samples):
@@ -324,8 +342,10 @@ def format_rows(key: str, result) -> str:
             if name in v:
                 peak = (f', peak memory {v[name]["peak_ratio"]:.2f}×'
                         if 'peak_ratio' in v[name] and name != 'native' else '')
+                faults = (f', {v[name]["faults"]:.0f} faults'
+                          if 'faults' in v[name] else '')
                 parts.append(f'{name} {v[name]["ms"]:8.3f} ms ({v[name]["ratio"]:.2f}×, '
-                             f'{v[name]["gbps"]:.1f} GB/s{peak})')
+                             f'{v[name]["gbps"]:.1f} GB/s{peak}{faults})')
         lines.append('  '.join(parts))
     return '\n'.join(lines)
 

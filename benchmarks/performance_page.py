@@ -64,15 +64,19 @@ def cpu_section() -> str:
     out.append(bn_speed.markdown_table(N, inputs, 'train'))
     out.append('')
     out.append('**Peak memory** of a training step (above what was allocated before it, from the '
-               "allocations torch's profiler records), eager / native:")
+               "allocations torch's profiler records), eager / native, and the **page faults** per "
+               'step over the timed rounds (memory the allocator had handed back to the system '
+               'and took again, a fault per 4 KiB page):')
     out.append('')
-    out.append('| input | native bytes | eager bytes | eager / native |')
-    out.append('|---|---|---|---|')
+    out.append('| input | native bytes | eager bytes | eager / native | native faults | eager faults |')
+    out.append('|---|---|---|---|---|---|')
     for key, r in inputs.items():
         v = r['train']
         out.append(f"| {key.replace('_', ' ')} | {q(N, f'{key}.train.native.peak_bytes', ',d', v['native']['peak_bytes'])} | "
                    f"{q(N, f'{key}.train.eager.peak_bytes', ',d', v['eager']['peak_bytes'])} | "
-                   f"{q(N, f'{key}.train.eager.peak_ratio', '.2f', v['eager']['peak_ratio'])}× |")
+                   f"{q(N, f'{key}.train.eager.peak_ratio', '.2f', v['eager']['peak_ratio'])}× | "
+                   f"{q(N, f'{key}.train.native.faults', '.0f', v['native']['faults'])} | "
+                   f"{q(N, f'{key}.train.eager.faults', '.0f', v['eager']['faults'])} |")
     out.append('')
     out.append('**Evaluation** (forward with population statistics, no autograd); GB/s is $2Nb$ over the time:')
     out.append('')

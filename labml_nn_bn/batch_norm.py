@@ -361,13 +361,13 @@ def _samples(x: torch.Tensor) -> torch.Tensor:
 # $\sum_i d_i$ and $\sum_i d_i^2$. Rounding could leave a tiny negative variance for a constant
 # channel; it is clamped at zero. An empty batch gets $r = \sigma^2_\mathcal{B} = 0$, so that its
 # gradients are zero, not `NaN`.
-def _shifted_moments(d: torch.Tensor):
-    return _moments(*_shifted_sums(d), d.numel() // d.shape[1])
+def _shifted_moments(d: torch.Tensor, in_place: bool = False):
+    return _moments(*_shifted_sums(d, in_place), d.numel() // d.shape[1])
 
 
-def _shifted_sums(d: torch.Tensor):
+def _shifted_sums(d: torch.Tensor, in_place: bool = False):
     dims = _reduced_dims(d)
-    return d.sum(dim=dims, keepdim=True), _sum_of_squares(d, dims)
+    return d.sum(dim=dims, keepdim=True), _sum_of_squares(d, dims, in_place)
 
 
 # $\sum_i d_i^2$. On a GPU, as the square of `torch.linalg.vector_norm`: one pass that writes
@@ -375,11 +375,27 @@ def _shifted_sums(d: torch.Tensor):
 # H200, 0.12 ms against 0.21 ms at 256×64×56×56 `float32`, and a training step's peak memory
 # one tensor lower). On the CPU the norm is several times slower than the two steps, and when
 # autograd records the computation (a second derivative) the norm's gradient is undefined at a
-# constant channel, so both keep the product.
-def _sum_of_squares(d: torch.Tensor, dims) -> torch.Tensor:
+# constant channel, so both keep the product: formed over $d$ itself with `in_place`, which
+# the caller then rebuilds (see `_squares_over_d`).
+def _sum_of_squares(d: torch.Tensor, dims, in_place: bool = False) -> torch.Tensor:
     if _on_gpu(d) and not d.requires_grad:
         return torch.linalg.vector_norm(d, 2, dim=dims, keepdim=True).square_()
-    return (d * d).sum(dim=dims, keepdim=True)
+    return (d.mul_(d) if in_place else d * d).sum(dim=dims, keepdim=True)
+
+
+# **No activation-sized temporaries** (our engineering choice, not the paper's). Where the
+# products $d_i^2$ (forward, on the CPU) and $g_i d_i$ (backward, everywhere) would need a
+# tensor of their own, they are formed over $d$, and $d$ is rebuilt from $x$ afterwards: one
+# more pass over memory, but a training step then allocates nothing as large as the input
+# except its outputs $y$ and $\frac{\partial \ell}{\partial x}$, as native's does. On a GPU
+# that keeps the peak memory at native's; on the CPU it also keeps the step away from the
+# operating system: a freed activation-sized tensor is often handed back to it by the
+# allocator, and the next one costs a page fault per 4 KiB (`benchmarks/bn_speed.py` counts
+# them; the [Performance](../performance.md) page has the numbers). Not while `torch.compile` traces
+# the code, which fuses the passes itself, nor when autograd records the backward pass for a
+# second derivative, which needs $d$ as it is.
+def _squares_over_d(d: torch.Tensor) -> bool:
+    return not _on_gpu(d) and not _is_compiling()
 
 
 def _moments(sum_d: torch.Tensor, sum_d2: torch.Tensor, m: int):
@@ -418,13 +434,17 @@ class BatchNormFunction(torch.autograd.Function):
         """
         shape = _channel_shape(x)
         # $s$, then $d_i = x_i - s$ in the compute dtype, and from it $r$ and
-        # $\sigma^2_\mathcal{B}$; $[B, C, *]$, then $[1, C, 1, \dots]$. A half-precision input on
-        # the CPU goes through in pieces of the batch instead (see `_piece_size`).
+        # $\sigma^2_\mathcal{B}$; $[B, C, *]$, then $[1, C, 1, \dots]$. On the CPU the squares
+        # $d_i^2$ are formed over $d$, which is then rebuilt (see `_squares_over_d`); a
+        # half-precision input there goes through in pieces of the batch (see `_piece_size`).
         shift = _cheap_shift(x)
         piece = _piece_size(x)
         if piece is None:
             d = _subtract(x, shift)
-            residual, var = _shifted_moments(d)
+            squares_over_d = _squares_over_d(d)
+            residual, var = _shifted_moments(d, in_place=squares_over_d)
+            if squares_over_d:
+                d = _subtract(x, shift, out=d)
         else:
             parts = x.split(piece)
             sums = _sum_over(_shifted_sums(_subtract(p, shift)) for p in parts)
@@ -533,10 +553,10 @@ class BatchNormFunction(torch.autograd.Function):
         # half-precision input on the CPU goes through in pieces of the batch (see `_piece_size`)
         double_backward = torch.is_grad_enabled()
         piece = None if double_backward else _piece_size(x)
-        # On a GPU, $g_j d_j$ is formed over $d$, and $d$ rebuilt for the input gradient: one
-        # more pass, but no activation-sized temporary, so that a training step holds at its
-        # peak what `torch.nn.BatchNorm2d`'s does (1.5 times that otherwise, measured on an H200)
-        lean = _on_gpu(x) and not double_backward and not _is_compiling()
+        # $g_j d_j$ is formed over $d$, and $d$ rebuilt for the input gradient (see
+        # `_squares_over_d`); on an H200, a training step otherwise held 1.5 times what
+        # `torch.nn.BatchNorm2d`'s does at its peak
+        lean = not double_backward and not _is_compiling()
         # $\sum_j g_j$ and $\sum_j g_j d_j$, with $d_i = x_i - s$ rebuilt from the saved input;
         # $[1, C, 1, \dots]$
         if piece is None:
@@ -572,7 +592,7 @@ class BatchNormFunction(torch.autograd.Function):
 
             if piece is None:
                 if lean:
-                    d = torch.sub(x, shift, out=d)
+                    d = _subtract(x, shift, out=d)
                 grad_x = input_gradient(d, grad_y).to(x.dtype)
             else:
                 grad_x = torch.empty_like(x)
@@ -1003,13 +1023,14 @@ def _rounds_coefficients(x: torch.Tensor) -> bool:
     return x.dtype == torch.bfloat16 and x.is_cpu
 
 
-# $d_i = x_i - s$ in the compute dtype of the shift. A half-precision $x$ is widened first on the
-# CPU, whose kernels mixing `bfloat16` and `float32` operands run through a slow generic loop;
-# GPUs widen mixed operands in registers, in the same pass.
-def _subtract(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+# $d_i = x_i - s$ in the compute dtype of the shift, into `out` if given. A half-precision $x$ is
+# widened first on the CPU, whose kernels mixing `bfloat16` and `float32` operands run through
+# a slow generic loop; GPUs widen mixed operands in registers, in the same pass.
+def _subtract(x: torch.Tensor, shift: torch.Tensor, out: torch.Tensor = None):
     if x.dtype != shift.dtype and x.is_cpu:
-        return x.to(shift.dtype).sub_(shift)
-    return x - shift
+        d = x.to(shift.dtype) if out is None else out.copy_(x)
+        return d.sub_(shift)
+    return torch.sub(x, shift, out=out)
 
 
 # A half-precision gradient widened on the CPU, for the same reason
@@ -1030,9 +1051,9 @@ def _gradient_sums(g: torch.Tensor, d: torch.Tensor, overwrite: bool = False):
 # **Half precision on the CPU, in pieces of the batch** (our engineering choice, not the
 # paper's). Statistics and gradients are computed in `float32`. A `bfloat16` or `float16`
 # input widened whole would add a `float32` copy, twice its own size, to the memory a training
-# step holds at its peak, and the backward pass two more (the widened gradient and a product
-# with it). On the CPU, an input of $2^{20}$ values or more goes through instead in up to eight
-# pieces of the batch, each at least one example and on average $2^{17}$ values or more: each
+# step holds at its peak, and the backward pass one more (the widened gradient). On the CPU,
+# an input of $2^{20}$ values or more goes through instead in up to eight pieces of the
+# batch, each at least one example and on average $2^{17}$ values or more: each
 # piece is widened and reduced, and in a second pass turned into its part of the output (or of
 # the input gradient) in the input's dtype, so the `float32` copies only ever hold one piece.
 # The sums over the pieces add up to the same statistics; only the order of the additions

@@ -56,12 +56,24 @@ def test_bn_speed_smoke_writes_the_results(bn_speed, tmp_path, capsys):
             assert result['train'][impl]['peak_bytes'] >= 2 * n_bytes
         assert result['train']['eager']['peak_ratio'] == pytest.approx(
             result['train']['eager']['peak_bytes'] / result['train']['native']['peak_bytes'])
+        # Page faults per call, counted on a CPU
+        for mode in ('train', 'eval'):
+            for impl in ('native', 'eager', 'copy'):
+                assert result[mode][impl]['faults'] >= 0
     # The page's tables quote the JSON
     assert '<!-- measured bn_speed-cpu:fp32_16x8.train.eager.ratio .2f -->' in capsys.readouterr().out
 
 
+def test_bn_speed_counts_the_page_faults_of_fresh_memory(bn_speed):
+    # 64 MiB is above the largest size glibc's allocator serves from its heap: it comes fresh
+    # from the system, and every page written is a fault (fewer with huge pages, never none)
+    before = bn_speed._page_faults()
+    torch.ones(1 << 24)
+    assert bn_speed._page_faults() > before
+
+
 # Memory is counted, not timed, so the target can be checked here. A bfloat16 training step on
-# the CPU computes in float32: widened whole, the input and the gradient would hold 14 bytes a
+# the CPU computes in float32: widened whole, the input and the gradient would hold 12 bytes a
 # value at the peak, where torch's native batch norm holds 6 (the output, the input gradient and
 # one more). In pieces of the batch the float32 copies hold one piece at a time.
 @pytest.mark.parametrize('memory_format', [torch.contiguous_format, torch.channels_last])

@@ -383,21 +383,6 @@ def _sum_of_squares(d: torch.Tensor, dims, in_place: bool = False) -> torch.Tens
     return (d.mul_(d) if in_place else d * d).sum(dim=dims, keepdim=True)
 
 
-# **No activation-sized temporaries** (our engineering choice, not the paper's). Where the
-# products $d_i^2$ (forward, on the CPU) and $g_i d_i$ (backward, everywhere) would need a
-# tensor of their own, they are formed over $d$, and $d$ is rebuilt from $x$ afterwards: one
-# more pass over memory, but a training step then allocates nothing as large as the input
-# except its outputs $y$ and $\frac{\partial \ell}{\partial x}$, as native's does. On a GPU
-# that keeps the peak memory at native's; on the CPU it also keeps the step away from the
-# operating system: a freed activation-sized tensor is often handed back to it by the
-# allocator, and the next one costs a page fault per 4 KiB (`benchmarks/bn_speed.py` counts
-# them; the [Performance](../performance.md) page has the numbers). Not while `torch.compile` traces
-# the code, which fuses the passes itself, nor when autograd records the backward pass for a
-# second derivative, which needs $d$ as it is.
-def _squares_over_d(d: torch.Tensor) -> bool:
-    return not _on_gpu(d) and not _is_compiling()
-
-
 def _moments(sum_d: torch.Tensor, sum_d2: torch.Tensor, m: int):
     m = max(m, 1)
     # $r = \frac{1}{m}\sum_i d_i$
@@ -405,6 +390,21 @@ def _moments(sum_d: torch.Tensor, sum_d2: torch.Tensor, m: int):
     # $\sigma^2_\mathcal{B} = \frac{1}{m}\sum_i d_i^2 - r^2$
     var = torch.addcmul(sum_d2 / m, residual, residual, value=-1)
     return residual, var.clamp_min(0.)
+
+
+# **No activation-sized temporaries** (our engineering choice, not the paper's). Where the
+# products $d_i^2$ (forward, on the CPU) and $g_i d_i$ (backward, everywhere) would need a
+# tensor of their own, they are formed over $d$, and $d$ is rebuilt from $x$ afterwards: one
+# more pass over memory, but a training step then allocates nothing as large as the input
+# except its outputs $y$ and $\frac{\partial \ell}{\partial x}$, as native's does. On a GPU
+# that keeps the peak memory at native's. On the CPU it also keeps the step from going to the
+# operating system for memory: the allocator often hands a freed activation-sized tensor back
+# to it, and the next one then costs a page fault for every 4 KiB it touches
+# (`benchmarks/bn_speed.py` counts them; the [Performance](../performance.md) page has the
+# numbers). Not while `torch.compile` traces the code, which fuses the passes itself, nor when
+# autograd records the backward pass for a second derivative, which needs $d$ as it is.
+def _squares_over_d(d: torch.Tensor) -> bool:
+    return not _on_gpu(d) and not _is_compiling()
 
 
 # ## Normalisation with the paper's back-propagation

@@ -163,6 +163,17 @@ def peak_memory(fn, device) -> int:
 
 
 def _cpu_peak_memory(fn) -> int:
+    memory = cpu_memory_events(fn)
+    if not memory:
+        return 0
+    base = memory[0]['Total Allocated'] - memory[0]['Bytes']
+    return max(m['Total Allocated'] for m in memory) - base
+
+
+def cpu_memory_events(fn):
+    """The CPU allocations and frees of one call of `fn`, in order, as torch's profiler records
+    them: each a dict with `Bytes` (> 0 for an allocation, < 0 for a free) and
+    `Total Allocated` after it."""
     activities = [torch.profiler.ProfilerActivity.CPU]
     with _quiet_stderr(), torch.profiler.profile(activities=activities, profile_memory=True) as prof:
         fn()
@@ -171,13 +182,8 @@ def _cpu_peak_memory(fn) -> int:
         prof.export_chrome_trace(path)
         with open(path) as f:
             events = json.load(f)['traceEvents']
-    # Each `[memory]` event is one allocation (Bytes > 0) or free (< 0), with the total after it
-    memory = [e['args'] for e in events
-              if e.get('name') == '[memory]' and e['args'].get('Device Type', 0) == 0]
-    if not memory:
-        return 0
-    base = memory[0]['Total Allocated'] - memory[0]['Bytes']
-    return max(m['Total Allocated'] for m in memory) - base
+    return [e['args'] for e in events
+            if e.get('name') == '[memory]' and e['args'].get('Device Type', 0) == 0]
 
 
 class _quiet_stderr:

@@ -375,8 +375,8 @@ def _shifted_sums(d: torch.Tensor, in_place: bool = False):
 # H200, 0.12 ms against 0.21 ms at 256×64×56×56 `float32`, and a training step's peak memory
 # one tensor lower). On the CPU the norm is several times slower than the two steps, and when
 # autograd records the computation (a second derivative) the norm's gradient is undefined at a
-# constant channel, so both keep the product: formed over $d$ itself with `in_place`, which
-# the caller then rebuilds (see `_squares_over_d`).
+# constant channel, so both keep the product; with `in_place` (the CPU's forward pass, see
+# `_squares_over_d`) it is formed over $d$ itself, which the caller then rebuilds.
 def _sum_of_squares(d: torch.Tensor, dims, in_place: bool = False) -> torch.Tensor:
     if _on_gpu(d) and not d.requires_grad:
         return torch.linalg.vector_norm(d, 2, dim=dims, keepdim=True).square_()
@@ -395,14 +395,16 @@ def _moments(sum_d: torch.Tensor, sum_d2: torch.Tensor, m: int):
 # **No activation-sized temporaries** (our engineering choice, not the paper's). Where the
 # products $d_i^2$ (forward, on the CPU) and $g_i d_i$ (backward, everywhere) would need a
 # tensor of their own, they are formed over $d$, and $d$ is rebuilt from $x$ afterwards: one
-# more pass over memory, but a training step then allocates nothing as large as the input
-# except its outputs $y$ and $\frac{\partial \ell}{\partial x}$, as native's does. On a GPU
-# that keeps the peak memory at native's. On the CPU it also keeps the step from going to the
-# operating system for memory: the allocator often hands a freed activation-sized tensor back
-# to it, and the next one then costs a page fault for every 4 KiB it touches
-# (`benchmarks/bn_speed.py` counts them; the [Performance](../performance.md) page has the
-# numbers). Not while `torch.compile` traces the code, which fuses the passes itself, nor when
-# autograd records the backward pass for a second derivative, which needs $d$ as it is.
+# more pass over memory, but for a `float32` input a training step then allocates nothing as
+# large as the input except its outputs $y$ and $\frac{\partial \ell}{\partial x}$. On an
+# H200 that brought the peak of a `float32` NCHW step down to native's; on the CPU it is two
+# thirds of native's, and fewer fresh tensors also mean fewer page faults (the allocator often
+# hands a freed activation-sized tensor back to the operating system, and the next one costs
+# a fault for every 4 KiB it touches; `benchmarks/bn_speed.py` counts them, and the
+# [Performance](../performance.md) page has the numbers). The forward pass does it on the
+# CPU only, since on a GPU the sum of squares writes nothing (see `_sum_of_squares`); neither
+# pass does it while `torch.compile` traces the code, which fuses the passes itself, and the
+# backward pass not when autograd records it for a second derivative, which needs $d$ as it is.
 def _squares_over_d(d: torch.Tensor) -> bool:
     return not _on_gpu(d) and not _is_compiling()
 
@@ -554,8 +556,7 @@ class BatchNormFunction(torch.autograd.Function):
         double_backward = torch.is_grad_enabled()
         piece = None if double_backward else _piece_size(x)
         # $g_j d_j$ is formed over $d$, and $d$ rebuilt for the input gradient (see
-        # `_squares_over_d`); on an H200, a training step otherwise held 1.5 times what
-        # `torch.nn.BatchNorm2d`'s does at its peak
+        # `_squares_over_d`)
         lean = not double_backward and not _is_compiling()
         # $\sum_j g_j$ and $\sum_j g_j d_j$, with $d_i = x_i - s$ rebuilt from the saved input;
         # $[1, C, 1, \dots]$
@@ -1111,9 +1112,9 @@ def _is_compiling() -> bool:
     return _dynamo.is_compiling()
 
 
-# Whether `t` takes the GPU's path where it differs from the CPU's (passes that write less
-# memory, see `_sum_of_squares` and the backward pass); a function, so that the tests can run
-# that path on the CPU.
+# Whether `t` takes the GPU's path where it differs from the CPU's (the sum of squares, see
+# `_sum_of_squares` and `_squares_over_d`); a function, so that the tests can run that path on
+# the CPU.
 def _on_gpu(t: torch.Tensor) -> bool:
     return t.is_cuda
 

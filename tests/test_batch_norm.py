@@ -122,10 +122,12 @@ def test_the_gpu_path_on_the_cpu(monkeypatch, layout):
 @pytest.mark.parametrize('shape', [(32, 16, 32, 32), (4096, 128)])
 def test_a_training_step_allocates_nothing_as_large_as_the_input_but_its_outputs(
         monkeypatch, gpu_path, shape):
-    # y and the input gradient: the products of the two passes are formed over d, which is
-    # rebuilt, on the CPU's path and the GPU's (without that, the CPU's path held three)
+    # Two activation-sized allocations, y and the input gradient (each first d, then written
+    # over): the squares of the forward pass (on the CPU's path; the GPU's takes a norm) and
+    # the products with the gradient (on both) are formed over d, which is rebuilt. Without
+    # that, the CPU's path made four, and held three at its peak.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'benchmarks'))
-    from bn_speed import peak_memory
+    from bn_speed import cpu_memory_events, peak_memory
     monkeypatch.setattr(batch_norm_module, '_on_gpu', lambda t: gpu_path)
     x = torch.randn(shape, requires_grad=True)
     g = torch.randn(x.shape)
@@ -134,7 +136,10 @@ def test_a_training_step_allocates_nothing_as_large_as_the_input_but_its_outputs
     def step():
         torch.autograd.grad(bn(x), [x, bn.weight, bn.bias], g)
     activation = 4 * x.numel()
-    assert peak_memory(step, torch.device('cpu')) <= 2 * activation + 64 * shape[1] * 4
+    large = [e['Bytes'] for e in cpu_memory_events(step) if e['Bytes'] >= activation]
+    assert large == [activation, activation]
+    assert 2 * activation <= peak_memory(step, torch.device('cpu')) \
+        <= 2 * activation + 64 * shape[1] * 4
 
 
 def test_training_uses_the_papers_backward():

@@ -65,6 +65,7 @@ def test_bn_speed_smoke_writes_the_results(bn_speed, tmp_path, capsys):
 
 
 def test_bn_speed_counts_the_page_faults_of_fresh_memory(bn_speed):
+    pytest.importorskip('resource')  # where the system keeps the count
     # 64 MiB is above the largest size glibc's allocator serves from its heap: it comes fresh
     # from the system, and every page written is a fault (fewer with huge pages, never none)
     before = bn_speed._page_faults()

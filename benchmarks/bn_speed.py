@@ -36,6 +36,11 @@ from pathlib import Path
 
 import torch
 
+try:
+    import resource  # page-fault counts, where the system keeps them (not on Windows)
+except ImportError:
+    resource = None
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -260,9 +265,7 @@ def measure_input(shape, dtype: str, channels_last: bool, device, rounds: int, t
 def _page_faults() -> int:
     """Minor page faults of this process so far (all threads); 0 where the system keeps no
     count."""
-    try:
-        import resource
-    except ImportError:
+    if resource is None:
         return 0
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 

@@ -566,7 +566,7 @@ class BatchNormFunction(torch.autograd.Function):
                 residual, var = _shifted_moments(d)
                 inv_std = torch.rsqrt(var + ctx.eps)
             grad_y = _widen(grad_y, dtype)
-            sum_g, sum_g_d = _gradient_sums(grad_y, d, overwrite=lean)
+            sum_g, sum_g_d = _gradient_sums(grad_y, d, in_place=lean)
         else:
             parts = zip(x.split(piece), grad_y.split(piece))
             sum_g, sum_g_d = _sum_over(_gradient_sums(g, _subtract(p, shift))
@@ -1039,13 +1039,13 @@ def _widen(t: torch.Tensor, dtype) -> torch.Tensor:
     return t.to(dtype) if t.dtype != dtype and t.is_cpu else t
 
 
-# $\sum_j g_j$ and $\sum_j g_j d_j$ per channel, in the dtype of $d$; with `overwrite`, the
+# $\sum_j g_j$ and $\sum_j g_j d_j$ per channel, in the dtype of $d$; with `in_place`, the
 # products are formed over $d$
-def _gradient_sums(g: torch.Tensor, d: torch.Tensor, overwrite: bool = False):
+def _gradient_sums(g: torch.Tensor, d: torch.Tensor, in_place: bool = False):
     g = _widen(g, d.dtype)
     dims = _reduced_dims(d)
     sum_g = g.sum(dim=dims, keepdim=True, dtype=d.dtype)
-    product = d.mul_(g) if overwrite else g * d
+    product = d.mul_(g) if in_place else g * d
     return sum_g, product.sum(dim=dims, keepdim=True)
 
 
@@ -1087,19 +1087,19 @@ def _sum_over(parts):
 # even under `torch.inference_mode`, so that autograd can use it later; while `torch.compile`
 # or `torch.export` traces the code, nothing is kept, since the trace's tensors must not
 # outlive it.
-_KEPT = {}
+_EPSILONS = {}
 
 
 def _epsilon(eps: float, dtype):
     if _is_compiling():
         return eps
     key = (eps, dtype)
-    if key not in _KEPT:
-        if len(_KEPT) >= 64:
-            _KEPT.clear()
+    if key not in _EPSILONS:
+        if len(_EPSILONS) >= 64:
+            _EPSILONS.clear()
         with torch.inference_mode(False):
-            _KEPT[key] = torch.tensor(eps, dtype=dtype)
-    return _KEPT[key]
+            _EPSILONS[key] = torch.tensor(eps, dtype=dtype)
+    return _EPSILONS[key]
 
 
 # Whether `torch.compile` or `torch.export` is tracing the code: `torch.compiler.is_compiling`

@@ -672,7 +672,7 @@ def test_the_kept_tensors_are_bounded():
     x = torch.randn(4, 2)
     for k in range(140):
         BatchNorm(2, eps=1e-5 * (1 + k)).eval()(x)
-    assert 0 < len(batch_norm_module._KEPT) <= 64
+    assert 0 < len(batch_norm_module._EPSILONS) <= 64
 
 
 @pytest.mark.parametrize('shape', [(2, 3), (7, 3), (64, 3, 9), (5, 3, 12, 31), (9, 3, 2, 10, 21)])

@@ -42,6 +42,9 @@ MAKERS: Dict[str, str] = {
     'detached_mean': 'labml_nn_bn.experiments.detached_mean',
     'variance_identity': 'labml_nn_bn.experiments.variance_identity',
     'population_statistics': 'labml_nn_bn.experiments.population_statistics',
+    'learning_rate': 'labml_nn_bn.experiments.learning_rate',
+    'regularisation': 'labml_nn_bn.experiments.regularisation',
+    'internal_covariate_shift': 'labml_nn_bn.experiments.internal_covariate_shift',
 }
 
 

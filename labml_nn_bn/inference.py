@@ -21,8 +21,8 @@ network* in two steps:
    The factor $\frac{m}{m-1}$ makes the variance unbiased: training normalised with the
    *biased* batch variance $\sigma^2_\mathcal{B}$.
 2. **One affine map per feature.** With those statistics fixed, the batch norm is
-   $$y = \frac{\gamma}{\sqrt{\mathrm{Var}[x] + \epsilon}} \cdot x
-     + \Big(\beta - \frac{\gamma\, \mathbb{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}}\Big)$$
+   $$y = \frac{\gamma}{\sqrt{\mathrm{Var}[x] + \epsilon}} \cdot x \; +
+     \Big(\beta - \frac{\gamma\, \mathbb{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}}\Big)$$
    a scale and a shift: the paper combines the fixed normalisation with $\gamma$ and $\beta$
    into this one linear transform. Merging it further into the convolution or linear layer
    before it is common practice, not part of the paper.

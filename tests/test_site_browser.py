@@ -370,3 +370,113 @@ def test_batch_norm_page_in_dark_mode_at_1440(visit, test_output):
     assert page.evaluate('document.body.getAttribute("data-md-color-scheme")') == 'slate'
     page.locator('#batchnormfunction-backward').scroll_into_view_if_needed()
     page.screenshot(path=str(test_output / 'screenshots' / 'batch_norm-backward-1440-dark.png'))
+
+
+# --- every page: formulas typeset, no raw TeX left (issue 20) and the claims page (issue 19) -
+
+# The visible text of the page outside code: what a reader sees of the notes and pages
+VISIBLE_PROSE = '''() => {
+  const body = document.querySelector('.md-content').cloneNode(true);
+  body.querySelectorAll('pre, code, script, style, .katex, .md-clipboard').forEach(e => e.remove());
+  return body.innerText;
+}'''
+
+# Fragments of TeX that only show when a formula was not typeset
+RAW_TEX = ['$$', '\\frac', '\\mathrm', '\\mathcal', '\\hat', '\\sqrt', '\\sum', '\\epsilon',
+           '\\gamma', '\\beta', '\\sigma', '\\mu', '\\left', '\\right', '\\(', '\\[']
+
+
+def _site_paths(site_dir):
+    for page in sorted(Path(site_dir).rglob('*.html')):
+        rel = page.relative_to(site_dir).as_posix()
+        if rel == '404.html':
+            continue
+        yield rel[:-len('index.html')] if rel.endswith('index.html') else rel
+
+
+def test_every_page_typesets_its_formulas_and_shows_no_raw_tex(visit, built_site):
+    paths = list(_site_paths(built_site[0]))
+    assert 'claims/' in paths and 'labml_nn_bn/experiments/learning_rate/' in paths
+    for path in paths:
+        v = visit(path, 1440)
+        page = v.page
+        page.wait_for_function("document.querySelectorAll('.arithmatex:not([data-typeset])').length === 0")
+        assert page.locator('.katex-error').count() == 0, path
+        prose = page.evaluate(VISIBLE_PROSE)
+        shown = [t for t in RAW_TEX if t in prose]
+        assert not shown, f'{path}: raw TeX on the page: {shown}'
+        assert_clean(v)
+
+
+VERDICTS = {'holds here', 'partly', 'not tested here', 'contested by later work'}
+
+
+def test_claims_page_reads_at_1440_and_every_row_has_a_verdict(visit, test_output):
+    v = visit('claims/', 1440)
+    assert_clean(v)
+    page = v.page
+    rows = page.locator('.claims-table tbody tr')
+    assert rows.count() >= 10
+    for i in range(rows.count()):
+        cells = rows.nth(i).locator('td')
+        assert cells.count() == 5
+        verdict = cells.nth(4).locator('.verdict')
+        assert verdict.count() == 1 and verdict.inner_text().strip() in VERDICTS, i
+        # The experiment column links a page of the site, or says there is none
+        assert cells.nth(2).locator('a').count() >= 1 or cells.nth(2).inner_text().strip() == 'None'
+    # The table fits the content column: no sideways scrolling, neither of it nor of the page
+    assert page.evaluate('''() => { const w = document.querySelector('.claims-table .md-typeset__scrollwrap');
+                                    return w.scrollWidth <= w.clientWidth + 1; }''')
+    assert page.evaluate('document.documentElement.scrollWidth <= window.innerWidth')
+    page.screenshot(path=str(test_output / 'screenshots' / 'claims-1440.png'), full_page=True)
+
+
+@pytest.mark.parametrize('scheme', ['light', 'dark'])
+def test_claims_page_rows_become_cards_on_a_phone(visit, test_output, scheme):
+    v = visit('claims/', 390, color_scheme=scheme)
+    assert_clean(v)
+    page = v.page
+    assert page.evaluate('document.documentElement.scrollWidth <= window.innerWidth')
+    first = page.locator('.claims-table tbody tr').first
+    cells = [_box(first, 'td', i) for i in range(5)]
+    # Stacked: each cell below the previous one, each the card's width
+    for above, below in zip(cells, cells[1:]):
+        assert above['y'] + above['height'] <= below['y'] + 1
+        assert abs(above['x'] - below['x']) < 2
+    label = page.evaluate('''() => getComputedStyle(document.querySelector('.claims-table tbody td:nth-child(5)'),
+                                                    '::before').content''')
+    assert label == '"Verdict"'
+    page.screenshot(path=str(test_output / 'screenshots' / f'claims-390-{scheme}.png'), full_page=True)
+
+
+def test_home_page_points_to_the_claims_page_before_its_first_section(visit):
+    v = visit('', 1440)
+    page = v.page
+    first = page.evaluate('''() => {
+      const nodes = [...document.querySelectorAll('.md-content h2, .md-content a[href]')];
+      const link = nodes.findIndex(n => n.tagName === 'A' && /claims\\/?$/.test(n.getAttribute('href')));
+      const heading = nodes.findIndex(n => n.tagName === 'H2');
+      return [link, heading];
+    }''')
+    assert 0 <= first[0] < first[1], first
+    assert_clean(v)
+
+
+@pytest.mark.parametrize('name', ['learning_rate', 'regularisation', 'internal_covariate_shift'])
+@pytest.mark.parametrize('width', [1440, 390])
+def test_new_experiment_pages_show_their_figures(visit, test_output, name, width):
+    v = visit(f'labml_nn_bn/experiments/{name}/', width)
+    assert_clean(v)
+    page = v.page
+    figures = page.locator(f'.annotated-notes img[src*="{name}"]')
+    assert figures.count() >= 1
+    for i in range(figures.count()):
+        figure = figures.nth(i)
+        figure.scroll_into_view_if_needed()
+        page.wait_for_function('img => img.complete && img.naturalWidth > 0', arg=figure.element_handle())
+        box = figure.bounding_box()
+        # Readable: at least most of the phone's width, and never wider than the page
+        assert box['width'] >= min(0.8 * width, 600) and box['x'] + box['width'] <= width + 1
+    assert page.evaluate('document.documentElement.scrollWidth <= window.innerWidth')
+    figures.first.scroll_into_view_if_needed()
+    page.screenshot(path=str(test_output / 'screenshots' / f'{name}-{width}.png'))

@@ -134,9 +134,10 @@ class Network(Module):
 
 # ## Settings
 #
-# The paper's settings, and our choice of optimiser (it gives none): plain SGD with a fixed
-# learning rate, the closest in spirit to 2015 practice and the one that adds no adaptive
-# per-parameter scaling of its own that could mask the effect of batch normalization.
+# The paper's settings, and our choice of optimiser (the paper names none for this
+# experiment; its ImageNet runs used SGD with momentum): plain SGD with a fixed learning rate,
+# which adds neither momentum nor adaptive per-parameter scaling of its own that could mask
+# the effect of batch normalization.
 @dataclass
 class Settings:
     steps: int = 50_000

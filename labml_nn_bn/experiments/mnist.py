@@ -49,7 +49,9 @@ training steps (Figure 1 on MNIST; on ImageNet, less than half the steps with ba
 normalization alone, and 14 times fewer with the changes of its Section 4.2.1 as well). Our view
 of this figure: the same holds at this small scale. With batch normalization the training
 loss falls faster and the test accuracy climbs faster in the first few dozen steps, at the same
-learning rate; by the end of this short run the gap has narrowed to about a point. Our module
+learning rate; by the end of this short run the gap in test accuracy has narrowed to under a percentage
+point (<!-- measured mnist:bn.accuracy_test .1% -->97.6%<!-- /measured --> against
+<!-- measured mnist:no_bn.accuracy_test .1% -->96.9%<!-- /measured -->). Our module
 and `torch.nn`'s give curves that lie on top of each other. The figure is made by
 `make_figures` below (`python -m labml_nn_bn.figures --only mnist`).
 """

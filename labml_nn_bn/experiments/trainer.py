@@ -106,7 +106,9 @@ class DivergenceError(RuntimeError):
 # ## Training for a number of steps
 #
 # Training uses `train()` mode: each batch is normalised with its own statistics and the
-# running averages are updated (Algorithm 1 of the paper). The loss and accuracy sums stay on
+# running averages are updated (Algorithm 1 of the paper normalises with the batch's
+# statistics; the running averages are the alternative to Algorithm 2 that its Section 3.1
+# mentions). The loss and accuracy sums stay on
 # the device: reading them every step would make the CPU wait for a GPU.
 #
 # The divergence check reads the loss every `check_every` steps. On a CPU that costs nothing,

@@ -50,11 +50,12 @@ image is 0.1%: read differences of a few tenths of a percent as noise.
   training), and
   <!-- measured population_statistics:batch_4.recalibrated .1% -->97.7%<!-- /measured -->
   with population statistics. At a batch of 64 the three measurements agree to within
-  0.125 percentage points (batch statistics are measured on the 960 images of whole batches,
-  the other two on all 1,000)
+  0.125 percentage points
   (<!-- measured population_statistics:batch_64.batch_statistics .1% -->98.1%<!-- /measured -->,
   <!-- measured population_statistics:batch_64.moving_average .1% -->98.1%<!-- /measured -->,
-  <!-- measured population_statistics:batch_64.recalibrated .1% -->98.0%<!-- /measured -->).
+  <!-- measured population_statistics:batch_64.recalibrated .1% -->98.0%<!-- /measured -->;
+  batch statistics are measured on the 960 images of whole batches, the other two on all
+  1,000).
   At a batch of 4 the fully connected batch norm estimates each mean and variance from 4
   numbers: the training-mode output of an image depends a lot on the 3 others, and the fixed
   population statistics are the better normaliser. This is the paper's reason for Algorithm 2

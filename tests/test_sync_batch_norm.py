@@ -553,6 +553,42 @@ def test_convert_keeps_flags_device_and_dtype():
         convert_sync_batch_norm(3)
 
 
+def test_convert_a_batch_norm_registered_under_several_names():
+    # One batch norm under two names of one parent and a third in another: all three names
+    # get the same new module, so what was shared stays shared
+    bn = torch.nn.BatchNorm1d(3)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), bn)
+    model.alias = bn
+    model.add_module('nested', torch.nn.Sequential(bn))
+    assert convert_sync_batch_norm(model) is model
+    assert type(model[1]) is SyncBatchNorm
+    assert model.alias is model[1] and model.nested[0] is model[1]
+    assert model[1].weight is bn.weight
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def test_a_refused_conversion_names_the_module_and_changes_nothing():
+    model = torch.nn.Sequential(torch.nn.BatchNorm1d(3),
+                                torch.nn.Sequential(torch.nn.Linear(3, 3),
+                                                    torch.nn.LazyBatchNorm1d()))
+    first = model[0]
+    with pytest.raises(ValueError, match=r"cannot convert '1.1' \(LazyBatchNorm1d\) before its "
+                                         r"first forward pass"):
+        convert_sync_batch_norm(model)
+    assert model[0] is first
+    # Flags that promise tensors the module does not hold
+    broken = BatchNorm(3)
+    broken.weight = None
+    model = torch.nn.Sequential(torch.nn.BatchNorm1d(3), torch.nn.Sequential(broken))
+    first = model[0]
+    with pytest.raises(ValueError, match=r"cannot convert '1.0' \(BatchNorm\): its flags"):
+        convert_sync_batch_norm(model)
+    assert model[0] is first
+    # A batch norm given on its own is named as the model
+    with pytest.raises(ValueError, match=r"cannot convert the model \(LazyBatchNorm2d\)"):
+        convert_sync_batch_norm(torch.nn.LazyBatchNorm2d())
+
+
 # ---- data-parallel training of the MNIST CNN -----------------------------------------------
 
 # In float64, so that rounding (sums taken in another order) stays far below the tolerance

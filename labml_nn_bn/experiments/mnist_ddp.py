@@ -41,6 +41,7 @@ statistics of its share alone, so the network depends on the number of processes
 """
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -144,8 +145,21 @@ def train_step(model, optimizer, x: torch.Tensor, y: torch.Tensor, global_size: 
 #
 # Every process runs the same loop; only process 0 shows progress. The loss and accuracy of
 # an epoch are summed on each process and added up across processes at the end.
+#
+# A non-finite loss stops the run, as in the single-process experiments, and on every process
+# at the same step: a process that stopped alone would leave the others waiting for it in the
+# next collective. Each process keeps the first step at which its own share's loss was not
+# finite, and the processes agree on the earliest with an all-reduce. On a CPU that costs
+# nothing worth saving and is done every step; on a GPU it would make the CPU wait for the GPU
+# every step, so it is done every 100 steps and at the end of the epoch, and the flag kept on
+# the device still names the first bad step.
 def train_epoch(model, optimizer, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                generator: torch.Generator, rank: int, world: int, progress: bool = False):
+                generator: torch.Generator, rank: int, world: int, progress: bool = False,
+                first_step: int = 0):
+    """
+    One epoch of training steps; `first_step` is the number of steps done before it, so that
+    a divergence is reported with the step number counted across epochs.
+    """
     model.train()
     # The last, incomplete global batch is dropped, as in the single-process experiment
     steps = len(y) // batch_size
@@ -154,14 +168,36 @@ def train_epoch(model, optimizer, x: torch.Tensor, y: torch.Tensor, batch_size: 
     counter = monit.iterate('Train', range(steps)) if progress else range(steps)
     # Summed loss, number correct and number of examples of this process
     sums = torch.zeros(3, dtype=torch.float64, device=x.device)
-    for _, (xb, yb) in zip(counter, batches):
+    # The first step with a non-finite loss on this process ($\infty$: none yet) and that loss
+    bad_step = torch.full((), math.inf, dtype=torch.float64, device=x.device)
+    bad_loss = torch.zeros((), dtype=torch.float64, device=x.device)
+    check_every = 1 if x.device.type == 'cpu' else 100
+    for done, (_, (xb, yb)) in enumerate(zip(counter, batches), start=1):
         share = shard(len(yb), rank, world)
         logits, total = train_step(model, optimizer, xb[share], yb[share], len(yb), world)
+        first = (bad_step == math.inf) & ~torch.isfinite(total)
+        bad_step = torch.where(first, float(first_step + done), bad_step)
+        bad_loss = torch.where(first, total.double(), bad_loss)
+        if done % check_every == 0 or done == steps:
+            stop_if_diverged(bad_step, bad_loss, optimizer)
         sums[0] += total
         sums[1] += (logits.argmax(dim=1) == yb[share]).sum()
         sums[2] += len(yb[share])
     dist.all_reduce(sums)
     return (sums[0] / sums[2]).item(), (sums[1] / sums[2]).item()
+
+
+def stop_if_diverged(bad_step: torch.Tensor, bad_loss: torch.Tensor, optimizer):
+    """Raises `DivergenceError` on every process if any process has seen a non-finite loss."""
+    step = bad_step.reshape(1).clone()
+    dist.all_reduce(step, op=dist.ReduceOp.MIN)
+    if step.item() == math.inf:
+        return
+    # The loss at that step, on the processes that saw it (the others add nothing)
+    loss = torch.where(bad_step == step, bad_loss, 0.)
+    dist.all_reduce(loss)
+    raise trainer.DivergenceError(int(step.item()), loss.item(),
+                                  optimizer.param_groups[0]['lr'])
 
 
 # Evaluation uses the population statistics, so the processes need not talk while they
@@ -211,9 +247,11 @@ def train(conf: Config, rank: int, world: int, device: torch.device, tensors: da
     # Progress on a terminal, as the shared trainer shows it; elsewhere one line per epoch
     terminal = rank == 0 and trainer.is_terminal()
     epochs = monit.loop(conf.epochs) if terminal else range(conf.epochs)
+    steps = len(train_y) // conf.batch_size
     for epoch in epochs:
         train_loss, train_acc = train_epoch(ddp, optimizer, train_x, train_y, conf.batch_size,
-                                            generator, rank, world, progress=terminal)
+                                            generator, rank, world, progress=terminal,
+                                            first_step=epoch * steps)
         test_loss, test_acc = evaluate(model, tensors.test_x, tensors.test_y, rank, world)
         metrics = {'loss.train': train_loss, 'accuracy.train': train_acc,
                    'loss.test': test_loss, 'accuracy.test': test_acc}
@@ -354,7 +392,7 @@ def main(argv=None) -> Optional[Result]:
         # The others stop quietly with the same status
         try:
             return run(conf)
-        except (ValueError, trainer.LogsError):
+        except (ValueError, trainer.LogsError, trainer.DivergenceError):
             sys.exit(1)
     return trainer.run_main(lambda: run(conf), PROG)
 

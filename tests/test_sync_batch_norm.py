@@ -786,3 +786,25 @@ def test_a_diverged_run_exits_1_with_one_line(tmp_path):
         'diverged: the loss is '), err0
     assert 'Final test accuracy' not in out0
     assert err1.strip() == '', err1
+
+
+def test_the_survivor_of_a_killed_rank_says_which_rank_went_away(tmp_path):
+    import time
+    processes = _launch(['--epochs', '5'], 2, tmp_path)
+    try:
+        # Rank 0 names the processes just before training starts
+        deadline = time.monotonic() + 240
+        for line in processes[0].stdout:
+            if line.startswith('Processes:') or time.monotonic() > deadline:
+                break
+        processes[1].kill()
+        (code, out, err), _ = _finish(processes, timeout=120)
+    finally:
+        for p in processes:
+            p.kill()
+    assert code == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith('torchrun --nproc_per_node N -m labml_nn_bn.experiments.mnist_ddp: '
+                               'error: rank 0 lost contact with rank 1, whose process has '
+                               'stopped'), err

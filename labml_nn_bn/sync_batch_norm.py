@@ -92,8 +92,6 @@ costs as much to synchronise as a $[2, C]$ one.
   and there is nothing to synchronise; `SyncBatchNorm` then communicates nothing.
 """
 
-from typing import Optional
-
 import torch
 import torch.distributed as dist
 

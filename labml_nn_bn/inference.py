@@ -44,10 +44,14 @@ fast_model = fold_batch_norm(model)                # BN merged into conv/linear 
 """
 
 import copy
-from typing import Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn as nn
+
+from torch.nn.utils import parametrize
+from torch.nn.utils.spectral_norm import SpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm
 
 from labml_nn_bn.batch_norm import BatchNorm
 
@@ -68,8 +72,10 @@ def _keeps_running_stats(module: nn.Module) -> bool:
 # given batches **in training mode**, which is how we read Algorithm 2 (it does not say): each
 # batch norm sees what it saw in training, with the layers before it normalised by their own
 # batch statistics (and any dropout active, as in training). Nothing is learned, so there are
-# no gradients and no optimiser; the running buffers that the forward passes disturb are
-# overwritten at the end.
+# no gradients and no optimiser. The forward passes disturb the running buffers, the batch
+# norms' and any other module's (a spectral norm's power iteration, say): every buffer is put
+# back as it was, and then the batch norms' statistics are written, or, when the call
+# refuses, nothing is.
 @torch.no_grad()
 def recalibrate(model: nn.Module, batches: Iterable, *, device=None) -> nn.Module:
     r"""
@@ -88,8 +94,9 @@ def recalibrate(model: nn.Module, batches: Iterable, *, device=None) -> nn.Modul
     Algorithm 2's $\frac{m}{m-1}\mathbb{E}_\mathcal{B}[\sigma^2_\mathcal{B}]$ when every batch
     has the same $m$; a smaller last batch gets its own correction) and `num_batches_tracked`
     is the number of batches averaged. That count is also what `momentum=None` (a cumulative
-    average) needs to continue correctly if training resumes. Each module's
-    `training` flag is restored.
+    average) needs to continue correctly if training resumes. Each module's `training` flag
+    and every other buffer are as they were. If the call raises (a batch norm that no batch
+    reaches, a failing batch, an interrupt), the model is exactly as it was.
     """
     _check_recalibrate_args(model, batches)
     norms = [m for m in model.modules() if _keeps_running_stats(m)]
@@ -121,10 +128,7 @@ def recalibrate(model: nn.Module, batches: Iterable, *, device=None) -> nn.Modul
         total[1] = total[1] + var * (m / (m - 1))
         total[2] += 1
 
-    # The buffers the forward passes will change, kept in case a batch fails
-    saved = [(bn, bn.running_mean.clone(), bn.running_var.clone(),
-              None if bn.num_batches_tracked is None else bn.num_batches_tracked.clone())
-             for bn in norms]
+    saved = _save_buffers(model)
     modes = [(m, m.training) for m in model.modules()]
     hooks = [bn.register_forward_pre_hook(record) for bn in norms]
     count = 0
@@ -133,27 +137,16 @@ def recalibrate(model: nn.Module, batches: Iterable, *, device=None) -> nn.Modul
         for batch in batches:
             model(_input_of(batch).to(device))
             count += 1
-    except BaseException:
-        for bn, mean, var, tracked in saved:
-            bn.running_mean.copy_(mean)
-            bn.running_var.copy_(var)
-            if tracked is not None:
-                bn.num_batches_tracked.copy_(tracked)
-        raise
+        _check_every_norm_was_called(model, norms, sums, count)
     finally:
         for h in hooks:
             h.remove()
         for m, training in modes:
             m.training = training
-    if count == 0:
-        raise ValueError('expected at least one batch to compute population statistics from, '
-                         'got an empty iterable')
+        _restore_buffers(saved)
 
     for bn in norms:
         mean_sum, var_sum, calls = sums[id(bn)]
-        if calls == 0:
-            raise ValueError(f'a {type(bn).__name__} of the model was never called on the '
-                             f'batches, so it has no statistics to recalibrate')
         # $\mathbb{E}[x] = \mathbb{E}_\mathcal{B}[\mu_\mathcal{B}]$, over the batches this batch
         # norm saw (all of them, unless the model skips it on some)
         bn.running_mean.copy_((mean_sum / calls).to(bn.running_mean.dtype))
@@ -177,35 +170,60 @@ def recalibrate(model: nn.Module, batches: Iterable, *, device=None) -> nn.Modul
 # `benchmarks/fold_speed.py` measures what that saves on the MNIST CNN.
 #
 # **Which pairs are folded.** A batch norm is folded into a layer only when the layer's output
-# goes to that batch norm and nowhere else, and each of them is used once; otherwise the
+# goes to that batch norm and nowhere else, and each of them is called once; otherwise the
 # layer's other users would see the batch-normalised values. We find such pairs by tracing the
 # model with `torch.fx`, which records the calls `forward` makes, so modules called in a
 # custom `forward` (like `self.bn1(self.conv1(x))`) are found, not only neighbours in an
-# `nn.Sequential`. Models that `torch.fx` cannot trace (data-dependent control flow) fall back
-# to neighbours in `nn.Sequential` containers, with each module appearing once in the model.
-# Or name the pairs yourself with `pairs=[('conv1', 'bn1'), ...]`.
-def fold_batch_norm(model: nn.Module, pairs: Optional[List[Tuple[str, str]]] = None) -> nn.Module:
+# `nn.Sequential`. Being neighbours proves nothing: a `forward` may call the children of a
+# container in another order, or use a layer's output around its batch norm as well. So a
+# model that `torch.fx` cannot trace (data-dependent control flow) is refused, unless you
+# name the pairs yourself with `pairs=[('conv1', 'bn1'), ...]`. Named pairs are checked
+# against the trace when there is one, and taken on your word when there is not.
+#
+# **The features must be in dimension 1.** A batch norm normalises dimension 1 of its input,
+# and $k$ above is the layer's output feature: the two agree for a `Linear` on $[B, C]$ and a
+# convolution on $[B, C, *]$, but not for a `Linear` on $[B, L, C]$, where the batch norm
+# normalises $L$. Equal channel counts ($L = C$) do not tell them apart, and neither does the
+# model, which works on inputs of any rank. So the folded batch norm leaves behind a check,
+# `FoldedBatchNorm`: it passes the layer's output on unchanged when it has the rank that puts
+# the features in dimension 1 (that of the layer's weight), and otherwise refuses the input,
+# rather than return what the unfolded model would not.
+#
+# **Layers whose weight is computed.** With weight norm or spectral norm (either API) or any
+# parametrisation, a layer's `weight` is computed from other tensors on each call. The fold
+# first makes it a plain parameter holding its current value (in the copy), then folds.
+# A weight shared with another layer gets a folded copy of its own, so the other keeps it.
+def fold_batch_norm(model: nn.Module,
+                    pairs: Optional[List[Tuple[str, str]]] = None) -> nn.Module:
     """
     Returns a copy of `model` in evaluation mode in which every batch norm that directly
-    follows a `Conv1d/2d/3d` or `Linear` layer (found as described above, or given as
-    `pairs` of qualified module names) is folded into that layer and replaced by
-    `nn.Identity`. The original `model` is not changed. Batch norms without running
-    statistics (which normalise with batch statistics even in evaluation) are left alone.
+    follows a `Conv1d/2d/3d` or `Linear` layer (found by tracing as described above, or given
+    as `pairs` of qualified module names) is folded into that layer and replaced by a
+    `FoldedBatchNorm`, an `nn.Identity` that checks the rank of its input. The original
+    `model` is not changed. Batch norms without running statistics (which normalise with
+    batch statistics even in evaluation), and layers or batch norms with forward hooks or a
+    `forward` of their own, are left alone when found, and refused when named.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f'expected a torch.nn.Module, got {type(model).__name__}')
-    folded = copy.deepcopy(model).eval()
+    folded = _copy(model).eval()
     modules = dict(folded.named_modules(remove_duplicate=False))
+    trace, untraceable = _trace(folded)
     if pairs is None:
-        pairs = _traced_pairs(folded)
-        if pairs is None:
-            pairs = _sequential_pairs(folded)
+        if trace is None:
+            raise ValueError(_untraceable_message(folded, untraceable))
+        pairs = _found_pairs(folded, trace)
     else:
-        _check_pairs(pairs, modules)
+        pairs = _checked_pairs(pairs, folded, modules, trace)
     with torch.no_grad():
         for layer_name, bn_name in pairs:
-            _fold(modules[layer_name], modules[bn_name])
-            _set_module(folded, bn_name, nn.Identity())
+            layer, bn = modules[layer_name], modules[bn_name]
+            _make_plain(layer)
+            guard = FoldedBatchNorm(layer_name, layer.weight.dim())
+            _fold(layer, bn)
+            for name, m in modules.items():
+                if m is bn:
+                    _set_module(folded, name, guard)
     return folded
 
 
@@ -226,21 +244,55 @@ def _fold(layer: nn.Module, bn: nn.Module):
     bias = scale * shifted
     if bn.bias is not None:
         bias = bias + bn.bias.to(torch.float64)
-    # $W'_k = s_k W_k$; the scale broadcasts over everything but the output channel
-    layer.weight.copy_(weight * scale.view([c] + [1] * (weight.dim() - 1)))
-    if layer.bias is None:
-        layer.bias = nn.Parameter(torch.empty(c, dtype=layer.weight.dtype,
-                                              device=layer.weight.device))
-    layer.bias.copy_(bias)
+    # $W'_k = s_k W_k$; the scale broadcasts over everything but the output channel. New
+    # tensors (of the old ones' dtype, device and memory format), not writes into the old
+    # ones, which another layer may share.
+    old_weight, old_bias = layer.weight, layer.bias
+    new_weight = torch.empty_like(old_weight)
+    new_weight.copy_(weight * scale.view([c] + [1] * (weight.dim() - 1)))
+    new_bias = (torch.empty(c, dtype=old_weight.dtype, device=old_weight.device)
+                if old_bias is None else torch.empty_like(old_bias))
+    new_bias.copy_(bias)
+    layer.weight = nn.Parameter(new_weight, requires_grad=old_weight.requires_grad)
+    layer.bias = nn.Parameter(new_bias, requires_grad=old_weight.requires_grad)
+
+
+# ## What is left where a batch norm was
+class FoldedBatchNorm(nn.Identity):
+    """
+    Stands where a batch norm was folded into `layer`: returns its input unchanged when the
+    input has `dims` dimensions, so that `layer`'s features are in dimension 1 (2 for a
+    `Linear`, 3 to 5 for a convolution), and raises a `ValueError` otherwise.
+    """
+
+    def __init__(self, layer: str, dims: int):
+        super().__init__()
+        self.layer = layer
+        self.dims = dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _features_in_dimension_1(x, self.dims, self.layer)
+
+    def extra_repr(self) -> str:
+        return f'into={self.layer!r}, dims={self.dims}'
+
+
+def _features_in_dimension_1(x: torch.Tensor, dims: int, layer: str) -> torch.Tensor:
+    if x.dim() != dims:
+        raise ValueError(
+            f'the batch norm folded into {layer!r} expects {layer!r}\'s output with {dims} '
+            f'dimensions, its features in dimension 1, got shape {tuple(x.shape)}: on this '
+            f'input the batch norm normalised another dimension, which the fold cannot do; '
+            f'use the unfolded model, or fold without this pair (pairs=)')
+    return x
+
+
+# A graph traced by `torch.fx` records the check as one call, kept in the graph
+torch.fx.wrap('_features_in_dimension_1')
 
 
 # ## Finding the pairs
 FOLDABLE_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-
-
-def _can_fold(layer: nn.Module, bn: nn.Module) -> bool:
-    return (isinstance(layer, FOLDABLE_LAYERS) and _keeps_running_stats(bn) and
-            layer.weight.shape[0] == bn.running_mean.shape[0])
 
 
 class _Tracer(torch.fx.Tracer):
@@ -251,45 +303,160 @@ class _Tracer(torch.fx.Tracer):
             m, qualified_name)
 
 
-def _traced_pairs(model: nn.Module) -> Optional[List[Tuple[str, str]]]:
-    """Pairs found by tracing; `None` when the model cannot be traced."""
+class _Trace(NamedTuple):
+    # The `call_module` nodes of each module, by its first qualified name
+    calls: Dict[str, List[torch.fx.Node]]
+    # The parameters and buffers that `forward` reads directly (`self.conv.weight`)
+    reads: List[str]
+
+
+def _trace(model: nn.Module) -> Tuple[Optional[_Trace], Optional[str]]:
+    """`(trace, None)`, or `(None, reason)` when `torch.fx` cannot trace the model."""
     try:
         graph = _Tracer().trace(model)
-    except Exception:
-        return None
-    calls = [n for n in graph.nodes if n.op == 'call_module']
-    # How often each module is called: a module called twice cannot be changed for one call
-    times = {}
-    for n in calls:
-        times[n.target] = times.get(n.target, 0) + 1
+    except Exception as e:
+        lines = str(e).strip().splitlines()
+        return None, type(e).__name__ + (f': {lines[0]}' if lines else '')
+    calls = {}
+    for n in graph.nodes:
+        if n.op == 'call_module':
+            calls.setdefault(n.target, []).append(n)
+    return _Trace(calls, [n.target for n in graph.nodes if n.op == 'get_attr']), None
+
+
+# Why the output of `layer` does not go to `bn` and nowhere else, or `None` when it does
+def _chain_problem(trace: _Trace, layer: str, bn: str) -> Optional[str]:
+    for name in (layer, bn):
+        times = len(trace.calls.get(name, []))
+        if times != 1:
+            return (f'forward calls {name!r} {times} times' if times else
+                    f'forward never calls {name!r}')
+    layer_call, bn_call = trace.calls[layer][0], trace.calls[bn][0]
+    if bn_call.args != (layer_call,) or bn_call.kwargs:
+        return f'{bn!r} does not take {layer!r}\'s output as its only input'
+    if len(layer_call.users) != 1:
+        return f'{layer!r}\'s output is also used elsewhere in forward'
+    for target in trace.reads:
+        if target.startswith(f'{layer}.') or target.startswith(f'{bn}.'):
+            return f'forward also reads {target!r} directly'
+    return None
+
+
+# Why `bn` cannot be folded into `layer` whatever `forward` does, or `None`
+def _foldable_problem(layer: nn.Module, bn: nn.Module, layer_name: str, bn_name: str):
+    if not isinstance(layer, FOLDABLE_LAYERS):
+        return (f'expected a Conv1d/2d/3d or Linear, got {type(layer).__name__} at '
+                f'{layer_name!r}')
+    if not _keeps_running_stats(bn):
+        without = ' without them' if isinstance(bn, BATCH_NORMS) else ''
+        return (f'expected a batch norm with running statistics at {bn_name!r}, got '
+                f'{type(bn).__name__}{without}')
+    if layer.weight.shape[0] != bn.running_mean.shape[0]:
+        return (f'expected as many batch norm channels as layer outputs, got '
+                f'{bn.running_mean.shape[0]} and {layer.weight.shape[0]}')
+    base = next(cls for cls in FOLDABLE_LAYERS if isinstance(layer, cls))
+    if any(getattr(type(layer), f, None) is not getattr(base, f, None)
+           for f in ('forward', '_conv_forward')):
+        return (f'{layer_name!r} ({type(layer).__name__}) has its own forward, which the '
+                f'fold cannot see into')
+    if parametrize.is_parametrized(layer) and \
+            not set(layer.parametrizations.keys()) <= {'weight', 'bias'}:
+        return f'{layer_name!r} has parametrised tensors other than its weight and bias'
+    for name, module, known in ((layer_name, layer, _REPARAMETRISATION_HOOKS),
+                                (bn_name, bn, ())):
+        hooks = [h for h in module._forward_pre_hooks.values() if not isinstance(h, known)]
+        if hooks or module._forward_hooks:
+            return (f'{name!r} has forward hooks, which the folded model would not call on '
+                    f'the same values; remove them first')
+    return None
+
+
+def _found_pairs(model: nn.Module, trace: _Trace) -> List[Tuple[str, str]]:
+    """Every chain of a foldable layer and a batch norm in the traced graph."""
     modules = dict(model.named_modules())
     pairs = []
-    for n in calls:
-        source = n.args[0] if n.args else None
-        if (len(n.args) != 1 or n.kwargs or not isinstance(source, torch.fx.Node) or
-                source.op != 'call_module' or len(source.users) != 1):
+    for bn_name, (node, *_) in trace.calls.items():
+        source = node.args[0] if node.args else None
+        if not isinstance(source, torch.fx.Node) or source.op != 'call_module':
             continue
-        if times[n.target] == 1 and times[source.target] == 1 and \
-                _can_fold(modules[source.target], modules[n.target]):
-            pairs.append((source.target, n.target))
+        layer_name = source.target
+        if _chain_problem(trace, layer_name, bn_name) is None and _foldable_problem(
+                modules[layer_name], modules[bn_name], layer_name, bn_name) is None:
+            pairs.append((layer_name, bn_name))
     return pairs
 
 
-def _sequential_pairs(model: nn.Module) -> List[Tuple[str, str]]:
-    """Neighbours in `nn.Sequential` containers, each module appearing once in the model."""
-    appearances = {}
-    for _, m in model.named_modules(remove_duplicate=False):
-        appearances[id(m)] = appearances.get(id(m), 0) + 1
+def _sequential_neighbours(model: nn.Module) -> List[Tuple[str, str]]:
+    """Foldable neighbours in `nn.Sequential` containers: candidates, not proven pairs."""
     pairs = []
     for name, seq in model.named_modules():
         if not isinstance(seq, nn.Sequential):
             continue
         children = list(seq.named_children())
         for (a_name, a), (b_name, b) in zip(children, children[1:]):
-            if appearances[id(a)] == 1 and appearances[id(b)] == 1 and _can_fold(a, b):
-                prefix = f'{name}.' if name else ''
+            prefix = f'{name}.' if name else ''
+            if _foldable_problem(a, b, prefix + a_name, prefix + b_name) is None:
                 pairs.append((prefix + a_name, prefix + b_name))
     return pairs
+
+
+def _untraceable_message(model: nn.Module, reason: str) -> str:
+    candidates = _sequential_neighbours(model)
+    example = repr(candidates) if candidates else "[('conv1', 'bn1'), ...]"
+    hint = ('such as these neighbours in nn.Sequential containers if forward calls them '
+            'only through their container' if candidates else 'as')
+    return (f'cannot find the batch norms to fold: torch.fx cannot trace '
+            f'{type(model).__name__}.forward ({reason}), so it is not known which layer\'s '
+            f'output goes to a batch norm and nowhere else; make forward traceable, or name '
+            f'such pairs yourself, {hint}: pairs={example}')
+
+
+# ## Layers whose weight is computed
+#
+# The old API's weight norm and spectral norm keep their computed weight in a plain attribute
+# that a forward pre-hook recomputes on every call; the newer one, `parametrizations`, computes
+# it in a property. Either way the fold needs the weight as a parameter of its own.
+_REPARAMETRISATION_HOOKS = (WeightNorm, SpectralNorm)
+
+
+def _make_plain(layer: nn.Module):
+    """`layer`'s weight and bias made plain parameters holding their current values."""
+    if parametrize.is_parametrized(layer):
+        names = list(layer.parametrizations.keys())
+        values = {name: getattr(layer, name).detach().clone() for name in names}
+        requires_grad = {name: any(t.requires_grad
+                                   for t in layer.parametrizations[name].parameters())
+                         for name in names}
+        # Not `remove_parametrizations`: it deletes the properties from the module's class,
+        # which the copy shares with the original model. The copy gets its class back instead.
+        layer.__class__ = parametrize.type_before_parametrizations(layer)
+        del layer.parametrizations
+        for name in names:
+            setattr(layer, name,
+                    nn.Parameter(values[name], requires_grad=requires_grad[name]))
+    for hook in list(layer._forward_pre_hooks.values()):
+        if isinstance(hook, WeightNorm):
+            torch.nn.utils.remove_weight_norm(layer, hook.name)
+        elif isinstance(hook, SpectralNorm):
+            torch.nn.utils.remove_spectral_norm(layer, hook.name)
+
+
+# `copy.deepcopy` refuses the old weight norm's computed weight when it is part of an autograd
+# graph (after a forward pass with gradients); the copy gets it detached, and recomputes it.
+def _copy(model: nn.Module) -> nn.Module:
+    memo = {}
+    for m in model.modules():
+        for hook in m._forward_pre_hooks.values():
+            if isinstance(hook, _REPARAMETRISATION_HOOKS):
+                weight = getattr(m, hook.name, None)
+                if isinstance(weight, torch.Tensor) and not weight.is_leaf:
+                    memo[id(weight)] = weight.detach().clone()
+    try:
+        return copy.deepcopy(model, memo)
+    except Exception as e:
+        raise TypeError(f'expected a model that copy.deepcopy can copy (fold_batch_norm '
+                        f'leaves the original unchanged), got {type(model).__name__}, '
+                        f'which it cannot: {e}') from e
 
 
 # ## Helpers and argument checks
@@ -322,6 +489,33 @@ def _model_device(model: nn.Module):
     return torch.device('cpu')
 
 
+# Every buffer of every module, with a copy of its values: `_restore_buffers` puts back the
+# very same tensors (in case a forward pass replaced one) holding the very same values
+def _save_buffers(model: nn.Module):
+    return [(module, name, buffer, buffer.clone())
+            for module in model.modules()
+            for name, buffer in module.named_buffers(recurse=False)]
+
+
+def _restore_buffers(saved):
+    for module, name, buffer, values in saved:
+        if getattr(module, name, None) is not buffer:
+            setattr(module, name, buffer)
+        buffer.copy_(values)
+
+
+def _check_every_norm_was_called(model, norms, sums, count):
+    if count == 0:
+        raise ValueError('expected at least one batch to compute population statistics from, '
+                         'got an empty iterable')
+    names = {id(m): name for name, m in model.named_modules()}
+    for bn in norms:
+        if sums[id(bn)][2] == 0:
+            raise ValueError(f'the batch norm {names[id(bn)]!r} ({type(bn).__name__}) was '
+                             f'never called on the batches, so it has no statistics to '
+                             f'recalibrate; the model was left as it was')
+
+
 def _check_recalibrate_args(model, batches):
     if not isinstance(model, nn.Module):
         raise TypeError(f'expected a torch.nn.Module, got {type(model).__name__}')
@@ -334,16 +528,45 @@ def _check_recalibrate_args(model, batches):
         raise TypeError(f'expected an iterable of batches, got {type(batches).__name__}') from None
 
 
-def _check_pairs(pairs, modules):
+def _checked_pairs(pairs, model, modules, trace) -> List[Tuple[str, str]]:
+    if isinstance(pairs, (str, bytes)) or not isinstance(pairs, (list, tuple)):
+        raise TypeError(f'expected pairs as a list of (layer name, batch norm name) '
+                        f'tuples, got {type(pairs).__name__}')
+    first_name = {id(m): name for name, m in model.named_modules()}
+    seen = set()
+    checked = []
     for pair in pairs:
-        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
-            raise ValueError(f'expected pairs of (layer name, batch norm name), got {pair!r}')
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and
+                all(isinstance(name, str) for name in pair)):
+            raise TypeError(f'expected pairs of (layer name, batch norm name), '
+                            f'got {pair!r}')
         for name in pair:
             if name not in modules:
                 raise ValueError(f'expected the name of a submodule, got {name!r}')
-        layer, bn = modules[pair[0]], modules[pair[1]]
-        if not _can_fold(layer, bn):
-            raise ValueError(f'cannot fold {pair[1]} ({type(bn).__name__}) into {pair[0]} '
-                             f'({type(layer).__name__}): expected a Conv1d/2d/3d or Linear '
-                             f'followed by a batch norm with running statistics and as many '
-                             f'channels as the layer has outputs')
+            if id(modules[name]) in seen:
+                raise ValueError(f'expected each module in at most one pair, got {name!r} '
+                                 f'named in more than one pair')
+            seen.add(id(modules[name]))
+        layer_name, bn_name = pair
+        layer, bn = modules[layer_name], modules[bn_name]
+        problem = _foldable_problem(layer, bn, layer_name, bn_name)
+        if problem is None and trace is not None:
+            # The graph names each module by its first qualified name
+            problem = _chain_problem(trace, first_name[id(layer)], first_name[id(bn)])
+        if problem is None and trace is None:
+            problem = _registered_twice(modules, pair)
+        if problem is not None:
+            raise ValueError(f'cannot fold {bn_name!r} into {layer_name!r}: {problem}')
+        checked.append((layer_name, bn_name))
+    return checked
+
+
+# Without a trace, a module registered under two names may be called under both
+def _registered_twice(modules, pair) -> Optional[str]:
+    for name in pair:
+        others = [other for other, m in modules.items()
+                  if m is modules[name] and other != name]
+        if others:
+            return (f'{name!r} is also registered as {others[0]!r}, and without a trace it '
+                    f'is not known which name forward calls')
+    return None

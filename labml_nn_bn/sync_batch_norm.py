@@ -92,8 +92,6 @@ costs as much to synchronise as a $[2, C]$ one.
   and there is nothing to synchronise; `SyncBatchNorm` then communicates nothing.
 """
 
-from typing import Optional
-
 import torch
 import torch.distributed as dist
 
@@ -371,50 +369,62 @@ class SyncBatchNorm(BatchNorm):
 # the old one's parameter and buffer tensors themselves rather than copies, so device,
 # dtype, `requires_grad`, the learned values and the statistics are all kept, and an
 # optimiser built on the old model still holds the right parameters.
+#
+# A module can be registered under several names (a layer reused, or kept under an alias);
+# every name of a batch norm gets the same new module, so that what was shared stays shared
+# and no name is left unsynchronised. All the new modules are made before any is put in
+# place, so that a batch norm that cannot be converted leaves the model as it was.
 def convert_sync_batch_norm(model: torch.nn.Module, process_group=None) -> torch.nn.Module:
     """
     Returns `model` with every `BatchNorm` (this package's, `SyncBatchNorm` included) and
     every `torch.nn.BatchNorm1d/2d/3d` (and `torch.nn.SyncBatchNorm`) replaced by a
-    `SyncBatchNorm` on `process_group`. Children are replaced in place; if `model` itself is a
-    batch norm, the new module is returned.
+    `SyncBatchNorm` on `process_group`, under each of its names. Children are replaced in
+    place; if `model` itself is a batch norm, the new module is returned.
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"expected a torch.nn.Module, got {type(model).__name__}")
-    converted = _to_sync(model, process_group)
-    if converted is not None:
-        return converted
-    for name, child in model.named_children():
-        model.add_module(name, convert_sync_batch_norm(child, process_group))
+    converted = {}
+    names = []
+    for name, module in model.named_modules(remove_duplicate=False):
+        if isinstance(module, (BatchNorm, torch.nn.modules.batchnorm._BatchNorm)):
+            if id(module) not in converted:
+                converted[id(module)] = _to_sync(module, name, process_group)
+            names.append((name, module))
+    if id(model) in converted:
+        return converted[id(model)]
+    for name, module in names:
+        parent, _, child = name.rpartition('.')
+        setattr(model.get_submodule(parent), child, converted[id(module)])
     return model
 
 
-# A `SyncBatchNorm` taking over the parameters and buffers of `module`, or `None` when
-# `module` is not a batch norm.
-def _to_sync(module: torch.nn.Module, process_group) -> Optional[SyncBatchNorm]:
+# A `SyncBatchNorm` taking over the parameters and buffers of the batch norm `module`, found
+# at `name` in the model
+def _to_sync(module: torch.nn.Module, name: str, process_group) -> SyncBatchNorm:
+    where = f"{name!r} ({type(module).__name__})" if name else \
+        f"the model ({type(module).__name__})"
     if isinstance(module, BatchNorm):
         channels = module.channels
-    elif isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+    else:
         if isinstance(module, torch.nn.modules.lazy.LazyModuleMixin) and \
                 module.has_uninitialized_params():
-            raise ValueError(f"cannot convert {type(module).__name__} before its first forward "
-                             f"pass: its number of channels is not known yet")
+            raise ValueError(f"cannot convert {where} before its first forward pass: its "
+                             f"number of channels is not known yet")
         channels = module.num_features
-    else:
-        return None
     sync = SyncBatchNorm(channels, eps=module.eps, momentum=module.momentum,
                          affine=module.affine, track_running_stats=module.track_running_stats,
                          bias=module.bias is not None, device='meta',
                          process_group=process_group)
     # The very same tensors: learned values, statistics, device, dtype, `requires_grad`
-    for name in ('weight', 'bias'):
-        if getattr(module, name, None) is not None:
-            setattr(sync, name, getattr(module, name))
-    for name in ('running_mean', 'running_var', 'num_batches_tracked'):
-        if getattr(module, name, None) is not None:
-            setattr(sync, name, getattr(module, name))
+    for tensor in ('weight', 'bias'):
+        if getattr(module, tensor, None) is not None:
+            setattr(sync, tensor, getattr(module, tensor))
+    for tensor in ('running_mean', 'running_var', 'num_batches_tracked'):
+        if getattr(module, tensor, None) is not None:
+            setattr(sync, tensor, getattr(module, tensor))
     if any(t.is_meta for t in list(sync.parameters()) + list(sync.buffers())):
-        raise ValueError(f"cannot convert {type(module).__name__}: its flags say it has "
-                         f"parameters or statistics that it does not hold")
+        raise ValueError(f"cannot convert {where}: its flags say it has parameters or "
+                         f"statistics that it does not hold")
     sync.train(module.training)
     return sync
 

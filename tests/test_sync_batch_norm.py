@@ -553,6 +553,42 @@ def test_convert_keeps_flags_device_and_dtype():
         convert_sync_batch_norm(3)
 
 
+def test_convert_a_batch_norm_registered_under_several_names():
+    # One batch norm under two names of one parent and a third in another: all three names
+    # get the same new module, so what was shared stays shared
+    bn = torch.nn.BatchNorm1d(3)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), bn)
+    model.alias = bn
+    model.add_module('nested', torch.nn.Sequential(bn))
+    assert convert_sync_batch_norm(model) is model
+    assert type(model[1]) is SyncBatchNorm
+    assert model.alias is model[1] and model.nested[0] is model[1]
+    assert model[1].weight is bn.weight
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def test_a_refused_conversion_names_the_module_and_changes_nothing():
+    model = torch.nn.Sequential(torch.nn.BatchNorm1d(3),
+                                torch.nn.Sequential(torch.nn.Linear(3, 3),
+                                                    torch.nn.LazyBatchNorm1d()))
+    first = model[0]
+    with pytest.raises(ValueError, match=r"cannot convert '1.1' \(LazyBatchNorm1d\) before its "
+                                         r"first forward pass"):
+        convert_sync_batch_norm(model)
+    assert model[0] is first
+    # Flags that promise tensors the module does not hold
+    broken = BatchNorm(3)
+    broken.weight = None
+    model = torch.nn.Sequential(torch.nn.BatchNorm1d(3), torch.nn.Sequential(broken))
+    first = model[0]
+    with pytest.raises(ValueError, match=r"cannot convert '1.0' \(BatchNorm\): its flags"):
+        convert_sync_batch_norm(model)
+    assert model[0] is first
+    # A batch norm given on its own is named as the model
+    with pytest.raises(ValueError, match=r"cannot convert the model \(LazyBatchNorm2d\)"):
+        convert_sync_batch_norm(torch.nn.LazyBatchNorm2d())
+
+
 # ---- data-parallel training of the MNIST CNN -----------------------------------------------
 
 # In float64, so that rounding (sums taken in another order) stays far below the tolerance
@@ -648,6 +684,40 @@ def test_ddp_training_equals_single_process_training(group):
     assert np.abs(unsynced[0]['history'][0] - history[0]).max() > 1e-3
 
 
+def case_divergence(rank, world, lr, nan_on_rank=None, first_step=0):
+    from torch.nn.parallel import DistributedDataParallel
+    from labml_nn_bn.experiments import mnist_ddp, trainer
+    from labml_nn_bn.experiments.mnist import Model
+    torch.manual_seed(0)
+    ddp = DistributedDataParallel(Model(batch_norm=True))
+    optimizer = torch.optim.SGD(ddp.parameters(), lr=lr)
+    x, y = _training_data()
+    x = x.float()
+    if rank == nan_on_rank:
+        x = torch.full_like(x, float('nan'))
+    kwargs = {'first_step': first_step} if first_step else {}
+    try:
+        mnist_ddp.train_epoch(ddp, optimizer, x, y, GLOBAL_BATCH,
+                              torch.Generator().manual_seed(0), rank, world, **kwargs)
+    except trainer.DivergenceError as e:
+        return {'step': e.step, 'message': str(e)}
+    return {'step': None, 'message': ''}
+
+
+def test_ddp_training_stops_on_every_rank_at_the_first_non_finite_loss(group):
+    # Only rank 1's share is non-finite at step 1; without agreeing, the others would stop one
+    # step later (when the averaged gradient has spread the NaN), or never
+    ranks = group.run('case_divergence', lr=0.01, nan_on_rank=1)
+    assert [r['step'] for r in ranks] == [1] * WORLD, ranks
+    assert all(r['message'].startswith('training diverged: the loss is nan at step 1,')
+               for r in ranks)
+    # The command line's --lr 1e30: every rank stops at the same step, counted across epochs
+    ranks = group.run('case_divergence', lr=1e30, first_step=10)
+    steps = {r['step'] for r in ranks}
+    assert len(steps) == 1 and steps.pop() > 10, ranks
+    assert all('--lr (now 1e+30)' in r['message'] for r in ranks)
+
+
 # ---- the experiment's command line -----------------------------------------------------------
 
 def test_experiment_command_line_errors(capsys):
@@ -671,3 +741,70 @@ def test_experiment_command_line_errors(capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert message in err[-1] and err[-1].startswith('torchrun --nproc_per_node N -m '
                                                          'labml_nn_bn.experiments.mnist_ddp: error:'), err
+
+
+def _launch(args, world, tmp_path, **env):
+    """`world` processes of the experiment, started with the environment torchrun gives."""
+    import os
+    import subprocess
+    import sys
+    from conftest import ROOT
+    port = _free_port()
+    processes = []
+    for rank in range(world):
+        environ = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                       LOCAL_WORLD_SIZE=str(world), MASTER_ADDR='127.0.0.1',
+                       MASTER_PORT=str(port), OMP_NUM_THREADS='1', HOME=str(tmp_path),
+                       PYTHONPATH=str(ROOT), **env)
+        processes.append(subprocess.Popen(
+            [sys.executable, '-m', 'labml_nn_bn.experiments.mnist_ddp', '--dataset', 'mnist-5k',
+             '--device', 'cpu', '--logs-dir', str(tmp_path / 'logs')] + args,
+            cwd=tmp_path, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True))
+    return processes
+
+
+def _finish(processes, timeout=240):
+    results = []
+    for p in processes:
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except Exception:
+            p.kill()
+            raise
+        results.append((p.returncode, out, err))
+    return results
+
+
+def test_a_diverged_run_exits_1_with_one_line(tmp_path):
+    (code0, out0, err0), (code1, out1, err1) = _finish(_launch(
+        ['--lr', '1e30', '--epochs', '1', '--train-limit', '256'], 2, tmp_path))
+    assert (code0, code1) == (1, 1), (err0, err1)
+    lines = err0.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        'torchrun --nproc_per_node N -m labml_nn_bn.experiments.mnist_ddp: error: training '
+        'diverged: the loss is '), err0
+    assert 'Final test accuracy' not in out0
+    assert err1.strip() == '', err1
+
+
+def test_the_survivor_of_a_killed_rank_says_which_rank_went_away(tmp_path):
+    import time
+    processes = _launch(['--epochs', '5'], 2, tmp_path)
+    try:
+        # Rank 0 names the processes just before training starts
+        deadline = time.monotonic() + 240
+        for line in processes[0].stdout:
+            if line.startswith('Processes:') or time.monotonic() > deadline:
+                break
+        processes[1].kill()
+        (code, out, err), _ = _finish(processes, timeout=120)
+    finally:
+        for p in processes:
+            p.kill()
+    assert code == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith('torchrun --nproc_per_node N -m labml_nn_bn.experiments.mnist_ddp: '
+                               'error: rank 0 lost contact with rank 1, whose process has '
+                               'stopped'), err

@@ -27,7 +27,10 @@ seed; `--batch-size` is the size of the **global** batch, and each process train
 share of every global batch (shares differ by at most one image). Process 0 logs the run
 with labml and prints the final test accuracy. The options and their checks are those of the
 [shared trainer](trainer.md); the training loop is written out here, since each step works on
-a share of the batch.
+a share of the batch. A non-finite loss stops every process at the same step, with the
+single-process experiments' "training diverged" and exit status 1; a process that goes
+away (killed, say) is named by the others in one line, where they can tell
+([below](#when-a-process-goes-away)).
 
 With `--sync` (the default), this is the same training as the single-process experiment
 (`python -m labml_nn_bn.experiments.mnist`) with the same seed, batch size and optimiser: the same initial
@@ -41,12 +44,15 @@ statistics of its share alone, so the network depends on the number of processes
 """
 
 import argparse
+import math
 import os
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
-from typing import Dict, List, Optional
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -144,8 +150,21 @@ def train_step(model, optimizer, x: torch.Tensor, y: torch.Tensor, global_size: 
 #
 # Every process runs the same loop; only process 0 shows progress. The loss and accuracy of
 # an epoch are summed on each process and added up across processes at the end.
+#
+# A non-finite loss stops the run, as in the single-process experiments, and on every process
+# at the same step: a process that stopped alone would leave the others waiting for it in the
+# next collective. Each process keeps the first step at which its own share's loss was not
+# finite, and the processes agree on the earliest with an all-reduce. On a CPU that costs
+# nothing worth saving and is done every step; on a GPU it would make the CPU wait for the GPU
+# every step, so it is done every 100 steps and at the end of the epoch, and the flag kept on
+# the device still names the first bad step.
 def train_epoch(model, optimizer, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                generator: torch.Generator, rank: int, world: int, progress: bool = False):
+                generator: torch.Generator, rank: int, world: int, progress: bool = False,
+                first_step: int = 0):
+    """
+    One epoch of training steps; `first_step` is the number of steps done before it, so that
+    a divergence is reported with the step number counted across epochs.
+    """
     model.train()
     # The last, incomplete global batch is dropped, as in the single-process experiment
     steps = len(y) // batch_size
@@ -154,14 +173,36 @@ def train_epoch(model, optimizer, x: torch.Tensor, y: torch.Tensor, batch_size: 
     counter = monit.iterate('Train', range(steps)) if progress else range(steps)
     # Summed loss, number correct and number of examples of this process
     sums = torch.zeros(3, dtype=torch.float64, device=x.device)
-    for _, (xb, yb) in zip(counter, batches):
+    # The first step with a non-finite loss on this process ($\infty$: none yet) and that loss
+    bad_step = torch.full((), math.inf, dtype=torch.float64, device=x.device)
+    bad_loss = torch.zeros((), dtype=torch.float64, device=x.device)
+    check_every = 1 if x.device.type == 'cpu' else 100
+    for done, (_, (xb, yb)) in enumerate(zip(counter, batches), start=1):
         share = shard(len(yb), rank, world)
         logits, total = train_step(model, optimizer, xb[share], yb[share], len(yb), world)
+        first = (bad_step == math.inf) & ~torch.isfinite(total)
+        bad_step = torch.where(first, float(first_step + done), bad_step)
+        bad_loss = torch.where(first, total.double(), bad_loss)
+        if done % check_every == 0 or done == steps:
+            stop_if_diverged(bad_step, bad_loss, optimizer)
         sums[0] += total
         sums[1] += (logits.argmax(dim=1) == yb[share]).sum()
         sums[2] += len(yb[share])
     dist.all_reduce(sums)
     return (sums[0] / sums[2]).item(), (sums[1] / sums[2]).item()
+
+
+def stop_if_diverged(bad_step: torch.Tensor, bad_loss: torch.Tensor, optimizer):
+    """Raises `DivergenceError` on every process if any process has seen a non-finite loss."""
+    step = bad_step.reshape(1).clone()
+    dist.all_reduce(step, op=dist.ReduceOp.MIN)
+    if step.item() == math.inf:
+        return
+    # The loss at that step, on the processes that saw it (the others add nothing)
+    loss = torch.where(bad_step == step, bad_loss, 0.)
+    dist.all_reduce(loss)
+    raise trainer.DivergenceError(int(step.item()), loss.item(),
+                                  optimizer.param_groups[0]['lr'])
 
 
 # Evaluation uses the population statistics, so the processes need not talk while they
@@ -211,9 +252,11 @@ def train(conf: Config, rank: int, world: int, device: torch.device, tensors: da
     # Progress on a terminal, as the shared trainer shows it; elsewhere one line per epoch
     terminal = rank == 0 and trainer.is_terminal()
     epochs = monit.loop(conf.epochs) if terminal else range(conf.epochs)
+    steps = len(train_y) // conf.batch_size
     for epoch in epochs:
         train_loss, train_acc = train_epoch(ddp, optimizer, train_x, train_y, conf.batch_size,
-                                            generator, rank, world, progress=terminal)
+                                            generator, rank, world, progress=terminal,
+                                            first_step=epoch * steps)
         test_loss, test_acc = evaluate(model, tensors.test_x, tensors.test_y, rank, world)
         metrics = {'loss.train': train_loss, 'accuracy.train': train_acc,
                    'loss.test': test_loss, 'accuracy.test': test_acc}
@@ -285,27 +328,136 @@ def run(conf: Config) -> Optional[Result]:
     conf.backend = 'nccl' if device.type == 'cuda' else 'gloo'
     conf.world_size = world
     dist.init_process_group(conf.backend, timeout=timedelta(minutes=5))
+    processes = None
     try:
-        tensors, description, how = load_data(conf, rank, device)
-        if rank != 0:
-            return train(conf, rank, world, device, tensors, description)
-        name = 'mnist_ddp_sync' if conf.sync else 'mnist_ddp_no_sync'
-        with trainer.labml_run(name, asdict(conf), logs_dir=conf.logs_dir):
-            logger.log([('Data: ', Text.key), (description, Text.value)])
-            logger.log([('       ', Text.key), (how, Text.meta)])
-            logger.log([('Processes: ', Text.key),
-                        (f'{world} on {device.type} ({conf.backend})', Text.value)])
-            result = train(conf, rank, world, device, tensors, description)
-        per_process = conf.batch_size / world
-        logger.log([('Final test accuracy: ', Text.key),
-                    (f'{result.test_accuracy:.2%}', Text.success),
-                    (f' after {conf.epochs} epochs in {result.seconds:.1f}s, {world} processes on '
-                     f'{device.type} ({conf.backend}), global batch {conf.batch_size} '
-                     f'({per_process:g} per process), batch norm '
-                     f'{"synchronised" if conf.sync else "per process"}', Text.meta)])
-        return result
+        processes = describe_processes(rank, world)
+        return train_and_report(conf, rank, world, device)
+    except Exception as e:
+        if not lost_contact(e):
+            raise
+        raise LostProcess(lost_contact_message(e, rank, processes)) from None
     finally:
         dist.destroy_process_group()
+
+
+def train_and_report(conf: Config, rank: int, world: int,
+                     device: torch.device) -> Optional[Result]:
+    """The run itself: data, training, and, on process 0, the labml run and the report."""
+    tensors, description, how = load_data(conf, rank, device)
+    if rank != 0:
+        return train(conf, rank, world, device, tensors, description)
+    name = 'mnist_ddp_sync' if conf.sync else 'mnist_ddp_no_sync'
+    with trainer.labml_run(name, asdict(conf), logs_dir=conf.logs_dir):
+        logger.log([('Data: ', Text.key), (description, Text.value)])
+        logger.log([('       ', Text.key), (how, Text.meta)])
+        logger.log([('Processes: ', Text.key),
+                    (f'{world} on {device.type} ({conf.backend})', Text.value)])
+        result = train(conf, rank, world, device, tensors, description)
+    per_process = conf.batch_size / world
+    logger.log([('Final test accuracy: ', Text.key),
+                (f'{result.test_accuracy:.2%}', Text.success),
+                (f' after {conf.epochs} epochs in {result.seconds:.1f}s, {world} processes '
+                 f'on {device.type} ({conf.backend}), global batch {conf.batch_size} '
+                 f'({per_process:g} per process), batch norm '
+                 f'{"synchronised" if conf.sync else "per process"}', Text.meta)])
+    return result
+
+
+# ## When a process goes away
+#
+# A process that dies (killed, out of memory, a crash) leaves the others at their next
+# collective, which fails with the communication library's error; gloo's names a network
+# address, not a rank. To say which rank went away, the processes tell each other at the start
+# who they are: their process id and start time, and which process table the id belongs to
+# (the kernel's boot id and the pid namespace, so that a process in another container or on
+# another machine is never looked up here). A survivor then looks the others up, and names
+# those whose process has stopped. What it cannot do reliably:
+#
+# * look up a process in another process table (another machine, another container); then
+#   the message says so, and torchrun's summary names the rank that failed first;
+# * tell the first process that went away from those that stopped after it, because they too
+#   had lost contact; with two processes there are none such.
+#
+# torchrun, for its part, stops the survivors (with `SIGTERM`) as soon as it sees a process
+# fail, often before they reach their next collective: they then end without a word, and
+# torchrun's own summary, which follows, names the failed rank ("Root Cause").
+class LostProcess(ConnectionError):
+    """Another process of the group went away; the message names it where it can."""
+
+
+def describe_processes(rank: int, world: int) -> List[Tuple]:
+    """`(process table, pid, start time)` of every process, in rank order."""
+    processes = [None] * world
+    dist.all_gather_object(processes, _this_process())
+    return processes
+
+
+def lost_contact(e: BaseException) -> bool:
+    """Whether `e` is a collective failing because another process went away or hung."""
+    if isinstance(e, dist.DistError):
+        return True
+    text = str(e)
+    return isinstance(e, RuntimeError) and any(
+        sign in text for sign in ('gloo/transport', 'Connection reset by peer',
+                                  'Connection closed by peer', 'Broken pipe'))
+
+
+def lost_contact_message(e: BaseException, rank: int, processes) -> str:
+    # The first sentence of the library's message, without its source file and line
+    first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    reason = re.sub(r'^\[[^\]]*\]\s*', '', first_line).split('. ')[0]
+    if processes is None:
+        return f'rank {rank} lost contact with the other processes as they started ({reason})'
+    table = processes[rank][0]
+    others = [r for r in range(len(processes)) if r != rank]
+    here = [r for r in others if table is not None and processes[r][0] == table]
+    # A process that was killed may still be ending when its connections close
+    deadline = time.monotonic() + 1
+    while True:
+        gone = [r for r in here if _stopped(*processes[r][1:])]
+        if gone or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if gone:
+        names = ' and '.join(str(r) for r in gone)
+        which = (f'rank {names}, whose process has' if len(gone) == 1 else
+                 f'ranks {names}, whose processes have')
+        return (f'rank {rank} lost contact with {which} stopped (killed, or ended by an '
+                f'error of its own); this process stops too')
+    if len(here) < len(others):
+        return (f'rank {rank} lost contact with another process ({reason}); processes on '
+                f'other machines cannot be looked up from here: torchrun\'s summary names '
+                f'the rank that failed')
+    return (f'rank {rank} lost contact with another process, though every other process '
+            f'still runs ({reason}): a network failure, or a process that stopped responding')
+
+
+def _this_process() -> Tuple:
+    pid = os.getpid()
+    try:
+        boot = Path('/proc/sys/kernel/random/boot_id').read_text().strip()
+        table = (boot, os.readlink('/proc/self/ns/pid'))
+        return table, pid, _process_status(pid)[1]
+    except (OSError, TypeError):
+        # Not Linux: the others cannot be looked up
+        return None, pid, None
+
+
+def _process_status(pid: int) -> Optional[Tuple[str, str]]:
+    """The state letter and start time of process `pid`, or `None` when there is none."""
+    try:
+        stat = Path(f'/proc/{pid}/stat').read_text()
+    except OSError:
+        return None
+    # The fields after the command name, which is in parentheses and may hold spaces
+    fields = stat[stat.rindex(')') + 2:].split()
+    return fields[0], fields[19]
+
+
+def _stopped(pid: int, start: str) -> bool:
+    status = _process_status(pid)
+    # Gone, a zombie waiting to be reaped, or the id reused by a newer process
+    return status is None or status[0] in 'ZXx' or status[1] != start
 
 
 # ## Command line
@@ -351,10 +503,14 @@ def main(argv=None) -> Optional[Result]:
         else None
     conf = Config(**parse_args(argv, world))
     if int(os.environ.get('RANK', 0)) != 0:
-        # The others stop quietly with the same status
+        # The others stop quietly with the same status, except when they lost contact with
+        # another process: that may be process 0, so each survivor says whom it lost
         try:
             return run(conf)
-        except (ValueError, trainer.LogsError):
+        except LostProcess as e:
+            print(f'{PROG}: error: {e}', file=sys.stderr, flush=True)
+            sys.exit(1)
+        except (ValueError, trainer.LogsError, trainer.DivergenceError):
             sys.exit(1)
     return trainer.run_main(lambda: run(conf), PROG)
 

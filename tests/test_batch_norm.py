@@ -872,6 +872,37 @@ def test_gradgradcheck_on_a_4d_batch(memory_format):
     assert gradgradcheck(f, (x, w, b))
 
 
+@pytest.mark.parametrize('layout', ['2d-[B,C]', '4d-[B,C,H,W]'])
+def test_second_order_gradients_match_torch_and_the_first_order_gradient(layout):
+    # gradgradcheck compares the backward pass only with itself. Here a gradient-penalty
+    # loss, the gradient of a function of the first gradient, is compared with torch's, and
+    # the first gradient taken with create_graph=True with the ordinary one. ε = 0.5 against
+    # variances of about 0.01: a double-backward path that used 1/√σ² for 1/√(σ² + ε) would
+    # be off by a factor of seven.
+    shape, torch_cls = LAYOUTS[layout]
+    ref = torch_cls(C, eps=0.5, dtype=torch.float64)
+    with torch.no_grad():
+        ref.weight.uniform_(0.5, 1.5), ref.bias.uniform_(-0.5, 0.5)
+    ours = BatchNorm(C, eps=0.5, dtype=torch.float64)
+    ours.load_state_dict(ref.state_dict())
+    x = (torch.randn(shape, dtype=torch.float64) * 0.1 + 3).requires_grad_()
+    w = torch.linspace(-1, 2, x.numel(), dtype=torch.float64).view(shape)
+    results = []
+    for module in (ref, ours):
+        params = [x, module.weight, module.bias]
+        ordinary = torch.autograd.grad((module(x).sin() * w).sum(), params)
+        first = torch.autograd.grad((module(x).sin() * w).sum(), params, create_graph=True)
+        second = torch.autograd.grad(first[0].pow(2).sum(), params)
+        results.append((ordinary, first, second))
+    (ordinary_ref, first_ref, second_ref), (ordinary, first, second) = results
+    for name, a, e in zip(['x', 'weight', 'bias'], first, ordinary):
+        assert_close(a, e, f'first gradient with create_graph, {name}', rtol=1e-12, atol=1e-12)
+    for name, a, e in zip(['x', 'weight', 'bias'], first, first_ref):
+        assert_close(a, e, f'first gradient, {name}', rtol=1e-10, atol=1e-10)
+    for name, a, e in zip(['x', 'weight', 'bias'], second, second_ref):
+        assert_close(a, e, f'second-order gradient, {name}', rtol=1e-9, atol=1e-10)
+
+
 @pytest.mark.parametrize('offset', [0., 1e2, 1e4, 1e6, -1e6])
 @pytest.mark.parametrize('shape', [(64, 16, 8, 8), (256, 32)])
 def test_float32_output_is_within_1e_6_of_float64_for_large_means(offset, shape):

@@ -211,6 +211,29 @@ def test_evaluation_matches_eager(kernels, channels_last):
     assert kernels() == {'_apply_kernel'}
 
 
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_epsilon_counts_where_the_variance_is_near_it(kernels, channels_last):
+    # The tests above have ε = 1e-5 against variances near one (or nine), where a kernel
+    # that left ε out of 1/√(σ² + ε) would stay within their tolerance. Here ε = 0.5
+    # against running variances of 0.01 to 0.5 (evaluation, the apply kernel) and batch
+    # variances of about 0.01 (training, the combining kernel): leaving ε out would scale
+    # the output by up to seven times.
+    eager, fast = _pair(3, eps=0.5)
+    with torch.no_grad():
+        eager.running_mean.normal_()
+        eager.running_var.copy_(torch.tensor([0.01, 0.1, 0.5]))
+    fast.load_state_dict(eager.state_dict())
+    shape = (4, 3, 3, 5)
+    x = _input(shape, channels_last=channels_last, scale=0.1)
+    grad = torch.randn(shape, device=DEVICE)
+    _assert_close(_step(fast, x, grad), _step(eager, x, grad))
+    torch.testing.assert_close(fast.running_var, eager.running_var, rtol=1e-5, atol=1e-6)
+    eager.eval(), fast.eval()
+    with torch.no_grad():
+        _assert_close([fast(x)], [eager(x)])
+    assert {'_combine_stats_kernel', '_apply_kernel'} <= kernels()
+
+
 def test_the_running_averages_are_updated_by_the_kernel(kernels, monkeypatch):
     # With float32 buffers and a fixed momentum the combining kernel updates them (and counts
     # the batch); with momentum=None or half-precision buffers the module's own update does

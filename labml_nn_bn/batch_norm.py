@@ -119,6 +119,8 @@ statistics: during training each batch has its own $\mu_\mathcal{B}$ and $\sigma
 and one fixed $\gamma$, $\beta$ cannot undo all of them exactly.
 """
 
+import numbers
+
 import torch
 
 
@@ -740,7 +742,7 @@ class BatchNorm(Module):
                  device=None, dtype=None, *, bias: bool = True):
         super().__init__()
         self._check_arguments(channels, eps, momentum)
-        self.channels = channels
+        self.channels = int(channels)
         self.eps = float(eps)
         self.momentum = None if momentum is None else float(momentum)
         self.affine = bool(affine)
@@ -961,12 +963,12 @@ class BatchNorm(Module):
     # given, rather than surfacing later as a shape error deep inside a forward pass.
     @staticmethod
     def _check_arguments(channels, eps, momentum):
-        if isinstance(channels, bool) or not isinstance(channels, int):
+        if isinstance(channels, bool) or not isinstance(channels, numbers.Integral):
             raise TypeError(f"channels must be an int, got {type(channels).__name__}")
         if channels < 1:
             raise ValueError(f"channels must be at least 1, got {channels}")
-        if not _is_real(eps) or not eps > 0:
-            raise ValueError(f"eps must be a number > 0, got {eps!r}")
+        if not _is_real(eps) or not 0 < eps < float('inf'):
+            raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
         if momentum is not None and not (_is_real(momentum) and 0. <= momentum <= 1.):
             raise ValueError(f"momentum must be None or a number in [0, 1], "
                              f"got {momentum!r}")
@@ -1067,9 +1069,11 @@ class BatchNorm(Module):
 
 # ## Helpers
 #
-# Numbers given to the constructor: `True` is an `int` to Python, but not a sensible `eps`.
+# Numbers given to the constructor: any real number, NumPy's scalars included (as
+# configuration files and hyper-parameter searches hand them over), but not `True`, which
+# is an `int` to Python and not a sensible `eps`.
 def _is_real(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 # The dimensions that are reduced to get per-channel statistics: all of them except the

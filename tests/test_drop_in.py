@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+import numpy as np
 import pytest
 import torch
 
@@ -161,7 +162,6 @@ CASES = [
     Case('eps-1e-30', (4, C, 5, 5), kwargs=dict(eps=1e-30)),
     Case('eps-1e3', (4, C, 5, 5), kwargs=dict(eps=1e3)),
     Case('eps-1e3-eval', (4, C, 5, 5), train=False, kwargs=dict(eps=1e3)),
-    Case('eps-inf', (4, C, 5, 5), kwargs=dict(eps=math.inf), reason='x̂ = 0: the output is β'),
     # Momentum at its ends, and the cumulative average
     Case('momentum-0', (4, C, 5, 5), kwargs=dict(momentum=0.)),
     Case('momentum-int-0', (4, C, 5, 5), kwargs=dict(momentum=0)),
@@ -336,13 +336,19 @@ ARGUMENTS = [
      (TypeError, 'positional argument'), 'bias is keyword-only in torch too'),
     ('float-channels', (3.0,), {}, 'TypeError', (TypeError, 'channels must be an int, got float'), ''),
     ('eps-0', (C,), dict(eps=0), 'refuses in training',
-     (ValueError, r'eps must be a number > 0, got 0'),
+     (ValueError, r'eps must be a finite number > 0, got 0'),
      'eps = 0 divides a constant channel by zero; torch refuses it only at the first training '
      'forward, we refuse it at construction'),
     ('eps-negative', (C,), dict(eps=-1e-5), 'refuses in training',
-     (ValueError, r'eps must be a number > 0, got -1e-05'), 'as eps = 0'),
+     (ValueError, r'eps must be a finite number > 0, got -1e-05'), 'as eps = 0'),
     ('eps-nan', (C,), dict(eps=math.nan), 'accepts',
-     (ValueError, r'eps must be a number > 0, got nan'), 'torch then outputs NaN everywhere'),
+     (ValueError, r'eps must be a finite number > 0, got nan'),
+     'torch then outputs NaN everywhere'),
+    ('eps-inf', (C,), dict(eps=math.inf), 'accepts',
+     (ValueError, r'eps must be a finite number > 0, got inf'),
+     'torch then outputs β everywhere (x̂ = 0): nothing is normalised, without a word'),
+    ('eps-true', (C,), dict(eps=True), 'accepts',
+     (ValueError, r'eps must be a finite number > 0, got True'), 'True is a flag, not a number'),
     ('momentum-above-1', (C,), dict(momentum=1.5), 'accepts',
      (ValueError, r'momentum must be None or a number in \[0, 1\], got 1.5'),
      'the running average would overshoot the batch statistics'),
@@ -352,6 +358,12 @@ ARGUMENTS = [
     ('momentum-nan', (C,), dict(momentum=math.nan), 'accepts',
      (ValueError, r'momentum must be None or a number in \[0, 1\], got nan'),
      'torch then fills the running statistics with NaN'),
+    ('momentum-inf', (C,), dict(momentum=math.inf), 'accepts',
+     (ValueError, r'momentum must be None or a number in \[0, 1\], got inf'),
+     'torch then fills the running statistics with NaN or inf'),
+    ('momentum-string', (C,), dict(momentum='0.1'), 'accepts',
+     (ValueError, r"momentum must be None or a number in \[0, 1\], got '0.1'"),
+     'torch fails only at the first training step'),
     ('momentum-bool', (C,), dict(momentum=True), 'accepts',
      (ValueError, r'momentum must be None or a number in \[0, 1\], got True'),
      'True is a flag, not a weight; write 1.0'),
@@ -381,6 +393,30 @@ def test_constructor_arguments(args, kwargs, torch_does, ours, reason):
         error, match = ours
         with pytest.raises(error, match=match):
             BatchNorm(*args, **kwargs)
+
+
+# NumPy scalars, as configuration files and hyper-parameter searches hand them over: torch
+# accepts them, and so do we, for any integral `channels` and real `eps` and `momentum`. They
+# are kept as Python numbers, so the module prints and pickles as with plain ones.
+@pytest.mark.parametrize('channels,eps,momentum', [
+    (np.int64(C), np.float32(1e-5), np.float64(0.1)),
+    (np.int32(C), np.float64(1e-3), np.float32(0.5)),
+    (np.uint8(C), np.float16(0.01), np.int64(1)),
+], ids=['int64-float32-float64', 'int32-float64-float32', 'uint8-float16-int64'])
+def test_numpy_scalars_are_accepted_like_torch(channels, eps, momentum):
+    ref = torch.nn.BatchNorm2d(channels, eps=eps, momentum=momentum)
+    ours = BatchNorm(channels, eps=eps, momentum=momentum)
+    assert type(ours.channels) is int and ours.channels == C == ours.num_features
+    assert type(ours.eps) is float and ours.eps == float(eps)
+    assert type(ours.momentum) is float and ours.momentum == float(momentum)
+    assert repr(ours) == f'BatchNorm({C}, eps={float(eps)}, momentum={float(momentum)}, ' \
+                         f'affine=True, bias=True, track_running_stats=True)'
+    inputs = [randn((4, C, 5, 5), step) for step in range(2)]
+    grads = [torch.randn(4, C, 5, 5) for _ in range(2)]
+    case = Case('numpy', (4, C, 5, 5))
+    for e, a in zip(run_steps(ref, case, inputs, grads), run_steps(ours, case, inputs, grads)):
+        for key in e:
+            assert_same(e[key], a[key], f'numpy scalars, {key}', torch.float32)
 
 
 # ## State dictionaries

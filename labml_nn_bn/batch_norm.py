@@ -717,7 +717,11 @@ class BatchNormFunction(torch.autograd.Function):
 
 
 # ## Batch Normalization Layer
-class BatchNorm(Module):
+#
+# Besides `Module`, the layer derives from PyTorch's own base class of batch norms, so that
+# code which finds batch norms by their class finds it too (see *Recognised as a batch norm*
+# near the end); none of that class's code runs.
+class BatchNorm(torch.nn.modules.batchnorm._BatchNorm, Module):
     r"""
     Normalises each channel of a $[B, C, *]$ input over the batch and every other dimension,
     then scales and shifts it with learned $\gamma$ and $\beta$.
@@ -740,7 +744,9 @@ class BatchNorm(Module):
     def __init__(self, channels: int, eps: float = 1e-5, momentum=0.1,
                  affine: bool = True, track_running_stats: bool = True,
                  device=None, dtype=None, *, bias: bool = True):
-        super().__init__()
+        # A plain module to start with: `_BatchNorm`'s constructor would build PyTorch's own
+        # version of what follows
+        torch.nn.Module.__init__(self)
         self._check_arguments(channels, eps, momentum)
         self.channels = int(channels)
         self.eps = float(eps)
@@ -1033,9 +1039,21 @@ class BatchNorm(Module):
             raise ValueError(f"expected more than 1 value per channel {when}, "
                              f"got input of shape {tuple(x.shape)}")
 
+    # ### Recognised as a batch norm
+    #
+    # Code that looks for the batch norms of a model checks PyTorch's base class,
+    # `torch.nn.modules.batchnorm._BatchNorm`: training scripts that leave $\gamma$ and
+    # $\beta$ out of weight decay, `torch.nn.SyncBatchNorm.convert_sync_batchnorm`, the
+    # fusion of a convolution with the batch norm after it (`torch.nn.utils.fusion`), SWA's
+    # `update_bn`, `torch.func.replace_all_batch_norm_modules_`. A layer that is not an
+    # instance is skipped without a word, and a model would, say, decay $\gamma$ and $\beta$
+    # towards zero. So `BatchNorm` derives from that class as well as from `Module` (a
+    # `labml_helpers` module where that package is installed), and it is found as PyTorch's
+    # are. The class lends nothing else: the constructor starts from `torch.nn.Module`'s,
+    # and every method PyTorch's batch norms have is written out on this page.
+    # Such code reads `num_features`, PyTorch's name for `channels`.
     @property
     def num_features(self) -> int:
-        # The name PyTorch's batch norms use for `channels`, for code that reads it
         return self.channels
 
     def extra_repr(self) -> str:
@@ -1063,8 +1081,10 @@ class BatchNorm(Module):
             count = self.num_batches_tracked
             state_dict[key] = (torch.tensor(0, dtype=torch.long) if count.is_meta
                                else count)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
-                                      missing_keys, unexpected_keys, error_msgs)
+        # The loading itself, as for any module
+        torch.nn.Module._load_from_state_dict(self, state_dict, prefix, local_metadata,
+                                              strict, missing_keys, unexpected_keys,
+                                              error_msgs)
 
 
 # ## Helpers

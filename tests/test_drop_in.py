@@ -536,6 +536,67 @@ def test_old_checkpoint_into_a_meta_module():
     torch.testing.assert_close(ours.running_var, ref.running_var)
 
 
+# ## Code that finds batch norms by their class
+#
+# Training scripts leave γ and β out of weight decay by checking
+# `isinstance(m, torch.nn.modules.batchnorm._BatchNorm)`, and so do torch's own helpers that
+# look for batch norms. Ours is an instance of that class too, so such code finds it next to
+# torch's in a mixed model.
+def _mixed_model():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(2, C, 3, bias=False), BatchNorm(C), torch.nn.ReLU(),
+        torch.nn.Conv2d(C, C, 1, bias=False), torch.nn.BatchNorm2d(C), torch.nn.Flatten(),
+        torch.nn.Linear(C * 16, 4, bias=False), BatchNorm(4, bias=False))
+    with torch.no_grad():
+        for m in (model[1], model[4], model[7]):
+            m.weight.uniform_(0.5, 1.5)
+            if m.bias is not None:
+                m.bias.uniform_(-0.5, 0.5)
+    model(torch.randn(8, 2, 6, 6))  # some running statistics
+    return model
+
+
+def test_weight_decay_exclusion_by_class_finds_ours_and_torchs():
+    model = _mixed_model()
+    decay, no_decay = [], []
+    for module in model.modules():
+        is_norm = isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+        (no_decay if is_norm else decay).extend(module.parameters(recurse=False))
+    expected = [model[1].weight, model[1].bias, model[4].weight, model[4].bias,
+                model[7].weight]
+    assert [id(p) for p in no_decay] == [id(p) for p in expected]
+    assert [id(p) for p in decay] == [id(model[i].weight) for i in (0, 3, 6)]
+    # ours is still a labml_helpers module, and reads as one class
+    from labml_helpers.module import Module
+    assert isinstance(model[1], Module) and type(model[1]).__name__ == 'BatchNorm'
+
+
+def test_torchs_helpers_that_find_batch_norms_by_class_find_ours():
+    model = _mixed_model().eval()
+    x = torch.randn(8, 2, 6, 6)
+    expected = model(x)
+    # torch's converter to its SyncBatchNorm, with our statistics and parameters
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(model))
+    assert [type(synced[i]) for i in (1, 4, 7)] == [torch.nn.SyncBatchNorm] * 3
+    assert torch.equal(synced[1].running_var, model[1].running_var)
+    assert synced[7].bias is None
+    # the fusion of a convolution with the batch norm after it
+    fused = torch.nn.utils.fusion.fuse_conv_bn_eval(model[0], model[1])
+    torch.testing.assert_close(fused(x), model[1](model[0](x)), rtol=1e-5, atol=1e-6)
+    # SWA's recomputation of the running statistics (reset, then a plain average)
+    swa = copy.deepcopy(model).train()
+    batches = [torch.randn(8, 2, 6, 6) for _ in range(3)]
+    torch.optim.swa_utils.update_bn(batches, swa)
+    assert int(swa[1].num_batches_tracked) == int(swa[4].num_batches_tracked) == 3
+    assert swa[1].momentum == 0.1
+    # torch.func's switch to batch statistics
+    func = copy.deepcopy(model)
+    torch.func.replace_all_batch_norm_modules_(func)
+    assert func[1].running_mean is None and not func[1].track_running_stats
+    assert not torch.equal(func.train()(x), expected)
+
+
 # ## Graph capture
 #
 # `torch.export` records what the forward does: the same outputs, and the same counter, as torch.

@@ -469,6 +469,43 @@ def test_inference_matches_torch_on_every_memory_layout(name, dtype):
         assert_close(a, b, f'{name} eval grad {what}', **grad_tol)
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('shape', [(8, C, 6, 5), (64, 16, 4, 4)])
+def test_eval_memory_formats_differ_by_at_most_one_rounding_of_the_product(dtype, shape):
+    # The page's choice: on the CPU, channels-last (the channel innermost) is normalised
+    # with one fused multiply-add, y = fl(a x + c), and channels-first with a
+    # multiplication and an addition, y = fl(fl(a x) + c); making both the same costs one
+    # of them 1.5 to 3 times its time. So the two formats may differ, by one rounding of
+    # a x at most, and each is within that of the exact result.
+    torch.manual_seed(0)
+    bn = BatchNorm(shape[1], dtype=dtype)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5), bn.bias.uniform_(-0.5, 0.5)
+        bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2)
+    bn.eval()
+    x = torch.randn(shape, dtype=dtype) * 3
+    y_first = bn(x)
+    y_last = bn(x.contiguous(memory_format=torch.channels_last))
+    # a and c as the module computes them
+    var = bn.running_var + batch_norm_module._epsilon(bn.eps, dtype)
+    a = (var.rsqrt() * bn.weight).detach().view(1, -1, 1, 1)
+    c = torch.addcmul(bn.bias, bn.running_mean, a.flatten(), value=-1).detach().view(1, -1, 1, 1)
+    assert torch.equal(y_first, x * a + c)
+    assert torch.equal(y_last, torch.addcmul(c, x, a))
+    # They differ by at most one rounding of a x and one of y each, and in float32 each is
+    # within that of the exact a x + c (computed in float64; the fused one within u |y|)
+    u = torch.finfo(dtype).eps / 2
+    with torch.no_grad():
+        ax, y = (x * a).double().abs(), y_last.double().abs()
+        assert ((y_first - y_last).double().abs() <= u * (ax + 2 * y) * (1 + 4 * u)).all()
+        if dtype == torch.float32:
+            exact = x.double() * a.double() + c.double()
+            assert ((y_first.double() - exact).abs() <= u * (ax + y) * (1 + 4 * u)).all()
+            assert ((y_last.double() - exact).abs() <= u * exact.abs()).all()
+    if dtype == torch.float32:
+        assert not torch.equal(y_first, y_last)  # the difference is real, and this bounds it
+
+
 @pytest.mark.parametrize('memory_format', [torch.channels_last, torch.contiguous_format],
                          ids=['channels-last', 'nchw'])
 def test_bfloat16_inference_error_is_bounded(memory_format):

@@ -317,6 +317,37 @@ def test_statistics_are_stable_at_a_mean_of_a_million(kernels, channels_last):
     assert '_channel_stats_kernel' in kernels()
 
 
+@pytest.mark.parametrize('train', [True, False])
+def test_torch_func_and_forward_ad_use_the_eager_path(kernels, train):
+    # The kernels have no rule for torch.func's transforms or for forward-mode AD; under
+    # them the layer is the eager module, which has (tests/test_torch_func.py)
+    eager, fast = _pair(3, track_running_stats=not train)
+    with torch.no_grad():
+        eager.bias.normal_()
+    fast.load_state_dict(eager.state_dict())
+    eager.train(train), fast.train(train)
+    x = _input((4, 3, 5)).detach()
+    xs = torch.stack([x, 2 * x + 1])
+    params = dict(eager.named_parameters())
+
+    def loss(module):
+        return lambda p, x: torch.func.functional_call(module, p, (x,)).sin().sum()
+    for transform in (lambda m: torch.func.vmap(m)(xs),
+                      lambda m: torch.func.grad(loss(m))(params, x),
+                      lambda m: torch.func.jvp(m, (x,), (xs[1],)),
+                      lambda m: torch.func.vmap(torch.func.grad(loss(m)), (None, 0))(params, xs)):
+        torch.testing.assert_close(transform(fast), transform(eager), rtol=1e-5, atol=1e-6)
+    with torch.autograd.forward_ad.dual_level():
+        dual = torch.autograd.forward_ad.make_dual(x, xs[1])
+        y_fast, y_eager = (torch.autograd.forward_ad.unpack_dual(m(dual)) for m in (fast, eager))
+        torch.testing.assert_close(y_fast, y_eager, rtol=1e-5, atol=1e-6)
+    assert kernels() == set()
+    # and outside them, the kernels
+    with torch.no_grad():
+        fast(x)
+    assert kernels()
+
+
 def test_double_backward_is_refused_clearly(kernels):
     fast = FastBatchNorm(3).to(DEVICE)
     x = _input((4, 3, 5))

@@ -381,7 +381,7 @@ def _shifted_sums(d: torch.Tensor, in_place: bool = False):
 # `_squares_over_d`) it is formed over $d$ itself, which the caller then rebuilds.
 def _sum_of_squares(d: torch.Tensor, dims, in_place: bool = False) -> torch.Tensor:
     if _on_gpu(d) and not d.requires_grad:
-        return torch.linalg.vector_norm(d, 2, dim=dims, keepdim=True).square_()
+        return torch.linalg.vector_norm(d, 2, dim=dims, keepdim=True).square()
     return (d.mul_(d) if in_place else d * d).sum(dim=dims, keepdim=True)
 
 

@@ -4,6 +4,8 @@ float64: values and gradients of `grad`, `jacrev`, `jvp`, `vmap` (over examples,
 ensemble of models, per-example gradients), `hessian`, `torch.autograd.forward_ad`, batched
 gradients (`is_grads_batched`, `gradcheck`'s batched checks), and the cases torch refuses.
 """
+import warnings
+
 import pytest
 import torch
 import torch.autograd.forward_ad as fwAD
@@ -311,3 +313,28 @@ def test_training_with_unbatched_running_statistics_is_refused_and_changes_nothi
         calls[transform](ours)
     for k, v in ours.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+# ## The GPU's path
+
+def test_the_gpu_path_under_transforms_matches_the_cpu_path(monkeypatch):
+    # On a GPU the sum of squares is the square of a norm (`_sum_of_squares`). Under
+    # transforms its derivatives must be those of the sum of squares, also at a constant
+    # channel (all d = 0), where the norm itself has none: the CPU's results, and no
+    # warning that vmap falls back to a slow loop
+    from labml_nn_bn import batch_norm as batch_norm_module
+    shape, _, ours = make_pair('4d', track_running_stats=False)
+    x = randn(*shape)
+    x[:, 1] = 0.5
+    tx = randn(*shape)
+    f = lambda x: weighted_loss(ours(x))
+    calls = {'hessian': lambda: hessian(f)(x),
+             'jvp': lambda: jvp(ours, (x,), (tx,))[1],
+             'jacfwd': lambda: jacfwd(ours)(x),
+             'vmap of grad': lambda: vmap(grad(f))(torch.stack([x, tx]))}
+    expected = {name: call() for name, call in calls.items()}
+    monkeypatch.setattr(batch_norm_module, '_on_gpu', lambda t: True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings('error', message='.*performance drop')
+        for name, call in calls.items():
+            assert_close(call(), expected[name], f'{name} on the GPU path')

@@ -501,7 +501,8 @@ class BatchNormFunction(torch.autograd.Function):
         _, mean, var, shift, residual, inv_std = outputs
         # Back-propagation needs $x$, $\gamma$ and the statistics; $\hat{x}$ is rebuilt from
         # them rather than stored, which keeps one activation-sized tensor instead of two.
-        # Forward-mode differentiation needs the same (see `jvp`).
+        # Forward-mode differentiation (`jvp`) reads the same tensors, through the same
+        # `ctx.saved_tensors`.
         ctx.save_for_backward(x, weight, shift, residual, inv_std)
         ctx.save_for_forward(x, weight, shift, residual, inv_std)
         ctx.eps = eps
@@ -1050,8 +1051,9 @@ class BatchNorm(torch.nn.modules.batchnorm._BatchNorm, Module):
     # towards zero. So `BatchNorm` derives from that class as well as from `Module` (a
     # `labml_helpers` module where that package is installed), and it is found as PyTorch's
     # are. The class lends nothing else: the constructor starts from `torch.nn.Module`'s,
-    # and every method PyTorch's batch norms have is written out on this page.
-    # Such code reads `num_features`, PyTorch's name for `channels`.
+    # and every method it defines is written out on this page, but `_check_input_dim`,
+    # which only PyTorch's own `forward` calls. Such code reads `num_features`, PyTorch's
+    # name for `channels`.
     @property
     def num_features(self) -> int:
         return self.channels
@@ -1127,8 +1129,9 @@ def _channel_shape(x: torch.Tensor):
 # two steps, and the two steps over a channels-last one 1.5 to 2 times as long as the
 # fused multiply-add. The difference is one rounding of $a x$, at most $u\,|a x|$ for the
 # unit roundoff $u$: no more than the rounding of $x$ itself, before it reached us, has
-# already put into $y$ (`test_eval_memory_formats_differ_by_at_most_one_rounding_of_the_product`
-# checks both formats against the exact result). On a GPU both take the fused multiply-add.
+# already put into $y$. A test checks both formats against the exact result
+# (`test_eval_memory_formats_differ_by_at_most_one_rounding_of_the_product`). On a GPU
+# both take the fused multiply-add.
 def _multiply_add(t: torch.Tensor, a: torch.Tensor, c: torch.Tensor,
                   inplace: bool = False) -> torch.Tensor:
     if t.stride(1) == 1 or not t.is_cpu:

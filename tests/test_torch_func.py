@@ -240,6 +240,18 @@ def test_is_grads_batched_matches_torch(kind):
         assert_tree_close([a[i] for a in actual], row, f'batched gradient {i}')
 
 
+@pytest.mark.parametrize('vectorize', [False, True])
+def test_torch_autograd_functional_jacobian_and_hessian_match_torch(vectorize):
+    # vectorize=True batches the gradients through one backward pass, as is_grads_batched
+    shape, ref, ours = make_pair('4d', track_running_stats=False)
+    x = randn(2, C, 2, 1)
+    jacobian, hess = torch.autograd.functional.jacobian, torch.autograd.functional.hessian
+    assert_close(jacobian(ours, x, vectorize=vectorize), jacobian(ref, x, vectorize=vectorize),
+                 'jacobian')
+    assert_close(hess(lambda x: weighted_loss(ours(x)), x, vectorize=vectorize),
+                 hess(lambda x: weighted_loss(ref(x)), x, vectorize=vectorize), 'hessian')
+
+
 @pytest.mark.parametrize('affine', [True, False])
 def test_gradcheck_with_batched_and_forward_checks(affine):
     x = randn(4, 2, 3).requires_grad_()

@@ -119,6 +119,8 @@ statistics: during training each batch has its own $\mu_\mathcal{B}$ and $\sigma
 and one fixed $\gamma$, $\beta$ cannot undo all of them exactly.
 """
 
+import numbers
+
 import torch
 
 
@@ -379,7 +381,7 @@ def _shifted_sums(d: torch.Tensor, in_place: bool = False):
 # `_squares_over_d`) it is formed over $d$ itself, which the caller then rebuilds.
 def _sum_of_squares(d: torch.Tensor, dims, in_place: bool = False) -> torch.Tensor:
     if _on_gpu(d) and not d.requires_grad:
-        return torch.linalg.vector_norm(d, 2, dim=dims, keepdim=True).square_()
+        return torch.linalg.vector_norm(d, 2, dim=dims, keepdim=True).square()
     return (d.mul_(d) if in_place else d * d).sum(dim=dims, keepdim=True)
 
 
@@ -417,33 +419,51 @@ def _squares_over_d(d: torch.Tensor) -> bool:
 # missing. It also saves memory: the backward pass below needs only $x$, $\gamma$ and three numbers
 # per channel, where autograd would keep every intermediate tensor of the forward pass.
 #
-# A `torch.autograd.Function` pairs a `forward` with a hand-written `backward`: `forward`
-# receives a context `ctx` on which it keeps what `backward` will need (tensors through
-# `ctx.save_for_backward`, which lets autograd check they were not modified in the meantime),
-# and `backward` receives one gradient per output of `forward` and returns one gradient per
+# A `torch.autograd.Function` pairs a `forward` with a hand-written `backward`. `forward`
+# computes the outputs from the inputs alone; `setup_context` then sees the inputs and the
+# outputs and keeps on a context `ctx` what the other passes will need (tensors through
+# `ctx.save_for_backward`, which lets autograd check they were not modified in the meantime).
+# `backward` receives one gradient per output of `forward` and returns one gradient per
 # input of `forward`, here four for $x$, $\gamma$, $\beta$ and $\epsilon$, with `None` for
 # $\epsilon$ (a number, not a tensor) and for any input whose `ctx.needs_input_grad` entry
-# says no gradient is wanted.
+# says no gradient is wanted. `jvp` is forward-mode differentiation: it receives one tangent
+# per input and returns one per output.
+#
+# Keeping `ctx` out of `forward` is what `torch.func` asks for: its transforms (`grad`,
+# `jacrev`, `jvp`, `vmap`, ...) run `forward` themselves and call `setup_context` where a
+# backward pass is wanted. Since `setup_context` sees only inputs and outputs, the three
+# numbers per channel that back-propagation reuses leave `forward` as outputs too.
 class BatchNormFunction(torch.autograd.Function):
+    # Under `torch.func.vmap`, torch runs `forward`, `setup_context`, `backward` and `jvp`
+    # themselves on batched tensors, each example (or model) of the batch separately; inside
+    # a transform they take the functional path (see `_functional`), plain PyTorch operations
+    # that `vmap` supports.
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight, bias, eps: float):
+    def forward(x: torch.Tensor, weight, bias, eps: float):
         r"""
         ### Forward: Algorithm 1
 
         `x` has shape $[B, C, *]$; `weight` ($\gamma$) and `bias` ($\beta$) have shape $[C]$ or
-        are `None`. Returns the output $y$ in the dtype of `x`, and the batch mean and biased
-        batch variance of shape $[C]$ for the running statistics.
+        are `None`. Returns the output $y$ in the dtype of `x`; the batch mean and biased
+        batch variance of shape $[C]$, for the running statistics; and, for the backward pass,
+        the shift $s$, the residual $r$ and $\frac{1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$,
+        each of shape $[1, C, 1, \dots]$.
         """
         shape = _channel_shape(x)
+        # Under a `torch.func` transform or forward-mode AD, plain operations that write
+        # only new tensors (see `_functional`)
+        functional = _functional()
         # $s$, then $d_i = x_i - s$ in the compute dtype, and from it $r$ and
         # $\sigma^2_\mathcal{B}$; $[B, C, *]$, then $[1, C, 1, \dots]$. On the CPU the squares
         # $d_i^2$ are formed over $d$, which is then rebuilt (see `_squares_over_d`); a
         # half-precision input there goes through in pieces of the batch (see `_piece_size`).
         shift = _cheap_shift(x)
-        piece = _piece_size(x)
+        piece = None if functional else _piece_size(x)
         if piece is None:
             d = _subtract(x, shift)
-            squares_over_d = _squares_over_d(d)
+            squares_over_d = not functional and _squares_over_d(d)
             residual, var = _shifted_moments(d, in_place=squares_over_d)
             if squares_over_d:
                 d = _subtract(x, shift, out=d)
@@ -466,31 +486,37 @@ class BatchNormFunction(torch.autograd.Function):
             offset = (residual * scale).neg_()
         # $y = a \, d + c$, over $d$, in the dtype of $x$; $[B, C, *]$
         if piece is None:
-            y = _multiply_add(d, scale, offset, inplace=True).to(x.dtype)
+            y = _multiply_add(d, scale, offset, inplace=not functional).to(x.dtype)
         else:
             y = torch.empty_like(x)
             for p, y_p in zip(x.split(piece), y.split(piece)):
                 d = _subtract(p, shift)
                 y_p.copy_(_multiply_add(d, scale, offset, inplace=True))
+        # $\mu_\mathcal{B} = s + r$ and $\sigma^2_\mathcal{B}$, for the running statistics
+        return y, (shift + residual).flatten(), var.flatten(), shift, residual, inv_std
 
+    @staticmethod
+    def setup_context(ctx, inputs, outputs):
+        x, weight, bias, eps = inputs
+        _, mean, var, shift, residual, inv_std = outputs
         # Back-propagation needs $x$, $\gamma$ and the statistics; $\hat{x}$ is rebuilt from
         # them rather than stored, which keeps one activation-sized tensor instead of two.
+        # Forward-mode differentiation (`jvp`) reads the same tensors, through the same
+        # `ctx.saved_tensors`.
         ctx.save_for_backward(x, weight, shift, residual, inv_std)
+        ctx.save_for_forward(x, weight, shift, residual, inv_std)
         ctx.eps = eps
         ctx.bias_dtype = None if bias is None else bias.dtype
-
-        # $\mu_\mathcal{B} = s + r$ and $\sigma^2_\mathcal{B}$ leave as plain numbers: the
-        # running averages are bookkeeping, not part of the function being differentiated.
-        mean = (shift + residual).flatten()
-        var = var.flatten()
-        ctx.mark_non_differentiable(mean, var)
+        # $\mu_\mathcal{B}$ and $\sigma^2_\mathcal{B}$ leave as plain numbers: the running
+        # averages are bookkeeping, not part of the function being differentiated; and the
+        # three values for the backward pass are only that.
+        ctx.mark_non_differentiable(mean, var, shift, residual, inv_std)
         # Nothing differentiates them, so autograd passes `None` for their gradients rather
         # than tensors of zeros it would have to make
         ctx.set_materialize_grads(False)
-        return y, mean, var
 
     @staticmethod
-    def backward(ctx, grad_y: torch.Tensor, _grad_mean, _grad_var):
+    def backward(ctx, grad_y: torch.Tensor, *_grad_statistics):
         r"""
         ### Backward: the paper's Section 3
 
@@ -551,18 +577,20 @@ class BatchNormFunction(torch.autograd.Function):
         dtype = shift.dtype
         # $m$, the number of values each statistic is computed over
         m = x.numel() // x.shape[1]
-        # A second derivative needs the statistics as functions of $x$ (see the end); a
-        # half-precision input on the CPU goes through in pieces of the batch (see `_piece_size`)
-        double_backward = torch.is_grad_enabled()
-        piece = None if double_backward else _piece_size(x)
+        # A second derivative, a `torch.func` transform or a batch of gradients
+        # (`is_grads_batched`) takes the functional path: plain operations, with the
+        # statistics as functions of $x$ (see the end). Otherwise a half-precision input on
+        # the CPU goes through in pieces of the batch (see `_piece_size`).
+        functional = torch.is_grad_enabled() or _functional(grad_y)
+        piece = None if functional else _piece_size(x)
         # $g_j d_j$ is formed over $d$, and $d$ rebuilt for the input gradient (see
         # `_squares_over_d`)
-        lean = not double_backward and not _is_compiling()
+        lean = not functional and not _is_compiling()
         # $\sum_j g_j$ and $\sum_j g_j d_j$, with $d_i = x_i - s$ rebuilt from the saved input;
         # $[1, C, 1, \dots]$
         if piece is None:
             d = _subtract(x, shift)
-            if double_backward:
+            if functional:
                 residual, var = _shifted_moments(d)
                 inv_std = torch.rsqrt(var + ctx.eps)
             grad_y = _widen(grad_y, dtype)
@@ -585,11 +613,12 @@ class BatchNormFunction(torch.autograd.Function):
             b = a * inv_std * sum_g_x_hat * minus_inv_m
             c = torch.addcmul(a * sum_g * minus_inv_m, b, residual, value=-1)
 
-            # Over $d$, unless autograd needs it for a second derivative
-            inplace = not double_backward
-
+            # Over $d$, unless on the functional path (where `vmap` has a rule for
+            # `addcmul`, not for `addcmul_`)
             def input_gradient(d, g):
-                return _multiply_add(d, b, c, inplace=inplace).addcmul_(g, a)
+                if functional:
+                    return torch.addcmul(_multiply_add(d, b, c), g, a)
+                return _multiply_add(d, b, c, inplace=True).addcmul_(g, a)
 
             if piece is None:
                 if lean:
@@ -602,21 +631,98 @@ class BatchNormFunction(torch.autograd.Function):
                     out.copy_(input_gradient(_subtract(p, shift), _widen(g, dtype)))
         # $\frac{\partial \ell}{\partial \gamma} = \sum_i g_i \hat{x}_i$
         if weight is not None and ctx.needs_input_grad[1]:
-            grad_weight = sum_g_x_hat.flatten().to(weight.dtype)
+            grad_weight = sum_g_x_hat.view(-1).to(weight.dtype)
         # $\frac{\partial \ell}{\partial \beta} = \sum_i g_i$
         if ctx.needs_input_grad[2]:
-            grad_bias = sum_g.flatten().to(ctx.bias_dtype)
+            grad_bias = sum_g.view(-1).to(ctx.bias_dtype)
 
-        # **Second derivatives.** `gradgradcheck`, or `create_graph=True` in
-        # `torch.autograd.grad`, differentiates this backward pass itself. Autograd then runs
-        # it with gradients enabled, and the statistics must be functions of $x$, not the
-        # numbers saved by the forward pass, so they are recomputed from $d$ above; the
+        # **Second derivatives.** `gradgradcheck`, `create_graph=True` in
+        # `torch.autograd.grad`, or `torch.func.hessian` differentiate this backward pass
+        # itself. The statistics must then be functions of $x$, not the numbers saved by the
+        # forward pass, so on the functional path they are recomputed from $d$ above; the
         # shift $s$ may stay a constant because $d_i - r$ does not depend on it.
         return grad_x, grad_weight, grad_bias, None
 
+    @staticmethod
+    def jvp(ctx, x_t, weight_t, bias_t, _eps_t):
+        r"""
+        ### Forward-mode differentiation
+
+        Forward mode (`torch.func.jvp`, `jacfwd`, `torch.autograd.forward_ad`) pushes a
+        *tangent* through the function instead of pulling a gradient back: given the
+        directions $\dot{x}_i$, $\dot{\gamma}$ and $\dot{\beta}$ in which the inputs move, it
+        returns the direction $\dot{y}_i$ in which the output moves. The chain rule runs along
+        the same graph as in the backward pass, from the inputs to the output:
+
+        $$\dot{\mu}_\mathcal{B} = \frac{1}{m} \sum_{j=1}^m \dot{x}_j$$
+
+        $$\dot{\sigma}^2_\mathcal{B} = \frac{2}{m} \sum_{j=1}^m (x_j - \mu_\mathcal{B})
+          (\dot{x}_j - \dot{\mu}_\mathcal{B})
+          = \frac{2}{m} \sum_{j=1}^m (x_j - \mu_\mathcal{B}) \dot{x}_j$$
+
+        (the centred values sum to zero, so $\dot{\mu}_\mathcal{B}$ drops out)
+
+        $$\begin{aligned}\dot{\hat{x}}_i =
+          &\frac{\dot{x}_i - \dot{\mu}_\mathcal{B}}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}} \\
+          &+ (x_i - \mu_\mathcal{B}) \cdot \frac{-1}{2} (\sigma^2_\mathcal{B} + \epsilon)^{-3/2}
+          \cdot \dot{\sigma}^2_\mathcal{B}\end{aligned}$$
+
+        $$\dot{y}_i = \gamma \dot{\hat{x}}_i + \dot{\gamma} \hat{x}_i + \dot{\beta}$$
+
+        **The compact form.** With $k = \frac{1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$ and
+        $x_i - \mu_\mathcal{B} = \hat{x}_i / k$ as before,
+        $\dot{\sigma}^2_\mathcal{B} = \frac{2}{m k} \sum_j \hat{x}_j \dot{x}_j$, and
+        $$\dot{\hat{x}}_i = k \Big(\dot{x}_i - \frac{1}{m} \sum_j \dot{x}_j
+          - \hat{x}_i \frac{1}{m} \sum_j \hat{x}_j \dot{x}_j\Big)$$
+        This is the backward pass's compact form with $\dot{x}$ in the place of $g$: the
+        Jacobian of $\hat{x}$ with respect to $x$,
+        $\frac{k}{m}\big(m I - \mathbf{1}\mathbf{1}^\top - \hat{x}\hat{x}^\top\big)$, is
+        symmetric. Read as a projection, the tangent loses its mean (a shift of the whole
+        channel) and its component along $\hat{x}$ (a scaling of the centred values), the two
+        directions the normalisation takes out, up to the $\epsilon$ that keeps
+        $\frac{1}{m}\sum_j \hat{x}_j^2$ just under one.
+        """
+        x, weight, shift, _, _ = ctx.saved_tensors
+        shape = _channel_shape(x)
+        dims = _reduced_dims(x)
+        # $m$, with an empty batch's $m = 0$ taken as 1 (its sums are zero)
+        m = max(x.numel() // x.shape[1], 1)
+        # The statistics again, from $x$: a transform that differentiates this pass in turn
+        # (reverse over forward, forward over forward) must see how they depend on $x$
+        d = _subtract(x, shift)
+        residual, var = _shifted_moments(d)
+        # $k = \frac{1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$
+        k = torch.rsqrt(var + ctx.eps)
+        # $\hat{x}_i = k (d_i - r)$
+        x_hat = (d - residual) * k
+        if x_t is None:
+            x_hat_t = torch.zeros_like(x_hat)
+        else:
+            # $\frac{1}{m} \sum_j \dot{x}_j$
+            mean_t = x_t.sum(dim=dims, keepdim=True, dtype=d.dtype) / m
+            # $\frac{1}{m} \sum_j \hat{x}_j \dot{x}_j$
+            mean_x_hat_t = (x_hat * x_t).sum(dim=dims, keepdim=True) / m
+            # $\dot{\hat{x}}_i = k \big(\dot{x}_i - \frac{1}{m} \sum_j \dot{x}_j
+            #   - \hat{x}_i \frac{1}{m} \sum_j \hat{x}_j \dot{x}_j\big)$
+            x_hat_t = (x_t - mean_t - x_hat * mean_x_hat_t) * k
+        # $\gamma \dot{\hat{x}}_i$
+        y_t = x_hat_t if weight is None else x_hat_t * weight.to(d.dtype).view(shape)
+        # $+ \dot{\gamma} \hat{x}_i$
+        if weight_t is not None:
+            y_t = y_t + weight_t.to(d.dtype).view(shape) * x_hat
+        # $+ \dot{\beta}$
+        if bias_t is not None:
+            y_t = y_t + bias_t.to(d.dtype).view(shape)
+        # No tangents for the statistics, which are not differentiable
+        return y_t.to(x.dtype), None, None, None, None, None
+
 
 # ## Batch Normalization Layer
-class BatchNorm(Module):
+#
+# Besides `Module`, the layer derives from PyTorch's own base class of batch norms, so that
+# code which finds batch norms by their class finds it too (see *Recognised as a batch norm*
+# near the end); none of that class's code runs.
+class BatchNorm(torch.nn.modules.batchnorm._BatchNorm, Module):
     r"""
     Normalises each channel of a $[B, C, *]$ input over the batch and every other dimension,
     then scales and shifts it with learned $\gamma$ and $\beta$.
@@ -639,9 +745,11 @@ class BatchNorm(Module):
     def __init__(self, channels: int, eps: float = 1e-5, momentum=0.1,
                  affine: bool = True, track_running_stats: bool = True,
                  device=None, dtype=None, *, bias: bool = True):
-        super().__init__()
+        # A plain module to start with: `_BatchNorm`'s constructor would build PyTorch's own
+        # version of what follows
+        torch.nn.Module.__init__(self)
         self._check_arguments(channels, eps, momentum)
-        self.channels = channels
+        self.channels = int(channels)
         self.eps = float(eps)
         self.momentum = None if momentum is None else float(momentum)
         self.affine = bool(affine)
@@ -713,8 +821,8 @@ class BatchNorm(Module):
         # **The normalisation.** `apply` runs `BatchNormFunction.forward` and, when any input
         # requires a gradient, records `BatchNormFunction.backward` in the autograd graph.
         # Besides $y$ it returns $\mu_\mathcal{B}$ and $\sigma^2_\mathcal{B}$, for the
-        # running statistics.
-        y, mean, var = BatchNormFunction.apply(x, self.weight, self.bias, self.eps)
+        # running statistics (and what the backward pass reuses, which we need not see).
+        y, mean, var, *_ = BatchNormFunction.apply(x, self.weight, self.bias, self.eps)
 
         # **Learning the population statistics**, while training only: every batch moves the
         # running averages a little towards its own statistics. An empty batch has nothing to
@@ -756,6 +864,9 @@ class BatchNorm(Module):
 
         This runs under `no_grad`, so the buffers never hold autograd history.
         """
+        # Inside `torch.func` transforms, only where the buffers can take the batch's
+        # statistics (see `_check_running_stats_can_learn`), and otherwise before any change
+        self._check_running_stats_can_learn(mean, var)
         # A module whose buffers were set to `None`, or one built without running statistics
         # whose flag is switched on later, has nothing to update: PyTorch then only counts the
         # batch (if it has a counter), and so do we.
@@ -820,9 +931,15 @@ class BatchNorm(Module):
         """
         dtype = _compute_dtype(x)
         weight, bias = self.weight, self.bias
+        # Under `torch.func` transforms and forward-mode AD the population statistics are
+        # constants, as in PyTorch (see `_check_statistics_have_no_tangents`), and the input is
+        # used as it is
+        functional = _functional()
+        if functional:
+            self._check_statistics_have_no_tangents(mean, var)
         # Where the channels are innermost in memory, the input as rows of $k$ examples,
         # $[R, k, C]$ (see `_as_rows`); else `None`
-        rows, k = _as_rows(x)
+        rows, k = (None, 1) if functional else _as_rows(x)
         # $\mathrm{Var}[x] + \epsilon$, as $k$ copies of the $C$ values for rows of $k$ examples
         if k > 1:
             var = var.expand(k, -1)
@@ -853,15 +970,52 @@ class BatchNorm(Module):
     # given, rather than surfacing later as a shape error deep inside a forward pass.
     @staticmethod
     def _check_arguments(channels, eps, momentum):
-        if isinstance(channels, bool) or not isinstance(channels, int):
+        if isinstance(channels, bool) or not isinstance(channels, numbers.Integral):
             raise TypeError(f"channels must be an int, got {type(channels).__name__}")
         if channels < 1:
             raise ValueError(f"channels must be at least 1, got {channels}")
-        if not _is_real(eps) or not eps > 0:
-            raise ValueError(f"eps must be a number > 0, got {eps!r}")
+        if not _is_real(eps) or not 0 < eps < float('inf'):
+            raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
         if momentum is not None and not (_is_real(momentum) and 0. <= momentum <= 1.):
             raise ValueError(f"momentum must be None or a number in [0, 1], "
                              f"got {momentum!r}")
+
+    # **`torch.func` and the running statistics.** Under `vmap` the batch statistics of
+    # a training step are batched, one set per example (or model) of the transform; under
+    # `grad`, `jacrev` or `jvp` the transform tracks them. An in-place update can write
+    # them only into buffers batched or tracked at the same levels: stacked buffers given
+    # to `torch.func.functional_call` under `vmap`, as `stack_module_state` makes them for
+    # an ensemble. PyTorch refuses the other cases, and so do we, before anything changes.
+    def _check_running_stats_can_learn(self, mean: torch.Tensor, var: torch.Tensor):
+        levels = _transform_levels(mean) | _transform_levels(var)
+        if not levels:
+            return
+        buffers = (self.running_mean, self.running_var, self.num_batches_tracked)
+        if all(levels <= _transform_levels(b) for b in buffers if b is not None):
+            return
+        raise ValueError(
+            "cannot update running_mean, running_var and num_batches_tracked inside "
+            "torch.func.vmap, grad, jacrev or jvp: the batch statistics there are "
+            "batched or differentiated and the buffers are not. Build the module with "
+            "track_running_stats=False (or call "
+            "torch.func.replace_all_batch_norm_modules_ on the model), put it in "
+            "evaluation mode, or, under vmap, pass stacked buffers to "
+            "torch.func.functional_call (torch.func.stack_module_state)")
+
+    # **Forward-mode AD in evaluation.** PyTorch's batch norm is not differentiable with
+    # respect to its running statistics: where a tangent would have to go through them,
+    # it refuses. Ours would carry the tangent through the affine map, an answer PyTorch
+    # never gives; we refuse whenever a running statistic carries a tangent.
+    @staticmethod
+    def _check_statistics_have_no_tangents(mean: torch.Tensor, var: torch.Tensor):
+        dual = [name for name, t in (('running_mean', mean), ('running_var', var))
+                if _has_tangent(t)]
+        if dual:
+            raise ValueError(
+                f"BatchNorm in evaluation is not differentiable with respect to "
+                f"running_mean and running_var, as in torch.nn.BatchNorm2d: expected "
+                f"them without forward-mode tangents, got a tangent on "
+                f"{' and '.join(dual)}")
 
     # The input must be a floating-point $[B, C, *]$ tensor with this module's $C$. Where
     # batch statistics are used, a single value per channel has a zero variance and no
@@ -886,9 +1040,22 @@ class BatchNorm(Module):
             raise ValueError(f"expected more than 1 value per channel {when}, "
                              f"got input of shape {tuple(x.shape)}")
 
+    # ### Recognised as a batch norm
+    #
+    # Code that looks for the batch norms of a model checks PyTorch's base class,
+    # `torch.nn.modules.batchnorm._BatchNorm`: training scripts that leave $\gamma$ and
+    # $\beta$ out of weight decay, `torch.nn.SyncBatchNorm.convert_sync_batchnorm`, the
+    # fusion of a convolution with the batch norm after it (`torch.nn.utils.fusion`), SWA's
+    # `update_bn`, `torch.func.replace_all_batch_norm_modules_`. A layer that is not an
+    # instance is skipped without a word, and a model would, say, decay $\gamma$ and $\beta$
+    # towards zero. So `BatchNorm` derives from that class as well as from `Module` (a
+    # `labml_helpers` module where that package is installed), and it is found as PyTorch's
+    # are. The class lends nothing else: the constructor starts from `torch.nn.Module`'s,
+    # and every method it defines is written out on this page, but `_check_input_dim`,
+    # which only PyTorch's own `forward` calls. Such code reads `num_features`, PyTorch's
+    # name for `channels`.
     @property
     def num_features(self) -> int:
-        # The name PyTorch's batch norms use for `channels`, for code that reads it
         return self.channels
 
     def extra_repr(self) -> str:
@@ -916,15 +1083,19 @@ class BatchNorm(Module):
             count = self.num_batches_tracked
             state_dict[key] = (torch.tensor(0, dtype=torch.long) if count.is_meta
                                else count)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
-                                      missing_keys, unexpected_keys, error_msgs)
+        # The loading itself, as for any module
+        torch.nn.Module._load_from_state_dict(self, state_dict, prefix, local_metadata,
+                                              strict, missing_keys, unexpected_keys,
+                                              error_msgs)
 
 
 # ## Helpers
 #
-# Numbers given to the constructor: `True` is an `int` to Python, but not a sensible `eps`.
+# Numbers given to the constructor: any real number, NumPy's scalars included (as
+# configuration files and hyper-parameter searches hand them over), but not `True`, which
+# is an `int` to Python and not a sensible `eps`.
 def _is_real(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 # The dimensions that are reduced to get per-channel statistics: all of them except the
@@ -949,6 +1120,18 @@ def _channel_shape(x: torch.Tensor):
 # them, not for two, and a multiplication followed by an addition is faster. While
 # `torch.compile` or `torch.export` traces the code, the result goes to a new tensor: autograd
 # refuses a recorded `out=` when the traced module later runs with gradients.
+#
+# **The same input in two memory formats** can therefore give results that differ in the
+# last bit on the CPU, where PyTorch's own kernel gives the same bits for both (our choice):
+# the fused multiply-add rounds $a x + c$ once, the two steps round $a x$ first. Doing the
+# same in both formats would cost one of them its speed: on this project's CPU a fused
+# multiply-add over a channels-first `float32` tensor took 1.6 to 3 times as long as the
+# two steps, and the two steps over a channels-last one 1.5 to 2 times as long as the
+# fused multiply-add. The difference is one rounding of $a x$, at most $u\,|a x|$ for the
+# unit roundoff $u$: no more than the rounding of $x$ itself, before it reached us, has
+# already put into $y$. A test checks both formats against the exact result
+# (`test_eval_memory_formats_differ_by_at_most_one_rounding_of_the_product`). On a GPU
+# both take the fused multiply-add.
 def _multiply_add(t: torch.Tensor, a: torch.Tensor, c: torch.Tensor,
                   inplace: bool = False) -> torch.Tensor:
     if t.stride(1) == 1 or not t.is_cpu:
@@ -1110,6 +1293,49 @@ def _is_compiling() -> bool:
         return compiler.is_compiling()
     from torch import _dynamo
     return _dynamo.is_compiling()
+
+
+# Whether a `torch.func` transform (`grad`, `vmap`, `jvp`, ...), or forward-mode AD
+# (`torch.autograd.forward_ad`, which `torch.func.jvp` also opens), is at work. Then
+# `BatchNormFunction` takes its functional path: plain operations that write only the new
+# tensors they return. The lean paths write over tensors they made (`_squares_over_d`) and
+# into given outputs (`out=`), which a transform cannot follow when the data written in is
+# batched and the tensor written over is not, as with a batch of gradients going through one
+# backward pass: `torch.autograd.grad(..., is_grads_batched=True)` batches `tensors` with an
+# older `vmap` of its own, which only the tensors show. While `torch.compile` traces the
+# code it is `False`: the trace takes care of transforms itself.
+def _functional(*tensors) -> bool:
+    if _is_compiling():
+        return False
+    forward_ad = getattr(torch.autograd, 'forward_ad', None)
+    if getattr(forward_ad, '_current_level', -1) >= 0:
+        return True
+    active = getattr(torch._C, '_are_functorch_transforms_active', None)
+    if active is not None and active():
+        return True
+    functorch = getattr(torch._C, '_functorch', None)
+    batched = getattr(functorch, 'is_legacy_batchedtensor', None)
+    return batched is not None and any(batched(t) for t in tensors if t is not None)
+
+
+# The levels of the `torch.func` transforms that wrap `t` (batched by a `vmap`, or tracked
+# by a `grad` or `jvp`), from the innermost out; an empty set for a plain tensor
+def _transform_levels(t: torch.Tensor) -> set:
+    functorch = None if _is_compiling() else getattr(torch._C, '_functorch', None)
+    levels = set()
+    while functorch is not None and functorch.is_functorch_wrapped_tensor(t):
+        levels.add(functorch.maybe_get_level(t))
+        t = functorch.get_unwrapped(t)
+    return levels
+
+
+# Whether `t` carries a forward-mode tangent (`torch.autograd.forward_ad.make_dual`, or the
+# primals of `torch.func.jvp`)
+def _has_tangent(t: torch.Tensor) -> bool:
+    forward_ad = getattr(torch.autograd, 'forward_ad', None)
+    if getattr(forward_ad, '_current_level', -1) < 0:
+        return False
+    return forward_ad.unpack_dual(t).tangent is not None
 
 
 # Whether `t` takes the GPU's path where it differs from the CPU's (the sum of squares, see

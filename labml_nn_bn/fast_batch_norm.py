@@ -112,7 +112,7 @@ from functools import lru_cache
 
 import torch
 
-from labml_nn_bn.batch_norm import BatchNorm
+from labml_nn_bn.batch_norm import BatchNorm, _functional
 
 # Triton is optional: without it `FastBatchNorm` is `BatchNorm`. The kernels below are plain
 # functions, compiled on first use (see `_compiled`), so defining them needs only the names
@@ -587,10 +587,14 @@ class FastBatchNorm(BatchNorm):
       when they are `float32` buffers and `momentum` is a number; otherwise as in `BatchNorm`.
     * Double backward (`create_graph=True`) through the kernels is refused with a
       `RuntimeError`; use `BatchNorm` for higher-order gradients.
+    * Under `torch.func` transforms (`grad`, `vmap`, `jvp`, ...) and forward-mode AD it is
+      `BatchNorm`.
     """
 
     def forward(self, x: torch.Tensor):
-        if not kernels_apply(x):
+        # The kernels have no rule for `torch.func`'s transforms or forward-mode AD; the
+        # eager module has (see `_functional`)
+        if not kernels_apply(x) or _functional():
             return super().forward(x)
         self._check_input(x)
         # $m$, the number of values per channel

@@ -158,7 +158,9 @@ def test_no_call_to_torch_batch_norm_in_the_module():
 
 
 def test_imports_only_torch_and_labml_helpers():
-    assert imported_packages(batch_norm_module.__file__) == {'torch', 'labml_helpers'}
+    # and the standard library
+    packages = imported_packages(batch_norm_module.__file__) - set(sys.stdlib_module_names)
+    assert packages == {'torch', 'labml_helpers'}
 
 
 def test_is_a_labml_helpers_module():
@@ -467,6 +469,43 @@ def test_inference_matches_torch_on_every_memory_layout(name, dtype):
         assert_close(a, b, f'{name} eval grad {what}', **grad_tol)
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('shape', [(8, C, 6, 5), (64, 16, 4, 4)])
+def test_eval_memory_formats_differ_by_at_most_one_rounding_of_the_product(dtype, shape):
+    # The page's choice: on the CPU, channels-last (the channel innermost) is normalised
+    # with one fused multiply-add, y = fl(a x + c), and channels-first with a
+    # multiplication and an addition, y = fl(fl(a x) + c); making both the same costs one
+    # of them 1.5 to 3 times its time. So the two formats may differ, by one rounding of
+    # a x at most, and each is within that of the exact result.
+    torch.manual_seed(0)
+    bn = BatchNorm(shape[1], dtype=dtype)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5), bn.bias.uniform_(-0.5, 0.5)
+        bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2)
+    bn.eval()
+    x = torch.randn(shape, dtype=dtype) * 3
+    y_first = bn(x)
+    y_last = bn(x.contiguous(memory_format=torch.channels_last))
+    # a and c as the module computes them
+    var = bn.running_var + batch_norm_module._epsilon(bn.eps, dtype)
+    a = (var.rsqrt() * bn.weight).detach().view(1, -1, 1, 1)
+    c = torch.addcmul(bn.bias, bn.running_mean, a.flatten(), value=-1).detach().view(1, -1, 1, 1)
+    assert torch.equal(y_first, x * a + c)
+    assert torch.equal(y_last, torch.addcmul(c, x, a))
+    # They differ by at most one rounding of a x and one of y each, and in float32 each is
+    # within that of the exact a x + c (computed in float64; the fused one within u |y|)
+    u = torch.finfo(dtype).eps / 2
+    with torch.no_grad():
+        ax, y = (x * a).double().abs(), y_last.double().abs()
+        assert ((y_first - y_last).double().abs() <= u * (ax + 2 * y) * (1 + 4 * u)).all()
+        if dtype == torch.float32:
+            exact = x.double() * a.double() + c.double()
+            assert ((y_first.double() - exact).abs() <= u * (ax + y) * (1 + 4 * u)).all()
+            assert ((y_last.double() - exact).abs() <= u * exact.abs()).all()
+    if dtype == torch.float32:
+        assert not torch.equal(y_first, y_last)  # the difference is real, and this bounds it
+
+
 @pytest.mark.parametrize('memory_format', [torch.channels_last, torch.contiguous_format],
                          ids=['channels-last', 'nchw'])
 def test_bfloat16_inference_error_is_bounded(memory_format):
@@ -749,8 +788,9 @@ def test_empty_batch_leaves_statistics_alone_but_is_counted_as_in_torch():
     (dict(channels=-3), ValueError, r'at least 1, got -3'),
     (dict(channels=2.5), TypeError, r'channels must be an int, got float'),
     (dict(channels=True), TypeError, r'channels must be an int, got bool'),
-    (dict(channels=3, eps=0), ValueError, r'eps must be a number > 0, got 0'),
-    (dict(channels=3, eps=-1e-5), ValueError, r'eps must be a number > 0'),
+    (dict(channels=3, eps=0), ValueError, r'eps must be a finite number > 0, got 0'),
+    (dict(channels=3, eps=-1e-5), ValueError, r'eps must be a finite number > 0'),
+    (dict(channels=3, eps=float('inf')), ValueError, r'eps must be a finite number > 0, got inf'),
     (dict(channels=3, momentum=1.5), ValueError, r'momentum must be None or a number in \[0, 1\], got 1.5'),
     (dict(channels=3, momentum=-0.1), ValueError, r'momentum must be None or a number in \[0, 1\]'),
 ])
@@ -870,6 +910,37 @@ def test_gradgradcheck_on_a_4d_batch(memory_format):
 
     assert gradcheck(f, (x, w, b))
     assert gradgradcheck(f, (x, w, b))
+
+
+@pytest.mark.parametrize('layout', ['2d-[B,C]', '4d-[B,C,H,W]'])
+def test_second_order_gradients_match_torch_and_the_first_order_gradient(layout):
+    # gradgradcheck compares the backward pass only with itself. Here a gradient-penalty
+    # loss, the gradient of a function of the first gradient, is compared with torch's, and
+    # the first gradient taken with create_graph=True with the ordinary one. ε = 0.5 against
+    # variances of about 0.01: a double-backward path that used 1/√σ² for 1/√(σ² + ε) would
+    # be off by a factor of seven.
+    shape, torch_cls = LAYOUTS[layout]
+    ref = torch_cls(C, eps=0.5, dtype=torch.float64)
+    with torch.no_grad():
+        ref.weight.uniform_(0.5, 1.5), ref.bias.uniform_(-0.5, 0.5)
+    ours = BatchNorm(C, eps=0.5, dtype=torch.float64)
+    ours.load_state_dict(ref.state_dict())
+    x = (torch.randn(shape, dtype=torch.float64) * 0.1 + 3).requires_grad_()
+    w = torch.linspace(-1, 2, x.numel(), dtype=torch.float64).view(shape)
+    results = []
+    for module in (ref, ours):
+        params = [x, module.weight, module.bias]
+        ordinary = torch.autograd.grad((module(x).sin() * w).sum(), params)
+        first = torch.autograd.grad((module(x).sin() * w).sum(), params, create_graph=True)
+        second = torch.autograd.grad(first[0].pow(2).sum(), params)
+        results.append((ordinary, first, second))
+    (ordinary_ref, first_ref, second_ref), (ordinary, first, second) = results
+    for name, a, e in zip(['x', 'weight', 'bias'], first, ordinary):
+        assert_close(a, e, f'first gradient with create_graph, {name}', rtol=1e-12, atol=1e-12)
+    for name, a, e in zip(['x', 'weight', 'bias'], first, first_ref):
+        assert_close(a, e, f'first gradient, {name}', rtol=1e-10, atol=1e-10)
+    for name, a, e in zip(['x', 'weight', 'bias'], second, second_ref):
+        assert_close(a, e, f'second-order gradient, {name}', rtol=1e-9, atol=1e-10)
 
 
 @pytest.mark.parametrize('offset', [0., 1e2, 1e4, 1e6, -1e6])

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+import numpy as np
 import pytest
 import torch
 
@@ -161,7 +162,6 @@ CASES = [
     Case('eps-1e-30', (4, C, 5, 5), kwargs=dict(eps=1e-30)),
     Case('eps-1e3', (4, C, 5, 5), kwargs=dict(eps=1e3)),
     Case('eps-1e3-eval', (4, C, 5, 5), train=False, kwargs=dict(eps=1e3)),
-    Case('eps-inf', (4, C, 5, 5), kwargs=dict(eps=math.inf), reason='x̂ = 0: the output is β'),
     # Momentum at its ends, and the cumulative average
     Case('momentum-0', (4, C, 5, 5), kwargs=dict(momentum=0.)),
     Case('momentum-int-0', (4, C, 5, 5), kwargs=dict(momentum=0)),
@@ -336,13 +336,19 @@ ARGUMENTS = [
      (TypeError, 'positional argument'), 'bias is keyword-only in torch too'),
     ('float-channels', (3.0,), {}, 'TypeError', (TypeError, 'channels must be an int, got float'), ''),
     ('eps-0', (C,), dict(eps=0), 'refuses in training',
-     (ValueError, r'eps must be a number > 0, got 0'),
+     (ValueError, r'eps must be a finite number > 0, got 0'),
      'eps = 0 divides a constant channel by zero; torch refuses it only at the first training '
      'forward, we refuse it at construction'),
     ('eps-negative', (C,), dict(eps=-1e-5), 'refuses in training',
-     (ValueError, r'eps must be a number > 0, got -1e-05'), 'as eps = 0'),
+     (ValueError, r'eps must be a finite number > 0, got -1e-05'), 'as eps = 0'),
     ('eps-nan', (C,), dict(eps=math.nan), 'accepts',
-     (ValueError, r'eps must be a number > 0, got nan'), 'torch then outputs NaN everywhere'),
+     (ValueError, r'eps must be a finite number > 0, got nan'),
+     'torch then outputs NaN everywhere'),
+    ('eps-inf', (C,), dict(eps=math.inf), 'accepts',
+     (ValueError, r'eps must be a finite number > 0, got inf'),
+     'torch then outputs β everywhere (x̂ = 0): nothing is normalised, without a word'),
+    ('eps-true', (C,), dict(eps=True), 'accepts',
+     (ValueError, r'eps must be a finite number > 0, got True'), 'True is a flag, not a number'),
     ('momentum-above-1', (C,), dict(momentum=1.5), 'accepts',
      (ValueError, r'momentum must be None or a number in \[0, 1\], got 1.5'),
      'the running average would overshoot the batch statistics'),
@@ -352,6 +358,12 @@ ARGUMENTS = [
     ('momentum-nan', (C,), dict(momentum=math.nan), 'accepts',
      (ValueError, r'momentum must be None or a number in \[0, 1\], got nan'),
      'torch then fills the running statistics with NaN'),
+    ('momentum-inf', (C,), dict(momentum=math.inf), 'accepts',
+     (ValueError, r'momentum must be None or a number in \[0, 1\], got inf'),
+     'torch then fills the running statistics with NaN or inf'),
+    ('momentum-string', (C,), dict(momentum='0.1'), 'accepts',
+     (ValueError, r"momentum must be None or a number in \[0, 1\], got '0.1'"),
+     'torch fails only at the first training step'),
     ('momentum-bool', (C,), dict(momentum=True), 'accepts',
      (ValueError, r'momentum must be None or a number in \[0, 1\], got True'),
      'True is a flag, not a weight; write 1.0'),
@@ -381,6 +393,30 @@ def test_constructor_arguments(args, kwargs, torch_does, ours, reason):
         error, match = ours
         with pytest.raises(error, match=match):
             BatchNorm(*args, **kwargs)
+
+
+# NumPy scalars, as configuration files and hyper-parameter searches hand them over: torch
+# accepts them, and so do we, for any integral `channels` and real `eps` and `momentum`. They
+# are kept as Python numbers, so the module prints and pickles as with plain ones.
+@pytest.mark.parametrize('channels,eps,momentum', [
+    (np.int64(C), np.float32(1e-5), np.float64(0.1)),
+    (np.int32(C), np.float64(1e-3), np.float32(0.5)),
+    (np.uint8(C), np.float16(0.01), np.int64(1)),
+], ids=['int64-float32-float64', 'int32-float64-float32', 'uint8-float16-int64'])
+def test_numpy_scalars_are_accepted_like_torch(channels, eps, momentum):
+    ref = torch.nn.BatchNorm2d(channels, eps=eps, momentum=momentum)
+    ours = BatchNorm(channels, eps=eps, momentum=momentum)
+    assert type(ours.channels) is int and ours.channels == C == ours.num_features
+    assert type(ours.eps) is float and ours.eps == float(eps)
+    assert type(ours.momentum) is float and ours.momentum == float(momentum)
+    assert repr(ours) == f'BatchNorm({C}, eps={float(eps)}, momentum={float(momentum)}, ' \
+                         f'affine=True, bias=True, track_running_stats=True)'
+    inputs = [randn((4, C, 5, 5), step) for step in range(2)]
+    grads = [torch.randn(4, C, 5, 5) for _ in range(2)]
+    case = Case('numpy', (4, C, 5, 5))
+    for e, a in zip(run_steps(ref, case, inputs, grads), run_steps(ours, case, inputs, grads)):
+        for key in e:
+            assert_same(e[key], a[key], f'numpy scalars, {key}', torch.float32)
 
 
 # ## State dictionaries
@@ -498,6 +534,67 @@ def test_old_checkpoint_into_a_meta_module():
     assert ours.num_batches_tracked.device.type == 'cpu'
     assert int(ours.num_batches_tracked) == int(ref.num_batches_tracked) == 0
     torch.testing.assert_close(ours.running_var, ref.running_var)
+
+
+# ## Code that finds batch norms by their class
+#
+# Training scripts leave γ and β out of weight decay by checking
+# `isinstance(m, torch.nn.modules.batchnorm._BatchNorm)`, and so do torch's own helpers that
+# look for batch norms. Ours is an instance of that class too, so such code finds it next to
+# torch's in a mixed model.
+def _mixed_model():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(2, C, 3, bias=False), BatchNorm(C), torch.nn.ReLU(),
+        torch.nn.Conv2d(C, C, 1, bias=False), torch.nn.BatchNorm2d(C), torch.nn.Flatten(),
+        torch.nn.Linear(C * 16, 4, bias=False), BatchNorm(4, bias=False))
+    with torch.no_grad():
+        for m in (model[1], model[4], model[7]):
+            m.weight.uniform_(0.5, 1.5)
+            if m.bias is not None:
+                m.bias.uniform_(-0.5, 0.5)
+    model(torch.randn(8, 2, 6, 6))  # some running statistics
+    return model
+
+
+def test_weight_decay_exclusion_by_class_finds_ours_and_torchs():
+    model = _mixed_model()
+    decay, no_decay = [], []
+    for module in model.modules():
+        is_norm = isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+        (no_decay if is_norm else decay).extend(module.parameters(recurse=False))
+    expected = [model[1].weight, model[1].bias, model[4].weight, model[4].bias,
+                model[7].weight]
+    assert [id(p) for p in no_decay] == [id(p) for p in expected]
+    assert [id(p) for p in decay] == [id(model[i].weight) for i in (0, 3, 6)]
+    # ours is still a labml_helpers module, and reads as one class
+    from labml_helpers.module import Module
+    assert isinstance(model[1], Module) and type(model[1]).__name__ == 'BatchNorm'
+
+
+def test_torchs_helpers_that_find_batch_norms_by_class_find_ours():
+    model = _mixed_model().eval()
+    x = torch.randn(8, 2, 6, 6)
+    expected = model(x)
+    # torch's converter to its SyncBatchNorm, with our statistics and parameters
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(model))
+    assert [type(synced[i]) for i in (1, 4, 7)] == [torch.nn.SyncBatchNorm] * 3
+    assert torch.equal(synced[1].running_var, model[1].running_var)
+    assert synced[7].bias is None
+    # the fusion of a convolution with the batch norm after it
+    fused = torch.nn.utils.fusion.fuse_conv_bn_eval(model[0], model[1])
+    torch.testing.assert_close(fused(x), model[1](model[0](x)), rtol=1e-5, atol=1e-6)
+    # SWA's recomputation of the running statistics (reset, then a plain average)
+    swa = copy.deepcopy(model).train()
+    batches = [torch.randn(8, 2, 6, 6) for _ in range(3)]
+    torch.optim.swa_utils.update_bn(batches, swa)
+    assert int(swa[1].num_batches_tracked) == int(swa[4].num_batches_tracked) == 3
+    assert swa[1].momentum == 0.1
+    # torch.func's switch to batch statistics
+    func = copy.deepcopy(model)
+    torch.func.replace_all_batch_norm_modules_(func)
+    assert func[1].running_mean is None and not func[1].track_running_stats
+    assert not torch.equal(func.train()(x), expected)
 
 
 # ## Graph capture

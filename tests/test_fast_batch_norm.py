@@ -211,6 +211,29 @@ def test_evaluation_matches_eager(kernels, channels_last):
     assert kernels() == {'_apply_kernel'}
 
 
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_epsilon_counts_where_the_variance_is_near_it(kernels, channels_last):
+    # The tests above have ε = 1e-5 against variances near one (or nine), where a kernel
+    # that left ε out of 1/√(σ² + ε) would stay within their tolerance. Here ε = 0.5
+    # against running variances of 0.01 to 0.5 (evaluation, the apply kernel) and batch
+    # variances of about 0.01 (training, the combining kernel): leaving ε out would scale
+    # the output by up to seven times.
+    eager, fast = _pair(3, eps=0.5)
+    with torch.no_grad():
+        eager.running_mean.normal_()
+        eager.running_var.copy_(torch.tensor([0.01, 0.1, 0.5]))
+    fast.load_state_dict(eager.state_dict())
+    shape = (4, 3, 3, 5)
+    x = _input(shape, channels_last=channels_last, scale=0.1)
+    grad = torch.randn(shape, device=DEVICE)
+    _assert_close(_step(fast, x, grad), _step(eager, x, grad))
+    torch.testing.assert_close(fast.running_var, eager.running_var, rtol=1e-5, atol=1e-6)
+    eager.eval(), fast.eval()
+    with torch.no_grad():
+        _assert_close([fast(x)], [eager(x)])
+    assert {'_combine_stats_kernel', '_apply_kernel'} <= kernels()
+
+
 def test_the_running_averages_are_updated_by_the_kernel(kernels, monkeypatch):
     # With float32 buffers and a fixed momentum the combining kernel updates them (and counts
     # the batch); with momentum=None or half-precision buffers the module's own update does
@@ -292,6 +315,37 @@ def test_statistics_are_stable_at_a_mean_of_a_million(kernels, channels_last):
         ref = centred / torch.sqrt(centred.pow(2).mean((0, 2, 3), keepdim=True) + 1e-5)
         assert ((y.double() - ref).norm() / ref.norm()).item() <= 1e-6
     assert '_channel_stats_kernel' in kernels()
+
+
+@pytest.mark.parametrize('train', [True, False])
+def test_torch_func_and_forward_ad_use_the_eager_path(kernels, train):
+    # The kernels have no rule for torch.func's transforms or for forward-mode AD; under
+    # them the layer is the eager module, which has (tests/test_torch_func.py)
+    eager, fast = _pair(3, track_running_stats=not train)
+    with torch.no_grad():
+        eager.bias.normal_()
+    fast.load_state_dict(eager.state_dict())
+    eager.train(train), fast.train(train)
+    x = _input((4, 3, 5)).detach()
+    xs = torch.stack([x, 2 * x + 1])
+    params = dict(eager.named_parameters())
+
+    def loss(module):
+        return lambda p, x: torch.func.functional_call(module, p, (x,)).sin().sum()
+    for transform in (lambda m: torch.func.vmap(m)(xs),
+                      lambda m: torch.func.grad(loss(m))(params, x),
+                      lambda m: torch.func.jvp(m, (x,), (xs[1],)),
+                      lambda m: torch.func.vmap(torch.func.grad(loss(m)), (None, 0))(params, xs)):
+        torch.testing.assert_close(transform(fast), transform(eager), rtol=1e-5, atol=1e-6)
+    with torch.autograd.forward_ad.dual_level():
+        dual = torch.autograd.forward_ad.make_dual(x, xs[1])
+        y_fast, y_eager = (torch.autograd.forward_ad.unpack_dual(m(dual)) for m in (fast, eager))
+        torch.testing.assert_close(y_fast, y_eager, rtol=1e-5, atol=1e-6)
+    assert kernels() == set()
+    # and outside them, the kernels
+    with torch.no_grad():
+        fast(x)
+    assert kernels()
 
 
 def test_double_backward_is_refused_clearly(kernels):

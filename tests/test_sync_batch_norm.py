@@ -514,7 +514,9 @@ def test_convert_the_mnist_cnn():
         assert converted is model
         norms = [model.bn1, model.bn2, model.bn3]
         assert all(type(m) is SyncBatchNorm for m in norms)
-        assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        # Every batch norm is now ours, synchronised (ours counts as a torch batch norm too)
+        assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                       and not isinstance(m, SyncBatchNorm) for m in model.modules())
         assert [m.channels for m in norms] == [o.num_features for o in originals]
         # 570 channels: the page's count of numbers communicated per step is 3 and 2 times this
         assert sum(m.channels for m in norms) == 570
@@ -564,7 +566,8 @@ def test_convert_a_batch_norm_registered_under_several_names():
     assert type(model[1]) is SyncBatchNorm
     assert model.alias is model[1] and model.nested[0] is model[1]
     assert model[1].weight is bn.weight
-    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                   and not isinstance(m, SyncBatchNorm) for m in model.modules())
 
 
 def test_a_refused_conversion_names_the_module_and_changes_nothing():

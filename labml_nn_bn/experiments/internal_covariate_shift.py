@@ -25,20 +25,25 @@ whose mean is not zero and whose variance is not one, and which changes at every
 (their Section 2.1 and Appendix A). The layers above then see a different input distribution
 at every step, less stable even than in the network without batch normalization. Their
 Figure 2 shows that this "noisy" batch-normalized network trains almost exactly as well as
-the plain batch-normalized one, much better than the standard network, and that the same
-noise in the standard network stops it from training at all. Their Section 3 then credits
-batch normalization with a smoother loss landscape: along the gradient, the loss changes
-less (it is more Lipschitz) and the gradient changes less (it is more "predictive",
-$\beta$-smoother). The [later work page](../../later_work.md) summarises the paper, and
+the plain batch-normalized one, and much better than the standard network; their text adds
+that the same noise in the standard network stops it from training at all. Their Section 3
+then credits batch normalization with a smoother loss landscape: along the gradient, the
+loss changes less (it is more Lipschitz: its rate of change is bounded by a smaller
+constant) and the gradient changes less (it is more "predictive", $\beta$-smoother; this
+$\beta$ is a smoothness constant, not batch normalization's shift). The
+[later work page](../../later_work.md) summarises the paper, and
 [the claims page](../../claims.md) collects what our experiments say about each claim.
 
 *What we test.* Both parts, at the scale of the 2015 paper's Figure 1: a fully connected
-network with three hidden layers of 100 ReLUs on MNIST, trained four ways (`standard`, `bn`,
-`noisy_bn`, and the control `noisy_standard`: the same noise where the batch norm would be),
-on several seeds and at two learning rates. We record (a) the training and test accuracy,
-(b) the 15th, 50th and 85th percentiles of one unit's input, *after* the noise, which is what
-the next layer sees, as in Figure 1, and (c) at regular steps, two smoothness measures along
-the gradient for the networks without and with batch normalization.
+network with three hidden layers of 100 units on MNIST (ReLUs, as in Santurkar et al.'s VGG,
+where the 2015 Figure 1 had sigmoids), trained four ways (`standard`, `bn`, `noisy_bn`, and
+the control `noisy_standard`: the same noise where the batch norm would be), on three seeds
+and at two learning rates. The noise has one knob, its strength $k$ (defined under "The
+noise" below; $k = 1$ unless said otherwise, $k = 0$ is no noise). We record (a) the training
+and test accuracy, (b) the 15th, 50th and 85th percentiles of one unit's input, *after* the
+noise, which is what the next layer sees, as in Figure 1, and (c) at regular steps, three
+smoothness measures along the gradient for the networks without and with batch
+normalization.
 
 ```bash
 python -m labml_nn_bn.experiments.internal_covariate_shift           # 4 networks × 2 rates × 3 seeds
@@ -86,15 +91,18 @@ are in `docs/figures/internal_covariate_shift.json` and
   training: <!-- measured internal_covariate_shift:runs.lr_0p1.bn.test_final.median .1% -->95.3%<!-- /measured -->,
   <!-- measured internal_covariate_shift:runs.lr_0p1.noisy_bn.test_final.median .1% -->94.5%<!-- /measured --> and
   <!-- measured internal_covariate_shift:runs.lr_0p1.standard.test_final.median .1% -->94.2%<!-- /measured -->. At this strength the noisy network gives up
-  most of batch normalization's (small) lead over the standard network, though it keeps some
-  of it, with inputs several times less stable. On its own noisy training batches it reaches
+  most of batch normalization's (small) lead over the standard network, though by the median
+  it keeps some of it (the ranges over seeds overlap), with inputs several times less
+  stable. On its own noisy training batches it reaches
   <!-- measured internal_covariate_shift:runs.lr_0p1.noisy_bn.train_final.median .1% -->97.0%<!-- /measured --> in the last tenth, where the networks without
-  noise reach <!-- measured internal_covariate_shift:runs.lr_0p1.bn.train_final.median .1% -->100.0%<!-- /measured -->. At learning rate 0.5 the picture is the same
-  (panels c, d).
+  noise reach <!-- measured internal_covariate_shift:runs.lr_0p1.bn.train_final.median .1% -->100.0%<!-- /measured -->. At learning rate 0.5 the picture is much the
+  same (panels c, d), except that over the last tenth the noisy network only draws level with
+  the standard one (<!-- measured internal_covariate_shift:runs.lr_0p5.noisy_bn.test_final.median .1% -->94.8%<!-- /measured --> and
+  <!-- measured internal_covariate_shift:runs.lr_0p5.standard.test_final.median .1% -->94.8%<!-- /measured -->).
 * **The strength of the noise decides (bottom row).** Instability grows steadily with $k$,
   and so does the cost. At $k = 0.5$ the noisy network's inputs move
-  <!-- measured internal_covariate_shift:sweep.noisy_bn.relative_jitter.2.median .3f -->0.121<!-- /measured --> of their width per record, about five times as
-  much as the standard network's, and it reaches <!-- measured internal_covariate_shift:sweep.noisy_bn.test_early.2.median .1% -->94.2%<!-- /measured --> at step
+  <!-- measured internal_covariate_shift:sweep.noisy_bn.relative_jitter.2.median .3f -->0.121<!-- /measured --> of their width per record, against the standard
+  network's <!-- measured internal_covariate_shift:runs.lr_0p1.standard.relative_jitter.median .3f -->0.023<!-- /measured -->, and it reaches <!-- measured internal_covariate_shift:sweep.noisy_bn.test_early.2.median .1% -->94.2%<!-- /measured --> at step
   <!-- measured internal_covariate_shift:runs.lr_0p1.bn.early_step , -->300<!-- /measured --> and <!-- measured internal_covariate_shift:sweep.noisy_bn.test_final.2.median .1% -->94.9%<!-- /measured --> over the last tenth:
   close to plain batch normalization and above the standard network on both counts. At
   $k = 2$ it falls to <!-- measured internal_covariate_shift:sweep.noisy_bn.test_early.4.median .1% -->89.4%<!-- /measured --> and
@@ -104,14 +112,16 @@ are in `docs/figures/internal_covariate_shift.json` and
   <!-- measured internal_covariate_shift:sweep.noisy_bn.test_early.1.median .1% -->94.6%<!-- /measured --> against <!-- measured internal_covariate_shift:sweep.noisy_standard.test_early.1.median .1% -->91.5%<!-- /measured --> at $k = 0.25$,
   <!-- measured internal_covariate_shift:sweep.noisy_bn.test_early.3.median .1% -->92.0%<!-- /measured --> against <!-- measured internal_covariate_shift:sweep.noisy_standard.test_early.3.median .1% -->90.8%<!-- /measured --> at $k = 1$ and
   <!-- measured internal_covariate_shift:sweep.noisy_bn.test_early.4.median .1% -->89.4%<!-- /measured --> against <!-- measured internal_covariate_shift:sweep.noisy_standard.test_early.4.median .1% -->87.8%<!-- /measured --> at $k = 2$, with
-  about equally unstable inputs (panel l). By the end the order turns at $k \ge 1$: the noisy
+  about equally unstable inputs (panel l). These are medians; at $k \ge 1$ the ranges over
+  seeds overlap. By the end the order turns at $k \ge 1$: the noisy
   standard network ends at <!-- measured internal_covariate_shift:sweep.noisy_standard.test_final.3.median .1% -->95.0%<!-- /measured --> and
   <!-- measured internal_covariate_shift:sweep.noisy_standard.test_final.4.median .1% -->94.7%<!-- /measured -->, above its noise-free self.
 * **The control: the same noise without batch normalization.** At learning rate 0.1 it does
-  *not* stop the standard network from training, at any strength we tried. The standard
-  network grows its pre-activations until the additive part of the noise is small beside
-  them: its units end up about <!-- measured internal_covariate_shift:runs.lr_0p1.noisy_standard.spread.median .0f -->10<!-- /measured --> wide, the noisy
-  batch-normalized ones about <!-- measured internal_covariate_shift:runs.lr_0p1.noisy_bn.spread.median .0f -->4<!-- /measured -->, and it fits its noisy batches
+  *not* stop the standard network from training, at any strength we tried. Our reading: the
+  standard network grows its pre-activations until the additive part of the noise is small
+  beside them. Its units are typically about <!-- measured internal_covariate_shift:runs.lr_0p1.noisy_standard.spread.median .0f -->10<!-- /measured --> wide
+  (85th minus 15th percentile), against <!-- measured internal_covariate_shift:runs.lr_0p1.standard.spread.median .1f -->3.7<!-- /measured --> without the noise
+  and about <!-- measured internal_covariate_shift:runs.lr_0p1.noisy_bn.spread.median .0f -->4<!-- /measured --> in the noisy batch-normalized network, and it fits its noisy batches
   better (<!-- measured internal_covariate_shift:runs.lr_0p1.noisy_standard.train_final.median .1% -->99.5%<!-- /measured --> in the last tenth). At learning rate 0.5 the
   noise does stop it, as Santurkar et al. report: <!-- measured internal_covariate_shift:runs.lr_0p5.noisy_standard.diverged d -->2<!-- /measured --> of
   <!-- measured internal_covariate_shift:seeds_count d -->3<!-- /measured --> seeds diverge (at steps
@@ -133,7 +143,7 @@ are in `docs/figures/internal_covariate_shift.json` and
   (norm <!-- measured internal_covariate_shift_landscape:runs.standard.gradient_norm_early .2f -->0.79<!-- /measured --> against
   <!-- measured internal_covariate_shift_landscape:runs.bn.gradient_norm_early .2f -->0.19<!-- /measured -->), so the same step sizes move it further; the
   $\beta$ measure divides that out, and its gap is the smallest. In the second half of
-  training, when both networks fit their training batches perfectly, the ratios are
+  training, when both networks fit their training batches almost perfectly, the ratios are
   <!-- measured internal_covariate_shift_landscape:loss_range_late_ratio .2f -->0.68<!-- /measured -->, <!-- measured internal_covariate_shift_landscape:gradient_change_late_ratio .2f -->0.64<!-- /measured --> and
   <!-- measured internal_covariate_shift_landscape:beta_late_ratio .2f -->0.86<!-- /measured -->: no smoother with batch normalization.
 

@@ -23,7 +23,7 @@ against batch normalization. This claim is one row of [the claims page](../../cl
 
 **What we test, and how.** A setting in which overfitting is easy to see: the 4,000 training
 images of the offline MNIST subset and a fully connected ReLU network of two hidden layers of
-256 units, which learns every training image long before the end. We train it four ways, from
+256 units, which learns (almost) every training image before the end. We train it four ways, from
 the same five seeds and on the same batches:
 
 * **none**: neither Dropout nor batch normalization;
@@ -33,8 +33,9 @@ the same five seeds and on the same batches:
 
 After every epoch we measure, in evaluation mode, the accuracy and loss on the whole training
 set and on the 1,000 test images. The *generalisation gap* is the training accuracy minus the
-test accuracy, both in evaluation mode (so batch normalization uses its population statistics
-and Dropout is off), so a gap of 5% means 5 percentage points of accuracy. The curves are
+test accuracy, both in evaluation mode (so batch normalization uses its population statistics,
+the running averages of mean and variance collected during training, and Dropout is off),
+so a gap of 5% means 5 percentage points of accuracy. The curves are
 the median over the five seeds, the bands their range.
 
 We also measure the paper's mechanism directly. At a few points in training we take a fixed
@@ -69,7 +70,7 @@ seeds in parentheses; the test set has 1,000 images, so one image is 0.1%.
   <!-- measured regularisation:summary.train.bn.median .2% -->100.00%<!-- /measured --> and
   <!-- measured regularisation:summary.train.both.median .2% -->99.98%<!-- /measured --> of
   the training images correctly (none, Dropout, batch norm, both), so the gap is in effect the test error.
-* **(a, b) Batch normalization alone closes the gap as much as Dropout alone.** The gap is
+* **(a, b) Batch normalization alone narrows the gap as much as Dropout alone.** The gap is
   <!-- measured regularisation:summary.gap.none.median .1% -->5.8%<!-- /measured -->
   (<!-- measured regularisation:summary.gap.none.min .1% -->5.2%<!-- /measured --> to
   <!-- measured regularisation:summary.gap.none.max .1% -->6.1%<!-- /measured -->) without
@@ -92,8 +93,8 @@ seeds in parentheses; the test set has 1,000 images, so one image is 0.1%.
   <!-- measured regularisation:summary.best_test.dropout.median .1% -->95.9%<!-- /measured -->,
   <!-- measured regularisation:summary.best_test.bn.median .1% -->96.0%<!-- /measured --> and
   <!-- measured regularisation:summary.best_test.both.median .1% -->95.8%<!-- /measured -->).
-  The ranges of the three regularised networks overlap, and none of them overlaps the plain
-  network's.
+  For the gap and for the test accuracy alike, the ranges of the three regularised networks
+  overlap, and none of them overlaps the plain network's.
 * **Both together are no better than either.** Adding Dropout to the batch-normalised network
   did not lower its gap or raise its test accuracy; if anything both moved the wrong way, by
   less than the spread over seeds. Read the other way round, this is the paper's practical
@@ -102,16 +103,17 @@ seeds in parentheses; the test set has 1,000 images, so one image is 0.1%.
   loss is lowest, <!-- measured regularisation:summary.min_test_loss.none.median .3f -->0.227<!-- /measured -->,
   at epoch <!-- measured regularisation:summary.min_test_loss_epoch.none.median d -->12<!-- /measured -->
   and climbs to <!-- measured regularisation:summary.test_loss.none.median .3f -->0.276<!-- /measured -->
-  by the end, while its test accuracy stays level: its predictions grow more confident,
-  including the wrong ones. The end values of the others are
+  by the end, while its test accuracy stays level: our reading is that its predictions grow
+  more confident, the wrong ones included. The end values of the others are
   <!-- measured regularisation:summary.test_loss.dropout.median .3f -->0.223<!-- /measured -->
   (Dropout), <!-- measured regularisation:summary.test_loss.bn.median .3f -->0.183<!-- /measured -->
   (batch normalization) and <!-- measured regularisation:summary.test_loss.both.median .3f -->0.200<!-- /measured -->
-  (both). By this measure batch normalization alone does best; its test loss is lowest, at
-  <!-- measured regularisation:summary.min_test_loss.bn.median .3f -->0.166<!-- /measured -->,
-  by epoch <!-- measured regularisation:summary.min_test_loss_epoch.bn.median d -->10<!-- /measured -->.
+  (both). By this measure batch normalization alone does best; its test loss reaches its
+  lowest, <!-- measured regularisation:summary.min_test_loss.bn.median .3f -->0.166<!-- /measured -->,
+  at epoch <!-- measured regularisation:summary.min_test_loss_epoch.bn.median d -->10<!-- /measured -->
+  (each number the median over seeds).
 * **(d) Batch noise is real, and smaller than Dropout's.** Put into different random
-  mini-batches of 64, one training example's logits spread by
+  mini-batches of 64, a typical (the median) training example's logits spread by
   <!-- measured regularisation:noise.bn_batch.relative.median .3f -->0.146<!-- /measured -->
   (<!-- measured regularisation:noise.bn_batch.relative.min .3f -->0.145<!-- /measured --> to
   <!-- measured regularisation:noise.bn_batch.relative.max .3f -->0.150<!-- /measured -->)
@@ -146,8 +148,12 @@ setting the noise may not be the whole story. Batch normalization also changes t
 itself: the batch-normalised network learns faster (test accuracy after one epoch
 <!-- measured regularisation:curves.bn.test_accuracy.median.0 .1% -->91.8%<!-- /measured -->
 against <!-- measured regularisation:curves.none.test_accuracy.median.0 .1% -->84.6%<!-- /measured -->
-without either), and its scale invariance (Section 3.3) lets the growth of the weights change
-the effective learning rate as training goes on. We have not separated
+without either). And because a batch norm's output does not change when the weights under it
+are scaled (Section 3.3), the same gradient step moves large weights relatively less: without
+weight decay those weights grow, and the effective learning rate falls as training goes on
+(later work, e.g. van Laarhoven, "L2 Regularization versus Batch and Weight Normalization",
+2017, [arXiv:1706.05350](https://arxiv.org/abs/1706.05350); we did not measure it). We have
+not separated
 these effects; an experiment that keeps batch normalization but removes its batch-to-batch
 noise would.
 
@@ -155,25 +161,27 @@ noise would.
 Batch Normalization by Variance Shift", CVPR 2019) showed that Dropout placed before a batch
 norm makes the variance the batch norm sees in training differ from the one at inference,
 and that this can make the combination worse than batch normalization alone; one remedy
-they propose is to apply Dropout only after the last batch norm. Our `both` network has exactly that layout (the
-first layer's Dropout feeds the second layer's batch norm), and its slightly worse numbers are
-consistent with this, but we did not measure the variance shift, and the difference is within
-our spread over seeds.
+they propose is to apply Dropout only after the last batch norm. Our `both` network does not
+follow that advice: the first layer's Dropout feeds the second layer's batch norm (only the
+second layer's Dropout comes after the last batch norm). Its slightly worse numbers are
+consistent with their finding, but we did not measure the variance shift, and the
+difference is within our spread over seeds.
 
 ### Where ours differs from the paper, and why a small-scale result may differ
 
 * **The network and the data.** The paper's evidence is BN-Inception, a deep convolutional
   network trained on 1.2 million ImageNet images; ours is a fully connected network of two
-  hidden layers on 4,000 digits, which every variant fits perfectly. With so little data the
-  gap is large and easy to see; on full MNIST, or ImageNet, it is much smaller, and so is what
-  any regulariser can gain.
+  hidden layers on 4,000 digits, which every variant fits (almost) perfectly. With so little
+  data the gap is large and easy to see; with the 60,000 images of full MNIST we would expect
+  it, and what any regulariser can gain, to be smaller (we have not run that here).
 * **The amount of batch noise depends on the layer.** In a convolution, a batch norm takes
   its statistics over the batch and every position of the feature map, $m \cdot p \cdot q$
   values instead of $m$ (Section 3.2), so its statistics move less from batch to batch than in
   our fully connected layers. The noise also grows as the batch shrinks (a test checks it).
   So the ratio of the two noises measured here belongs to this network and this batch of 64.
 * **One change at a time.** For BN-Inception the paper removed Dropout, reduced the weight
-  decay five-fold and shuffled more thoroughly, all at once, and gives no ablation. We compare
+  decay five-fold and shuffled more thoroughly, together with other changes, and describes the
+  effect of each in a sentence, with no ablation table. We compare
   the four combinations with no weight decay at all, reshuffling every epoch as usual, and
   with one learning rate for all four (SGD with momentum 0.9, 0.01), which we did not tune for
   each; a different rate, or a weaker Dropout, could change the ranking of the three
@@ -268,8 +276,9 @@ def make_network(name: str, settings: 'Settings') -> Network:
 # **Width and seeds.** Two hidden layers of 256 units already memorise the 4,000 images, and
 # cost less than half as much as 512-unit layers on a CPU. The differences we look for are about a
 # percentage point, the size of the differences between seeds, so we spend the time on five
-# seeds rather than on width. (In a one-seed trial with 512 units the picture was the same:
-# the three regularised networks had a gap about a point below the plain one's.)
+# seeds rather than on width. (In a one-seed trial with 512 units, not kept in the figures'
+# values, the picture was the same: the three regularised networks' gaps were below the plain
+# one's.)
 #
 # **The data.** The offline subset by default, even where full MNIST could be downloaded: the
 # experiment is about overfitting, and 4,000 images are what makes it easy to see.

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from labml_nn_bn import fold_batch_norm
-from labml_nn_bn.figures import describe_device, write_atomically
+from labml_nn_bn.figure_tools import describe_device, write_atomically
 from labml_nn_bn.experiments.mnist import Model
 
 RESULTS = Path(__file__).resolve().parent / 'results'

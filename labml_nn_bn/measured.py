@@ -16,6 +16,8 @@ import re
 from pathlib import Path
 from typing import List, NamedTuple
 
+from labml_nn_bn.figure_tools import write_atomically
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # A quote: the JSON file's stem, the dotted key, an optional format spec, and the shown text
@@ -89,8 +91,6 @@ def check_quotes(figures_dir: Path, root: Path = ROOT) -> List[str]:
 
 def update_quotes(figures_dir: Path, root: Path = ROOT) -> List[Path]:
     """Rewrites every quote from the measurements; returns the files that changed."""
-    from labml_nn_bn.figures import write_atomically
-
     changed = []
     for path in quoting_files(root):
         if path.resolve() == Path(__file__).resolve():

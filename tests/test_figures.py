@@ -11,17 +11,17 @@ import sys
 
 import pytest
 
-from labml_nn_bn import figures, measured
+from labml_nn_bn import figure_tools, figures, measured
 from site_build import ROOT
 
 
 def test_svg_is_self_contained_and_stamped(tmp_path):
-    plt = figures.pyplot()
+    plt = figure_tools.pyplot()
     fig, ax = plt.subplots(figsize=(3, 2))
     ax.plot([0, 1], [1, 0])
     ax.set_title('A title')
-    text = figures.stamp('MNIST (5k)', '100 steps', figures.describe_device('cpu'), date='2026-01-02')
-    path = figures.save_svg(fig, tmp_path / 'a.svg', text)
+    text = figure_tools.stamp('MNIST (5k)', '100 steps', figure_tools.describe_device('cpu'), date='2026-01-02')
+    path = figure_tools.save_svg(fig, tmp_path / 'a.svg', text)
     svg = path.read_text()
     assert svg.lstrip().startswith('<?xml') and '</svg>' in svg
     # Text is drawn as paths: no font is needed and none is requested
@@ -33,7 +33,7 @@ def test_svg_is_self_contained_and_stamped(tmp_path):
     fig, ax = plt.subplots(figsize=(3, 2))
     ax.plot([0, 1], [1, 0])
     ax.set_title('A title')
-    assert figures.save_svg(fig, tmp_path / 'b.svg', text).read_text() == svg
+    assert figure_tools.save_svg(fig, tmp_path / 'b.svg', text).read_text() == svg
 
 
 def test_write_atomically_leaves_nothing_on_failure(tmp_path, monkeypatch):
@@ -43,9 +43,9 @@ def test_write_atomically_leaves_nothing_on_failure(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError('disk full')
 
-    monkeypatch.setattr(figures.os, 'replace', broken_replace)
+    monkeypatch.setattr(figure_tools.os, 'replace', broken_replace)
     with pytest.raises(OSError):
-        figures.write_atomically(target, b'new')
+        figure_tools.write_atomically(target, b'new')
     assert target.read_text() == 'old'
     assert [p.name for p in tmp_path.iterdir()] == ['x.json']
 
@@ -55,7 +55,7 @@ def test_write_atomically_gives_the_mode_of_an_ordinary_file(tmp_path, umask):
     path = tmp_path / 'out.json'
     old = os.umask(umask)
     try:
-        figures.write_atomically(path, b'{}')
+        figure_tools.write_atomically(path, b'{}')
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
@@ -105,8 +105,8 @@ def test_help_shows_the_smoke_default(capsys):
 
 def test_quotes_are_checked_and_updated(tmp_path):
     (tmp_path / 'docs' / 'figures').mkdir(parents=True)
-    figures.save_values(tmp_path / 'docs' / 'figures' / 'exp.json',
-                        {'bn': {'accuracy': 0.976}, 'steps': 50000}, 'stamp')
+    figure_tools.save_values(tmp_path / 'docs' / 'figures' / 'exp.json',
+                             {'bn': {'accuracy': 0.976}, 'steps': 50000}, 'stamp')
     readme = tmp_path / 'README.md'
     readme.write_text('BN reaches <!-- measured exp:bn.accuracy .1% -->97.7%<!-- /measured --> '
                       'in <!-- measured exp:steps ,d -->50,000<!-- /measured --> steps.\n')
@@ -149,10 +149,10 @@ def test_make_figures_smoke_writes_every_figure_and_each_is_committed(tmp_path):
 
 def test_non_finite_values_are_refused_and_bad_quotes_name_their_file(tmp_path):
     with pytest.raises(ValueError):
-        figures.save_values(tmp_path / 'x.json', {'loss': float('nan')}, 'stamp')
+        figure_tools.save_values(tmp_path / 'x.json', {'loss': float('nan')}, 'stamp')
     assert not (tmp_path / 'x.json').exists()
     (tmp_path / 'docs' / 'figures').mkdir(parents=True)
-    figures.save_values(tmp_path / 'docs' / 'figures' / 'exp.json', {'name': 'text'}, 'stamp')
+    figure_tools.save_values(tmp_path / 'docs' / 'figures' / 'exp.json', {'name': 'text'}, 'stamp')
     (tmp_path / 'README.md').write_text('\n\n<!-- measured exp:name .2% -->x<!-- /measured -->\n')
     with pytest.raises(ValueError, match=r'README.md:3: '):
         measured.update_quotes(tmp_path / 'docs' / 'figures', root=tmp_path)

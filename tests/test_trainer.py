@@ -16,7 +16,7 @@ import torch
 
 from conftest import ROOT
 from labml_nn_bn import data
-from labml_nn_bn.experiments import mnist, trainer
+from labml_nn_bn.experiments import cli, mnist, trainer
 
 QUICK = ['--dataset', 'mnist-5k', '--device', 'cpu', '--epochs', '1', '--train-limit', '128']
 
@@ -139,19 +139,19 @@ def test_a_train_limit_larger_than_the_data_is_refused(tmp_path, monkeypatch, ca
 
 def test_output_paths_are_checked_up_front(tmp_path):
     (tmp_path / 'afile').write_text('x')
-    trainer.check_output_file(tmp_path / 'new' / 'deeper' / 'x.svg', '--figure')
-    trainer.check_output_folder(tmp_path / 'new' / 'deeper', '--out')
+    cli.check_output_file(tmp_path / 'new' / 'deeper' / 'x.svg', '--figure')
+    cli.check_output_folder(tmp_path / 'new' / 'deeper', '--out')
     assert not (tmp_path / 'new').exists(), 'a check must not create anything'
-    with pytest.raises(trainer.UsageError, match=r'argument --figure: .* is a folder, expected a file'):
-        trainer.check_output_file(tmp_path, '--figure')
-    with pytest.raises(trainer.UsageError, match=r'argument --figure: .*afile is a file, expected a folder'):
-        trainer.check_output_file(tmp_path / 'afile' / 'x.svg', '--figure')
-    with pytest.raises(trainer.UsageError, match=r'argument --out: .*afile is a file, expected a folder'):
-        trainer.check_output_folder(tmp_path / 'afile', '--out')
+    with pytest.raises(cli.UsageError, match=r'argument --figure: .* is a folder, expected a file'):
+        cli.check_output_file(tmp_path, '--figure')
+    with pytest.raises(cli.UsageError, match=r'argument --figure: .*afile is a file, expected a folder'):
+        cli.check_output_file(tmp_path / 'afile' / 'x.svg', '--figure')
+    with pytest.raises(cli.UsageError, match=r'argument --out: .*afile is a file, expected a folder'):
+        cli.check_output_folder(tmp_path / 'afile', '--out')
     if Path('/proc/self').exists():
         # Not writable even to root: the check writes a test file instead of trusting os.access
-        with pytest.raises(trainer.UsageError, match='argument --out: cannot write to /proc'):
-            trainer.check_output_folder('/proc/labml-nn-bn-x', '--out')
+        with pytest.raises(cli.UsageError, match='argument --out: cannot write to /proc'):
+            cli.check_output_folder('/proc/labml-nn-bn-x', '--out')
 
 
 def test_an_os_error_while_writing_is_one_line(capsys):
@@ -159,16 +159,16 @@ def test_an_os_error_while_writing_is_one_line(capsys):
         raise FileNotFoundError(2, 'No such file or directory', '/proc/x.svg')
 
     with pytest.raises(SystemExit) as exit_:
-        trainer.run_main(fail, 'prog')
+        cli.run_main(fail, 'prog')
     assert exit_.value.code == 1
     assert capsys.readouterr().err == 'prog: error: /proc/x.svg: No such file or directory\n'
 
 
 def test_given_options_are_those_on_the_command_line():
-    parser = trainer.make_parser('prog', '')
-    trainer.add_training_arguments(parser)
+    parser = cli.make_parser('prog', '')
+    cli.add_training_arguments(parser)
     parser.add_argument('--smoke', action='store_true')
-    assert trainer.given_options(parser, ['--smoke', '--seed', '0', '--lr', '0.5']) == \
+    assert cli.given_options(parser, ['--smoke', '--seed', '0', '--lr', '0.5']) == \
         {'smoke', 'seed', 'learning_rate'}
     # The parser's defaults are left as they were
     assert parser.parse_args([]).seed == 0
@@ -368,13 +368,13 @@ def test_pick_device():
 
 
 def test_check_values_refuses_each_bad_value_and_accepts_good_ones():
-    trainer.check_values(epochs=1, steps=1, batch_size=2, learning_rate=1e-3, train_limit=0,
-                         device='cpu', fast_step='off')
+    cli.check_values(epochs=1, steps=1, batch_size=2, learning_rate=1e-3, train_limit=0,
+                     device='cpu', fast_step='off')
     for bad in [dict(steps=0), dict(epochs=0), dict(batch_size=1), dict(learning_rate=float('inf')),
                 dict(learning_rate=-1e-3), dict(train_limit=-2), dict(device='nope'),
                 dict(fast_step='x')]:
-        with pytest.raises(trainer.UsageError):
-            trainer.check_values(**bad)
+        with pytest.raises(cli.UsageError):
+            cli.check_values(**bad)
 
 
 def test_train_steps_counts_steps_across_calls_and_batch_stream_is_endless():
@@ -390,7 +390,7 @@ def test_train_steps_counts_steps_across_calls_and_batch_stream_is_endless():
                                  on_step=lambda s: steps.append(s.step))
     assert steps == [1, 2, 3, 4, 5, 6, 7]
     assert first.steps == 5 and first.images == 40 and second.images == 16
-    with pytest.raises(trainer.UsageError, match='64 is larger than the 20 training images'):
+    with pytest.raises(ValueError, match='batch_size 64 is larger than the 20 training images'):
         next(trainer.batch_stream(x, y, 64, torch.Generator()))
     with pytest.raises(ValueError, match='ran out after 2 of 3 steps'):
         trainer.train_steps(model, optimizer, data.batches(x, y, 8, drop_last=True), 3)
@@ -418,3 +418,4 @@ def test_fast_step_falls_back_to_the_plain_step_without_cuda():
     assert text == 'fast step: CUDA graphs need a CUDA device, got cpu; using the plain step'
     loss, logits = step(torch.randn(8, 4), torch.randint(0, 3, (8,)))
     assert logits.shape == (8, 3) and torch.isfinite(loss)
+

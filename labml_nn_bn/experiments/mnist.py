@@ -202,6 +202,8 @@ def train(conf: Configs, tensors: Optional[Tensors] = None, *,
     step_fn, step_text = trainer.make_fast_step(model, optimizer, conf.fast_step, device)
     if conf.fast_step != 'off':
         logger.log([('Step: ', Text.key), (step_text, Text.value)])
+    if conf.batch_norm and conf.bn_impl == 'fast':
+        logger.log([('Batch norm: ', Text.key), (fast_batch_norm_text(device), Text.value)])
 
     result = Result(dataset=tensors.dataset, device=str(device), step=step_text)
     start = time.perf_counter()
@@ -210,6 +212,16 @@ def train(conf: Configs, tensors: Optional[Tensors] = None, *,
         conf.epochs, conf.batch_size, generator, step_fn=step_fn, on_step=on_step)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def fast_batch_norm_text(device: torch.device) -> str:
+    """One line saying whether `FastBatchNorm` runs its fused kernels on `device`, or, as
+    everywhere they cannot run, is `BatchNorm`."""
+    from labml_nn_bn.fast_batch_norm import kernels_apply
+    if kernels_apply(torch.zeros(2, 2, device=device)):
+        return f'FastBatchNorm, the fused Triton kernels on {device.type}'
+    why = 'Triton and a CUDA device (or TRITON_INTERPRET=1 on a CPU)'
+    return f'FastBatchNorm runs its fused kernels only with {why}, got {device.type}; using BatchNorm'
 
 
 def load_data(conf: Configs) -> Tensors:
@@ -352,6 +364,15 @@ def check(conf: Configs):
     if conf.bn_impl not in BN_IMPLS:
         raise cli.UsageError(f"argument --bn-impl: expected one of "
                              f"{', '.join(map(repr, BN_IMPLS))}, got {conf.bn_impl!r}")
+    if not conf.batch_norm and conf.bn_impl != 'ours':
+        _refuse_bn_impl_without_bn(conf.bn_impl)
+
+
+def _refuse_bn_impl_without_bn(bn_impl: str):
+    # Without batch norm the implementation is never used: the run would not compare what the
+    # user asked for
+    raise cli.UsageError(f'argument --bn-impl: there is no batch norm to implement with '
+                         f'--no-bn, got --bn-impl {bn_impl}; leave out one of the two')
 
 
 # ## Command line
@@ -370,6 +391,12 @@ def parse_args(argv=None, prog: str = PROG) -> Dict:
     cli.add_data_arguments(parser, defaults.dataset)
     cli.add_logs_argument(parser)
     args = parser.parse_args(argv)
+    if not args.batch_norm and 'bn_impl' in cli.given_options(parser, argv):
+        # `--no-bn --bn-impl ours` too, though `ours` is the default
+        try:
+            _refuse_bn_impl_without_bn(args.bn_impl)
+        except cli.UsageError as e:
+            parser.error(str(e))
     cli.check_arguments(parser, args)
     return vars(args)
 

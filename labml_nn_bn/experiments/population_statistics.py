@@ -327,6 +327,8 @@ def main(argv=None):
         if args.smoke:
             # The smoke settings, then every option written on the command line on top
             kwargs.update({k: v for k, v in SMOKE.items() if k not in args.given})
+            # The smoke data set, with a --data-dir given on top, is checked again
+            cli.check_data_dir(kwargs['dataset'], kwargs['data_dir'], kwargs['download'])
         kwargs['bn_impl'] = args.bn_impl
         from labml import tracker
         loaded = load_data(**kwargs)

@@ -171,3 +171,51 @@ def test_the_site_hides_the_markers_and_keeps_the_paragraph():
         if path.name != 'measured.py':
             assert 'measured ' not in hook.strip_measured_markers(
                 '\n'.join(m.group(0) for m in measured.QUOTE.finditer(path.read_text()))), path
+
+
+# ## What `make figures` does to the text (issue 21: tests that a planted bug would fail)
+def _fake_maker(monkeypatch, accuracy: float):
+    """A figure maker that writes `exp.json` with `accuracy`, registered as the only one."""
+    import types
+    module = types.ModuleType('labml_nn_bn_fake_maker')
+
+    def make_figures(out_dir, smoke):
+        return [figure_tools.save_values(out_dir / 'exp.json', {'runs': [{'accuracy': accuracy}]},
+                                         'stamp')]
+
+    module.make_figures = make_figures
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr(figures, 'MAKERS', {'exp': module.__name__})
+
+
+def test_a_full_run_rewrites_the_quotes_and_a_smoke_run_does_not(tmp_path, monkeypatch, capsys):
+    root = tmp_path / 'repo'
+    monkeypatch.setattr(figures, 'ROOT', root)
+    monkeypatch.setattr(figures, 'FIGURES_DIR', root / 'docs' / 'figures')
+    monkeypatch.setattr(figures, 'SMOKE_DIR', root / 'test-output' / 'figures-smoke')
+    readme = root / 'README.md'
+    readme.parent.mkdir(parents=True)
+    stale = 'Accuracy <!-- measured exp:runs.0.accuracy .1% -->50.0%<!-- /measured -->.\n'
+    readme.write_text(stale)
+    _fake_maker(monkeypatch, 0.976)
+    figures.main(['--smoke', '--out', str(tmp_path / 'smoke')])
+    assert readme.read_text() == stale
+    figures.main([])
+    assert (root / 'docs' / 'figures' / 'exp.json').exists()
+    assert readme.read_text() == stale.replace('50.0%', '97.6%')
+    assert 'updated quotes in README.md' in capsys.readouterr().out
+
+
+def test_a_quote_past_the_end_of_a_list_is_a_clear_problem(tmp_path):
+    folder = tmp_path / 'docs' / 'figures'
+    figure_tools.save_values(folder / 'exp.json', {'runs': [{'a': 1}, {'a': 2}]}, 'stamp')
+    with pytest.raises(ValueError, match=r"exp.json has no value 'runs.2.a' \(runs has 2 items, "
+                                         r"numbered from 0\)"):
+        measured.value(folder, 'exp', 'runs.2.a')
+    assert measured.value(folder, 'exp', 'runs.1.a') == 2
+    (tmp_path / 'README.md').write_text('<!-- measured exp:runs.2.a d -->2<!-- /measured -->\n')
+    problems = measured.check_quotes(folder, root=tmp_path)
+    assert len(problems) == 1 and problems[0].startswith('README.md:1: ') and \
+        'runs has 2 items' in problems[0]
+    with pytest.raises(ValueError, match=r'README.md:1: .*runs has 2 items'):
+        measured.update_quotes(folder, root=tmp_path)

@@ -546,3 +546,39 @@ def test_options_that_would_be_ignored_are_refused(argv, message, tmp_path, monk
 def test_the_library_refuses_a_folder_for_the_offline_subset(tmp_path):
     with pytest.raises(ValueError, match="dataset 'mnist-5k' reads no folder"):
         data.load_dataset('mnist-5k', tmp_path)
+
+
+# ## What the loop returns (issue 21: tests that a planted bug would fail)
+def test_train_steps_averages_over_images_not_over_steps():
+    # Batches of 8, 2 and 5 images: a mean of the steps' means would weigh the two images of
+    # the second batch like the eight of the first
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    x, y = torch.randn(15, 4), torch.randint(0, 3, (15,))
+    batches = [(x[:8], y[:8]), (x[8:10], y[8:10]), (x[10:], y[10:])]
+    seen = []
+
+    def record(s):
+        seen.append((s.loss.item(), (s.logits.argmax(1) == s.y).sum().item(), len(s.y)))
+
+    stats = trainer.train_steps(model, optimizer, batches, on_step=record)
+    images = sum(n for _, _, n in seen)
+    assert (stats.steps, stats.images, images) == (3, 15, 15)
+    assert stats.loss == pytest.approx(sum(loss * n for loss, _, n in seen) / images, rel=1e-6)
+    assert stats.accuracy == pytest.approx(sum(c for _, c, _ in seen) / images)
+    # The weighting matters here: the plain mean of the steps is another number
+    assert stats.loss != pytest.approx(sum(loss for loss, _, _ in seen) / 3, rel=1e-3)
+
+
+def test_by_default_training_on_a_cpu_stops_at_the_first_non_finite_step():
+    # `check_every` left out: on a CPU every step is checked, so no step runs after the bad one
+    model = _NaNAt(at=4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+    seen = []
+    with pytest.raises(trainer.DivergenceError) as error:
+        trainer.train_steps(model, optimizer, trainer.batch_stream(x, y, 8, torch.Generator()),
+                            30, on_step=lambda s: seen.append(s.step))
+    assert error.value.step == 4 and 'at step 4' in str(error.value)
+    assert seen == [1, 2, 3] and model.calls == 4

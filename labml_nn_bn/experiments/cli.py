@@ -293,7 +293,7 @@ def parse_figure_arguments(parser: argparse.ArgumentParser, argv) -> argparse.Na
     except UsageError as e:
         parser.error(str(e))
     except ConfigurationError as e:
-        # Called before `run_main`: the same one line and exit status as under it
+        # As `check_arguments` (this may be called before `run_main`)
         parser.exit(1, f'{parser.prog}: error: {e}\n')
     args.out = None if args.out is None else Path(args.out)
     return args
@@ -320,15 +320,17 @@ def given_options(parser: argparse.ArgumentParser, argv=None) -> set:
 def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace):
     """`check_values` on parsed arguments, and the logs folder when the parser has
     `--logs-dir`, reported by `parser.error` (usage line, exit 2). labml's configuration is
-    read too, before any data: a `.labml.yaml` it cannot read is a `ConfigurationError`
-    (exit 1 under `run_main`), since no option given on the command line is wrong."""
+    read too, before any data: a `.labml.yaml` it cannot read ends in one line and exit 1
+    (no usage line: no option given on the command line is wrong)."""
     try:
         check_values(**vars(args))
         if 'logs_dir' in vars(args):
             check_logs_dir(args.logs_dir)
+        check_labml_configuration()
     except UsageError as e:
         parser.error(str(e))
-    check_labml_configuration()
+    except ConfigurationError as e:
+        parser.exit(1, f'{parser.prog}: error: {e}\n')
 
 
 def check_values(*, epochs: Optional[int] = None, steps: Optional[int] = None,

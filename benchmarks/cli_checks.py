@@ -68,12 +68,18 @@ def writable_folder(parser: argparse.ArgumentParser, option: str, path) -> Path:
     return path
 
 
+def names_folder(path) -> bool:
+    """Whether `path` is a folder: one that exists, or one named with a trailing slash (`out/`),
+    which `Path` would silently drop and a shell user means as a folder."""
+    return str(path).endswith(('/', os.sep)) or Path(path).is_dir()
+
+
 def writable_file(parser: argparse.ArgumentParser, option: str, path) -> Path:
     """Makes sure a file can be written (atomically) at `path`: not a folder, in a folder this
     process can write into (created when missing)."""
-    path = Path(path)
-    if path.is_dir():
+    if names_folder(path):
         parser.error(f'{option}: expected a file path, got the folder {path}')
+    path = Path(path)
     folder = path.parent
     if folder.exists() and not folder.is_dir():
         parser.error(f'{option}: expected a file path in a folder, got {path} '

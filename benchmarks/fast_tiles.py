@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from labml_nn_bn import fast_batch_norm as fbn  # noqa: E402
-from labml_nn_bn.figures import describe_device, save_values, stamp, today  # noqa: E402
+from labml_nn_bn.figure_tools import (describe_device, save_values, stamp,  # noqa: E402
+                                      today)
 
 sys.path.insert(0, str(ROOT / 'benchmarks'))
 import cli_checks  # noqa: E402

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from labml_nn_bn import fold_batch_norm
-from labml_nn_bn.figures import describe_device, write_atomically
+from labml_nn_bn.figure_tools import describe_device, write_atomically
 from labml_nn_bn.experiments.mnist import Model
 
 RESULTS = Path(__file__).resolve().parent / 'results'
@@ -104,8 +104,8 @@ def main(argv=None):
                         help='forward passes per timed repeat; when not given 3, 1 with --smoke')
     parser.add_argument('--threads', type=int, default=0, help='CPU threads (0: torch default)')
     parser.add_argument('--out', default=None,
-                        help='JSON file, or a folder (an existing one, or always with two devices) for '
-                             'fold_speed-<device>.json; when not given '
+                        help='JSON file, or a folder (an existing one, one ending in /, or always '
+                             'with two devices) for fold_speed-<device>.json; when not given '
                              'benchmarks/results/, '
                              'test-output/bench-smoke/ with --smoke')
     args = parser.parse_args(argv)
@@ -128,8 +128,8 @@ def main(argv=None):
         if args.out is None:
             outs[device] = cli_checks.writable_folder(
                 parser, '--out', cli_checks.SMOKE_OUT if args.smoke else RESULTS) / name
-        elif Path(args.out).is_dir() or len(devices) > 1:
-            # a folder: an existing one, or one JSON per device
+        elif cli_checks.names_folder(args.out) or len(devices) > 1:
+            # a folder: an existing one, one named `out/`, or one JSON per device
             outs[device] = cli_checks.writable_folder(parser, '--out', args.out) / name
         else:
             outs[device] = cli_checks.writable_file(parser, '--out', args.out)

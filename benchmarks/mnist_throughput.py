@@ -28,7 +28,7 @@ import torch
 
 from labml_nn_bn import data
 from labml_nn_bn.experiments import mnist, trainer
-from labml_nn_bn.figures import describe_device, save_values, stamp, today
+from labml_nn_bn.figure_tools import describe_device, save_values, stamp, today
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cli_checks  # noqa: E402

@@ -326,7 +326,7 @@ def main(argv=None):
             print(f'{PAGE.relative_to(ROOT)} is not up to date: run python benchmarks/performance_page.py')
             return 1
         return 0
-    from labml_nn_bn.figures import write_atomically
+    from labml_nn_bn.figure_tools import write_atomically
     write_atomically(PAGE, new.encode('utf-8'))
     print(f'wrote {PAGE.relative_to(ROOT)}')
     return 0

@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 from labml_nn_bn.batch_norm import BatchNorm  # noqa: E402
 from labml_nn_bn.fast_batch_norm import FastBatchNorm, kernels_apply  # noqa: E402
-from labml_nn_bn.figures import describe_device, save_values, stamp, today  # noqa: E402
+from labml_nn_bn.figure_tools import (describe_device, save_values, stamp,  # noqa: E402
+                                      today)
 
 sys.path.insert(0, str(ROOT / 'benchmarks'))
 from bn_speed import (RESULTS, Timer, _commit, _spread, device_kind,  # noqa: E402

@@ -61,9 +61,18 @@ def relative_error(y, ref):
     return ((y - ref).norm() / ref.norm()).item()
 
 
+CHANNELS = 16
+
+
+def make_input(offset: str, dtype: torch.dtype) -> torch.Tensor:
+    """N(offset, 1) of shape [64, 16, 8, 8], rounded to `dtype` (seed 0)."""
+    generator = torch.Generator().manual_seed(0)
+    return (torch.randn(64, CHANNELS, 8, 8, generator=generator) + float(offset)).to(dtype)
+
+
 def measure(dtype: torch.dtype):
     """`{method: {offset: relative error or 'nan'}}` for one input dtype."""
-    channels = 16
+    channels = CHANNELS
     methods = {
         'identity': identity,
         'two_pass': two_pass,
@@ -73,14 +82,48 @@ def measure(dtype: torch.dtype):
     }
     table = {name: {} for name in methods}
     for offset in OFFSETS:
-        generator = torch.Generator().manual_seed(0)
-        x = (torch.randn(64, channels, 8, 8, generator=generator) + float(offset)).to(dtype)
+        x = make_input(offset, dtype)
         ref = reference(x)
         for name, method in methods.items():
             with torch.no_grad():
                 y = method(x) if name != 'torch_batch_norm' else method(x.float())
             table[name][offset] = relative_error(y, ref)
     return table
+
+
+def notes(dtype: torch.dtype, table) -> list:
+    """Why a cell is not a number: the input left the dtype's range, the input has nothing
+    left to normalise, or the method itself failed (a measured result, not a broken input)."""
+    name = str(dtype).replace('torch.', '')
+    overflow, collapsed = [], []
+    for offset in OFFSETS:
+        x = make_input(offset, dtype)
+        if not torch.isfinite(x).all():
+            overflow.append(offset)
+        elif reference(x).norm() == 0:
+            collapsed.append(offset)
+    lines = []
+    if overflow:
+        lines.append(f"{', '.join(overflow)}: beyond {name}'s largest finite value "
+                     f"({torch.finfo(dtype).max:,.0f}), the input itself is inf, so every "
+                     f"method gives nan")
+    if collapsed:
+        # The gap between neighbouring numbers of the dtype at the offset
+        spacing = ', '.join(f'{o}: {2.0 ** math.floor(math.log2(float(o))) * torch.finfo(dtype).eps:g}'
+                            for o in collapsed)
+        lines.append(f"{', '.join(collapsed)}: the input rounds to one value per channel in "
+                     f"{name} (its spacing there, {spacing}, is larger than the spread of 1), "
+                     f"so there is nothing to normalise and the relative error is undefined")
+    for offset in OFFSETS:
+        if offset in overflow or offset in collapsed:
+            continue
+        for method, cells in table.items():
+            value = cells[offset]
+            if isinstance(value, str) or not math.isfinite(value):
+                lines.append(f'{offset}, {method}: the input is finite but this method\'s '
+                             f'output is not: a measured failure of the method (a variance '
+                             f'that cancels to a negative number has no square root)')
+    return lines
 
 
 def main(argv=None):
@@ -97,6 +140,11 @@ def main(argv=None):
         cells = [table[name][offset] for name in table]
         print(f'{offset:>8} ' + ' '.join(
             f'{c:>17}' if isinstance(c, str) or math.isnan(c) else f'{c:17.1e}' for c in cells))
+    why = notes(DTYPES[args.dtype], table)
+    if why:
+        print('\nWhere a cell is nan or inf:')
+        for line in why:
+            print(f'  {line}')
 
 
 if __name__ == '__main__':

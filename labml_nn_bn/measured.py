@@ -16,6 +16,8 @@ import re
 from pathlib import Path
 from typing import List, NamedTuple
 
+from labml_nn_bn.figure_tools import write_atomically
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # A quote: the JSON file's stem, the dotted key, an optional format spec, and the shown text
@@ -54,13 +56,18 @@ def value(figures_dir: Path, source: str, key: str):
         raise ValueError(f'a quote names {source}:{key}, but {path} does not exist '
                          f'(run `make figures`)')
     node = json.loads(path.read_text(encoding='utf-8'))['values']
-    for part in key.split('.'):
-        # a list's items are named by their position
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+    parts = key.split('.')
+    for i, part in enumerate(parts):
+        missing = f'a quote names {source}:{key}, but {path.name} has no value {key!r}'
+        if isinstance(node, list):
+            # a list's items are named by their position, from 0
+            if not (part.isdigit() and int(part) < len(node)):
+                where = '.'.join(parts[:i]) or 'values'
+                raise ValueError(f'{missing} ({where} has {len(node)} items, numbered from 0)')
             node = node[int(part)]
             continue
         if not isinstance(node, dict) or part not in node:
-            raise ValueError(f'a quote names {source}:{key}, but {path.name} has no value {key!r}')
+            raise ValueError(missing)
         node = node[part]
     return node
 
@@ -89,8 +96,6 @@ def check_quotes(figures_dir: Path, root: Path = ROOT) -> List[str]:
 
 def update_quotes(figures_dir: Path, root: Path = ROOT) -> List[Path]:
     """Rewrites every quote from the measurements; returns the files that changed."""
-    from labml_nn_bn.figures import write_atomically
-
     changed = []
     for path in quoting_files(root):
         if path.resolve() == Path(__file__).resolve():

@@ -186,6 +186,28 @@ def test_one_line_docstring_on_the_def_line_stays_code():
     assert any('"""stays code"""' in t for _, t in code_of(result, 'def one_liner').code)
 
 
+def test_a_docstring_whose_closing_line_carries_a_comment_is_notes():
+    # A comment after the closing quotes (a linter's `# noqa`, say) does not make the docstring
+    # code; the comment is a directive for tools, not text for the reader, and is not shown
+    source = src('''
+        def f(x):
+            """
+            Explains f.
+            """  # noqa: D401
+            return x
+
+
+        def g(x):
+            """Explains g."""  # a comment
+            return x
+    ''')
+    result = annotate.split_sections(source)
+    assert code_of(result, 'def f').notes == 'Explains f.'
+    assert code_of(result, 'def g').notes == 'Explains g.'
+    assert not any('"""' in text or 'noqa' in text for s in result.sections for _, text in s.code)
+    assert_every_line_accounted_for(source, result.sections)
+
+
 def test_comment_opening_a_body_stays_beside_the_header():
     result = annotate.split_sections(TRICKY)
     section = code_of(result, 'class Thing')

@@ -152,3 +152,49 @@ def test_smoke_runs_refuse_to_write_the_committed_folders(script, tmp_path):
     for out in ('benchmarks/results', 'docs/figures/x.json'):
         assert_refused(run(script, '--smoke', '--device', 'cpu', '--out', ROOT / out),
                        '--out', '--smoke')
+
+
+def test_fold_speed_takes_a_trailing_slash_for_a_folder(tmp_path):
+    # `--out new/` names a folder, as in every other benchmark, even before it exists
+    result = run('fold_speed.py', '--smoke', '--device', 'cpu', '--out', f'{tmp_path / "new"}/')
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / 'new').is_dir()
+    assert json.loads((tmp_path / 'new' / 'fold_speed-cpu.json').read_text())
+
+
+def test_a_trailing_slash_never_names_a_file(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import cli_checks
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    import argparse
+    with pytest.raises(SystemExit):
+        cli_checks.writable_file(argparse.ArgumentParser(), '--out', f'{tmp_path / "x.json"}/')
+    assert not (tmp_path / 'x.json').exists()
+    assert cli_checks.names_folder(f'{tmp_path / "new"}/')
+    assert not cli_checks.names_folder(tmp_path / 'new.json')
+
+
+def test_variance_numerics_says_why_a_row_is_nan():
+    result = run('variance_numerics.py', '--dtype', 'float16')
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split('\n\n', 1)[1]
+    # 1e5 and 1e6 are beyond float16's range: the input itself is inf
+    assert "1e5, 1e6: beyond float16's largest finite value (65,504)" in notes, result.stdout
+    # The identity's own NaN at 1e4 (its variance cancels to a negative number) is told apart
+    assert '1e4, identity: ' in notes
+    bf16 = run('variance_numerics.py', '--dtype', 'bfloat16')
+    assert 'rounds to one value per channel' in bf16.stdout, bf16.stdout
+    # In float32 the input stays in range: only the identity's own failures are left
+    float32 = run('variance_numerics.py').stdout
+    assert '1e4, identity: ' in float32 and 'beyond' not in float32, float32
+
+
+def test_mnist_throughput_names_a_damaged_gzip_file(tmp_path):
+    from test_data import _patterned, damaged_gzip, fake_mnist, idx_bytes, write_folder
+    write_folder(tmp_path, fake_mnist())
+    bad = tmp_path / 't10k-images-idx3-ubyte.gz'
+    bad.write_bytes(damaged_gzip(idx_bytes(_patterned(20), gz=False)))
+    assert_refused(run('mnist_throughput.py', '--dataset', 'idx', '--data-dir', tmp_path,
+                       '--no-cpu'), f'{bad}: not a valid gzip file', 'fetch it again', rc=1)

@@ -113,6 +113,9 @@ def test_options_given_with_smoke_are_applied_on_top_of_it(monkeypatch, tmp_path
      'argument --record-every: expected at most --steps (20), got 100'),
     (['--smoke', '--figure', '.'], 'argument --figure: . is a folder, expected a file name'),
     (['--smoke', '--figure', 'afile/x.svg'], 'afile is a file, expected a folder'),
+    # --smoke reads the offline subset, which reads no folder: the folder would be ignored
+    (['--smoke', '--data-dir', '.'],
+     'argument --data-dir: the offline subset (--dataset mnist-5k) reads no folder'),
 ])
 def test_bad_smoke_options_are_refused_before_the_data(argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -135,3 +138,10 @@ def test_a_probe_larger_than_the_test_set_is_refused_before_the_run(tmp_path, mo
         'python -m labml_nn_bn.experiments.covariate_shift: error: argument --probe-size: '
         'expected at most the 1,000 test images of this data set, got 100,000')
     assert not (tmp_path / 'logs').exists()
+
+
+def test_a_figure_of_an_earlier_run_may_be_written_again(monkeypatch, tmp_path):
+    # The same command twice: the second run replaces the figure (atomically, as every write)
+    (tmp_path / 'figure.svg').write_text('<svg/>')
+    settings = _settings_of(['--smoke', '--figure', 'figure.svg'], monkeypatch, tmp_path)
+    assert settings == cs.SMOKE

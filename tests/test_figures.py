@@ -11,17 +11,17 @@ import sys
 
 import pytest
 
-from labml_nn_bn import figures, measured
+from labml_nn_bn import figure_tools, figures, measured
 from site_build import ROOT
 
 
 def test_svg_is_self_contained_and_stamped(tmp_path):
-    plt = figures.pyplot()
+    plt = figure_tools.pyplot()
     fig, ax = plt.subplots(figsize=(3, 2))
     ax.plot([0, 1], [1, 0])
     ax.set_title('A title')
-    text = figures.stamp('MNIST (5k)', '100 steps', figures.describe_device('cpu'), date='2026-01-02')
-    path = figures.save_svg(fig, tmp_path / 'a.svg', text)
+    text = figure_tools.stamp('MNIST (5k)', '100 steps', figure_tools.describe_device('cpu'), date='2026-01-02')
+    path = figure_tools.save_svg(fig, tmp_path / 'a.svg', text)
     svg = path.read_text()
     assert svg.lstrip().startswith('<?xml') and '</svg>' in svg
     # Text is drawn as paths: no font is needed and none is requested
@@ -33,7 +33,7 @@ def test_svg_is_self_contained_and_stamped(tmp_path):
     fig, ax = plt.subplots(figsize=(3, 2))
     ax.plot([0, 1], [1, 0])
     ax.set_title('A title')
-    assert figures.save_svg(fig, tmp_path / 'b.svg', text).read_text() == svg
+    assert figure_tools.save_svg(fig, tmp_path / 'b.svg', text).read_text() == svg
 
 
 def test_write_atomically_leaves_nothing_on_failure(tmp_path, monkeypatch):
@@ -43,9 +43,9 @@ def test_write_atomically_leaves_nothing_on_failure(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError('disk full')
 
-    monkeypatch.setattr(figures.os, 'replace', broken_replace)
+    monkeypatch.setattr(figure_tools.os, 'replace', broken_replace)
     with pytest.raises(OSError):
-        figures.write_atomically(target, b'new')
+        figure_tools.write_atomically(target, b'new')
     assert target.read_text() == 'old'
     assert [p.name for p in tmp_path.iterdir()] == ['x.json']
 
@@ -55,7 +55,7 @@ def test_write_atomically_gives_the_mode_of_an_ordinary_file(tmp_path, umask):
     path = tmp_path / 'out.json'
     old = os.umask(umask)
     try:
-        figures.write_atomically(path, b'{}')
+        figure_tools.write_atomically(path, b'{}')
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
@@ -105,8 +105,8 @@ def test_help_shows_the_smoke_default(capsys):
 
 def test_quotes_are_checked_and_updated(tmp_path):
     (tmp_path / 'docs' / 'figures').mkdir(parents=True)
-    figures.save_values(tmp_path / 'docs' / 'figures' / 'exp.json',
-                        {'bn': {'accuracy': 0.976}, 'steps': 50000}, 'stamp')
+    figure_tools.save_values(tmp_path / 'docs' / 'figures' / 'exp.json',
+                             {'bn': {'accuracy': 0.976}, 'steps': 50000}, 'stamp')
     readme = tmp_path / 'README.md'
     readme.write_text('BN reaches <!-- measured exp:bn.accuracy .1% -->97.7%<!-- /measured --> '
                       'in <!-- measured exp:steps ,d -->50,000<!-- /measured --> steps.\n')
@@ -149,10 +149,10 @@ def test_make_figures_smoke_writes_every_figure_and_each_is_committed(tmp_path):
 
 def test_non_finite_values_are_refused_and_bad_quotes_name_their_file(tmp_path):
     with pytest.raises(ValueError):
-        figures.save_values(tmp_path / 'x.json', {'loss': float('nan')}, 'stamp')
+        figure_tools.save_values(tmp_path / 'x.json', {'loss': float('nan')}, 'stamp')
     assert not (tmp_path / 'x.json').exists()
     (tmp_path / 'docs' / 'figures').mkdir(parents=True)
-    figures.save_values(tmp_path / 'docs' / 'figures' / 'exp.json', {'name': 'text'}, 'stamp')
+    figure_tools.save_values(tmp_path / 'docs' / 'figures' / 'exp.json', {'name': 'text'}, 'stamp')
     (tmp_path / 'README.md').write_text('\n\n<!-- measured exp:name .2% -->x<!-- /measured -->\n')
     with pytest.raises(ValueError, match=r'README.md:3: '):
         measured.update_quotes(tmp_path / 'docs' / 'figures', root=tmp_path)
@@ -171,3 +171,51 @@ def test_the_site_hides_the_markers_and_keeps_the_paragraph():
         if path.name != 'measured.py':
             assert 'measured ' not in hook.strip_measured_markers(
                 '\n'.join(m.group(0) for m in measured.QUOTE.finditer(path.read_text()))), path
+
+
+# ## What `make figures` does to the text (issue 21: tests that a planted bug would fail)
+def _fake_maker(monkeypatch, accuracy: float):
+    """A figure maker that writes `exp.json` with `accuracy`, registered as the only one."""
+    import types
+    module = types.ModuleType('labml_nn_bn_fake_maker')
+
+    def make_figures(out_dir, smoke):
+        return [figure_tools.save_values(out_dir / 'exp.json', {'runs': [{'accuracy': accuracy}]},
+                                         'stamp')]
+
+    module.make_figures = make_figures
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr(figures, 'MAKERS', {'exp': module.__name__})
+
+
+def test_a_full_run_rewrites_the_quotes_and_a_smoke_run_does_not(tmp_path, monkeypatch, capsys):
+    root = tmp_path / 'repo'
+    monkeypatch.setattr(figures, 'ROOT', root)
+    monkeypatch.setattr(figures, 'FIGURES_DIR', root / 'docs' / 'figures')
+    monkeypatch.setattr(figures, 'SMOKE_DIR', root / 'test-output' / 'figures-smoke')
+    readme = root / 'README.md'
+    readme.parent.mkdir(parents=True)
+    stale = 'Accuracy <!-- measured exp:runs.0.accuracy .1% -->50.0%<!-- /measured -->.\n'
+    readme.write_text(stale)
+    _fake_maker(monkeypatch, 0.976)
+    figures.main(['--smoke', '--out', str(tmp_path / 'smoke')])
+    assert readme.read_text() == stale
+    figures.main([])
+    assert (root / 'docs' / 'figures' / 'exp.json').exists()
+    assert readme.read_text() == stale.replace('50.0%', '97.6%')
+    assert 'updated quotes in README.md' in capsys.readouterr().out
+
+
+def test_a_quote_past_the_end_of_a_list_is_a_clear_problem(tmp_path):
+    folder = tmp_path / 'docs' / 'figures'
+    figure_tools.save_values(folder / 'exp.json', {'runs': [{'a': 1}, {'a': 2}]}, 'stamp')
+    with pytest.raises(ValueError, match=r"exp.json has no value 'runs.2.a' \(runs has 2 items, "
+                                         r"numbered from 0\)"):
+        measured.value(folder, 'exp', 'runs.2.a')
+    assert measured.value(folder, 'exp', 'runs.1.a') == 2
+    (tmp_path / 'README.md').write_text('<!-- measured exp:runs.2.a d -->2<!-- /measured -->\n')
+    problems = measured.check_quotes(folder, root=tmp_path)
+    assert len(problems) == 1 and problems[0].startswith('README.md:1: ') and \
+        'runs has 2 items' in problems[0]
+    with pytest.raises(ValueError, match=r'README.md:1: .*runs has 2 items'):
+        measured.update_quotes(folder, root=tmp_path)

@@ -70,16 +70,20 @@ def test_cli_errors_are_one_line(argv, capsys, tmp_path, monkeypatch):
         'python -m labml_nn_bn.experiments.population_statistics: error: argument')
 
 
+class _Stop(BaseException):
+    """Not caught by the command line (as Ctrl-C now is): stops it where it is raised."""
+
+
 def test_options_given_with_smoke_are_applied_on_top_of_it(tmp_path, monkeypatch):
     seen = {}
 
     def stop(batch_sizes, **kwargs):
         seen.update(kwargs, batch_sizes=batch_sizes)
-        raise KeyboardInterrupt  # not caught by the command line: stops it here
+        raise _Stop
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(ps, 'load_data', stop)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(_Stop):
         ps.main(['--smoke', '--batch-sizes', '8', '--seed', '5'])
     assert seen['batch_sizes'] == (8,) and seen['seed'] == 5
     assert seen['epochs'] == ps.SMOKE['epochs'] and seen['train_limit'] == ps.SMOKE['train_limit']
@@ -93,6 +97,9 @@ def test_options_given_with_smoke_are_applied_on_top_of_it(tmp_path, monkeypatch
      'argument --batch-sizes: 100000 is larger than the 256 training images'),
     (['--dataset', 'mnist-5k', '--train-limit', '99999'],
      'argument --train-limit: expected at most the 4,000 training images'),
+    # --smoke reads the offline subset, which reads no folder: the folder would be ignored
+    (['--smoke', '--data-dir', '.'],
+     'argument --data-dir: the offline subset (--dataset mnist-5k) reads no folder'),
 ])
 def test_bad_values_are_named_and_leave_no_run(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -16,7 +16,7 @@ import torch
 
 from conftest import ROOT
 from labml_nn_bn import data
-from labml_nn_bn.experiments import mnist, trainer
+from labml_nn_bn.experiments import cli, mnist, trainer
 
 QUICK = ['--dataset', 'mnist-5k', '--device', 'cpu', '--epochs', '1', '--train-limit', '128']
 
@@ -139,19 +139,19 @@ def test_a_train_limit_larger_than_the_data_is_refused(tmp_path, monkeypatch, ca
 
 def test_output_paths_are_checked_up_front(tmp_path):
     (tmp_path / 'afile').write_text('x')
-    trainer.check_output_file(tmp_path / 'new' / 'deeper' / 'x.svg', '--figure')
-    trainer.check_output_folder(tmp_path / 'new' / 'deeper', '--out')
+    cli.check_output_file(tmp_path / 'new' / 'deeper' / 'x.svg', '--figure')
+    cli.check_output_folder(tmp_path / 'new' / 'deeper', '--out')
     assert not (tmp_path / 'new').exists(), 'a check must not create anything'
-    with pytest.raises(trainer.UsageError, match=r'argument --figure: .* is a folder, expected a file'):
-        trainer.check_output_file(tmp_path, '--figure')
-    with pytest.raises(trainer.UsageError, match=r'argument --figure: .*afile is a file, expected a folder'):
-        trainer.check_output_file(tmp_path / 'afile' / 'x.svg', '--figure')
-    with pytest.raises(trainer.UsageError, match=r'argument --out: .*afile is a file, expected a folder'):
-        trainer.check_output_folder(tmp_path / 'afile', '--out')
+    with pytest.raises(cli.UsageError, match=r'argument --figure: .* is a folder, expected a file'):
+        cli.check_output_file(tmp_path, '--figure')
+    with pytest.raises(cli.UsageError, match=r'argument --figure: .*afile is a file, expected a folder'):
+        cli.check_output_file(tmp_path / 'afile' / 'x.svg', '--figure')
+    with pytest.raises(cli.UsageError, match=r'argument --out: .*afile is a file, expected a folder'):
+        cli.check_output_folder(tmp_path / 'afile', '--out')
     if Path('/proc/self').exists():
         # Not writable even to root: the check writes a test file instead of trusting os.access
-        with pytest.raises(trainer.UsageError, match='argument --out: cannot write to /proc'):
-            trainer.check_output_folder('/proc/labml-nn-bn-x', '--out')
+        with pytest.raises(cli.UsageError, match='argument --out: cannot write to /proc'):
+            cli.check_output_folder('/proc/labml-nn-bn-x', '--out')
 
 
 def test_an_os_error_while_writing_is_one_line(capsys):
@@ -159,16 +159,16 @@ def test_an_os_error_while_writing_is_one_line(capsys):
         raise FileNotFoundError(2, 'No such file or directory', '/proc/x.svg')
 
     with pytest.raises(SystemExit) as exit_:
-        trainer.run_main(fail, 'prog')
+        cli.run_main(fail, 'prog')
     assert exit_.value.code == 1
     assert capsys.readouterr().err == 'prog: error: /proc/x.svg: No such file or directory\n'
 
 
 def test_given_options_are_those_on_the_command_line():
-    parser = trainer.make_parser('prog', '')
-    trainer.add_training_arguments(parser)
+    parser = cli.make_parser('prog', '')
+    cli.add_training_arguments(parser)
     parser.add_argument('--smoke', action='store_true')
-    assert trainer.given_options(parser, ['--smoke', '--seed', '0', '--lr', '0.5']) == \
+    assert cli.given_options(parser, ['--smoke', '--seed', '0', '--lr', '0.5']) == \
         {'smoke', 'seed', 'learning_rate'}
     # The parser's defaults are left as they were
     assert parser.parse_args([]).seed == 0
@@ -368,13 +368,13 @@ def test_pick_device():
 
 
 def test_check_values_refuses_each_bad_value_and_accepts_good_ones():
-    trainer.check_values(epochs=1, steps=1, batch_size=2, learning_rate=1e-3, train_limit=0,
-                         device='cpu', fast_step='off')
+    cli.check_values(epochs=1, steps=1, batch_size=2, learning_rate=1e-3, train_limit=0,
+                     device='cpu', fast_step='off')
     for bad in [dict(steps=0), dict(epochs=0), dict(batch_size=1), dict(learning_rate=float('inf')),
                 dict(learning_rate=-1e-3), dict(train_limit=-2), dict(device='nope'),
                 dict(fast_step='x')]:
-        with pytest.raises(trainer.UsageError):
-            trainer.check_values(**bad)
+        with pytest.raises(cli.UsageError):
+            cli.check_values(**bad)
 
 
 def test_train_steps_counts_steps_across_calls_and_batch_stream_is_endless():
@@ -390,7 +390,7 @@ def test_train_steps_counts_steps_across_calls_and_batch_stream_is_endless():
                                  on_step=lambda s: steps.append(s.step))
     assert steps == [1, 2, 3, 4, 5, 6, 7]
     assert first.steps == 5 and first.images == 40 and second.images == 16
-    with pytest.raises(trainer.UsageError, match='64 is larger than the 20 training images'):
+    with pytest.raises(ValueError, match='batch_size 64 is larger than the 20 training images'):
         next(trainer.batch_stream(x, y, 64, torch.Generator()))
     with pytest.raises(ValueError, match='ran out after 2 of 3 steps'):
         trainer.train_steps(model, optimizer, data.batches(x, y, 8, drop_last=True), 3)
@@ -418,3 +418,167 @@ def test_fast_step_falls_back_to_the_plain_step_without_cuda():
     assert text == 'fast step: CUDA graphs need a CUDA device, got cpu; using the plain step'
     loss, logits = step(torch.randn(8, 4), torch.randint(0, 3, (8,)))
     assert logits.shape == (8, 3) and torch.isfinite(loss)
+
+
+# ## One line, not a traceback (issue 21)
+def test_a_damaged_gzip_file_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
+    from test_data import _patterned, damaged_gzip, fake_mnist, idx_bytes, write_folder
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / 'idx'
+    write_folder(folder, fake_mnist())
+    bad = folder / 'train-images-idx3-ubyte.gz'
+    bad.write_bytes(damaged_gzip(idx_bytes(_patterned(60), gz=False)))
+    code, out, err = _main(['--dataset', 'idx', '--data-dir', str(folder), '--device', 'cpu'],
+                           capsys)
+    _assert_one_line_error(code, err, 1, f'{bad}: not a valid gzip file', 'fetch it again')
+    assert not (tmp_path / 'logs').exists()
+
+
+BAD_LABML_YAML = [
+    ('bad-yaml', 'experiments_path: [\n', 'not valid YAML'),
+    ('data-path-5', 'data_path: 5\n', 'expected data_path to be a folder (text), got 5'),
+    ('experiments-path-5', 'experiments_path: 5\n',
+     'expected experiments_path to be a folder (text), got 5'),
+    ('a-list', '- logs\n', 'expected settings as `name: value` lines, got a list'),
+    ('unknown-key', 'experiment_path: runs\n', "unknown setting 'experiment_path'"),
+]
+
+
+@pytest.mark.parametrize('logs_dir', [False, True], ids=['labml-config', 'logs-dir'])
+@pytest.mark.parametrize('text,message', [b[1:] for b in BAD_LABML_YAML],
+                         ids=[b[0] for b in BAD_LABML_YAML])
+def test_a_malformed_labml_yaml_is_one_line_naming_it(text, message, logs_dir, tmp_path,
+                                                      monkeypatch, capsys):
+    (tmp_path / '.labml.yaml').write_text(text)
+    work = tmp_path / 'work'
+    work.mkdir()
+    monkeypatch.chdir(work)
+    argv = QUICK + (['--logs-dir', str(tmp_path / 'runs')] if logs_dir else [])
+    code, out, err = _main(argv, capsys)
+    _assert_one_line_error(code, err, 1, f'{tmp_path / ".labml.yaml"}: ', message,
+                           'fix it or remove it')
+    # Before the data was loaded
+    assert 'Data:' not in out
+
+
+def test_a_malformed_labml_yaml_is_one_line_for_a_figure_experiment(tmp_path, monkeypatch):
+    (tmp_path / '.labml.yaml').write_text('data_path: 5\n')
+    out = _cli(['--smoke', '--logs-dir', str(tmp_path / 'runs')], tmp_path, tmp_path,
+               module='labml_nn_bn.experiments.detached_mean')
+    assert out.returncode == 1, out.stderr
+    assert 'Traceback' not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f'python -m labml_nn_bn.experiments.detached_mean: error: {tmp_path / ".labml.yaml"}: '
+        f'expected data_path to be a folder (text), got 5; fix it or remove it (without it, '
+        f'runs go to logs/ and data to data/ in the current folder)']
+
+
+def _interrupted_exit(fn, prog='prog') -> int:
+    """The exit status of `run_main(fn)`; a KeyboardInterrupt that escapes it fails the test
+    (instead of stopping pytest)."""
+    try:
+        cli.run_main(fn, prog)
+    except SystemExit as e:
+        return e.code
+    except KeyboardInterrupt:
+        pytest.fail('KeyboardInterrupt escaped run_main')
+    pytest.fail('run_main returned')
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    assert _interrupted_exit(interrupted) == 130
+    assert capsys.readouterr().err == 'prog: interrupted; nothing was written\n'
+
+
+def test_ctrl_c_during_a_run_says_the_run_folder_is_kept(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+
+    def interrupted():
+        with cli.labml_run('interrupted', {'a': 1}, logs_dir=tmp_path / 'runs', writers=()):
+            raise KeyboardInterrupt
+
+    assert _interrupted_exit(interrupted) == 130
+    runs = _runs(tmp_path / 'runs' / 'interrupted')
+    assert len(runs) == 1
+    err = capsys.readouterr().err
+    assert err == f'prog: interrupted; the labml run so far is kept in {runs[0].parent}\n'
+    # The next call starts afresh
+    assert _interrupted_exit(lambda: (_ for _ in ()).throw(KeyboardInterrupt)) == 130
+    assert capsys.readouterr().err == 'prog: interrupted; nothing was written\n'
+
+
+def test_an_output_file_of_a_previous_run_may_be_overwritten(tmp_path):
+    figure = tmp_path / 'figure.svg'
+    figure.write_text('<svg/>')
+    cli.check_output_file(figure, '--figure')
+    cli.check_values(figure=str(figure))
+
+
+def test_the_fast_batch_norm_says_when_it_falls_back(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv('TRITON_INTERPRET', raising=False)
+    code, out, err = _main(QUICK + ['--bn-impl', 'fast'], capsys)
+    assert code == 0, err
+    lines = [line for line in out.splitlines() if line.startswith('Batch norm: ')]
+    assert len(lines) == 1, out
+    assert 'FastBatchNorm' in lines[0] and 'using BatchNorm' in lines[0]
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--dataset', 'mnist-5k', '--data-dir', '.'],
+     'argument --data-dir: the offline subset (--dataset mnist-5k) reads no folder'),
+    (['--no-bn', '--bn-impl', 'torch'],
+     'argument --bn-impl: there is no batch norm to implement with --no-bn'),
+    (['--no-bn', '--bn-impl', 'ours'],
+     'argument --bn-impl: there is no batch norm to implement with --no-bn'),
+])
+def test_options_that_would_be_ignored_are_refused(argv, message, tmp_path, monkeypatch,
+                                                   capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _main(['--device', 'cpu'] + argv, capsys)
+    _assert_one_line_error(code, err, 2, message)
+    assert 'Data:' not in out and not (tmp_path / 'logs').exists()
+
+
+def test_the_library_refuses_a_folder_for_the_offline_subset(tmp_path):
+    with pytest.raises(ValueError, match="dataset 'mnist-5k' reads no folder"):
+        data.load_dataset('mnist-5k', tmp_path)
+
+
+# ## What the loop returns (issue 21: tests that a planted bug would fail)
+def test_train_steps_averages_over_images_not_over_steps():
+    # Batches of 8, 2 and 5 images: a mean of the steps' means would weigh the two images of
+    # the second batch like the eight of the first
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    x, y = torch.randn(15, 4), torch.randint(0, 3, (15,))
+    batches = [(x[:8], y[:8]), (x[8:10], y[8:10]), (x[10:], y[10:])]
+    seen = []
+
+    def record(s):
+        seen.append((s.loss.item(), (s.logits.argmax(1) == s.y).sum().item(), len(s.y)))
+
+    stats = trainer.train_steps(model, optimizer, batches, on_step=record)
+    images = sum(n for _, _, n in seen)
+    assert (stats.steps, stats.images, images) == (3, 15, 15)
+    assert stats.loss == pytest.approx(sum(loss * n for loss, _, n in seen) / images, rel=1e-6)
+    assert stats.accuracy == pytest.approx(sum(c for _, c, _ in seen) / images)
+    # The weighting matters here: the plain mean of the steps is another number
+    assert stats.loss != pytest.approx(sum(loss for loss, _, _ in seen) / 3, rel=1e-3)
+
+
+def test_by_default_training_on_a_cpu_stops_at_the_first_non_finite_step():
+    # `check_every` left out: on a CPU every step is checked, so no step runs after the bad one
+    model = _NaNAt(at=4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+    seen = []
+    with pytest.raises(trainer.DivergenceError) as error:
+        trainer.train_steps(model, optimizer, trainer.batch_stream(x, y, 8, torch.Generator()),
+                            30, on_step=lambda s: seen.append(s.step))
+    assert error.value.step == 4 and 'at step 4' in str(error.value)
+    assert seen == [1, 2, 3] and model.calls == 4

@@ -78,7 +78,7 @@ import torch.nn as nn
 
 from labml_nn_bn import data
 from labml_nn_bn.batch_norm import BatchNorm, Module
-from labml_nn_bn.experiments import trainer
+from labml_nn_bn.experiments import cli, trainer
 
 
 # ## The network
@@ -243,20 +243,22 @@ def load_data(settings: Settings, log=print) -> Tuple[data.DeviceData, str]:
                                      download_ok=settings.download, seed=settings.seed)
     log(f'Data: {dataset} ({how})')
     tensors = data.DeviceData(dataset, device)
-    trainer.check_batch_size(settings.batch_size, len(tensors.train_y))
+    cli.check_batch_size(settings.batch_size, len(tensors.train_y))
     if settings.probe_size > len(tensors.test_y):
-        raise trainer.UsageError(f'argument --probe-size: expected at most the '
-                                 f'{len(tensors.test_y):,} test images of this data set, '
-                                 f'got {settings.probe_size:,}')
+        raise cli.UsageError(f'argument --probe-size: expected at most the '
+                             f'{len(tensors.test_y):,} test images of this data set, '
+                             f'got {settings.probe_size:,}')
     return tensors, str(dataset)
 
 
 def check_settings(settings: Settings):
     """What can be checked before the data loads, on the settings a run will really use."""
+    # Again after --smoke has put in its own data set: a --data-dir given with it is refused
+    cli.check_data_dir(settings.dataset, settings.data_dir, settings.download)
     if settings.record_every > settings.steps:
         # Only the first and the last step would be recorded: not the curve that was asked for
-        raise trainer.UsageError(f'argument --record-every: expected at most --steps '
-                                 f'({settings.steps:,}), got {settings.record_every:,}')
+        raise cli.UsageError(f'argument --record-every: expected at most --steps '
+                             f'({settings.steps:,}), got {settings.record_every:,}')
 
 
 def run_both(settings: Settings, log=print, on_record=None,
@@ -351,8 +353,8 @@ def draw(values: Dict, plt):
 
 def plot(values: Dict, stamp_text: str, path: Path):
     """Saves the figure as a stamped, self-contained SVG."""
-    from labml_nn_bn import figures
-    figures.save_svg(draw(values, figures.pyplot()), path, stamp_text)
+    from labml_nn_bn import figure_tools
+    figure_tools.save_svg(draw(values, figure_tools.pyplot()), path, stamp_text)
 
 
 SMOKE = Settings(steps=300, record_every=50, probe_size=200, dataset='mnist-5k',
@@ -364,16 +366,16 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
     Writes `covariate_shift.svg` and `.json`. The full run is the paper's 50,000 steps per
     network; smoke mode trains 300.
     """
-    from labml_nn_bn import figures
+    from labml_nn_bn import figure_tools
     settings = SMOKE if smoke else Settings()
     result = run_both(settings)
     values = values_of(result, settings)
-    stamp_text = figures.stamp(result['dataset'], f'{settings.steps:,} steps per network',
-                               figures.describe_device(result['device']))
+    stamp_text = figure_tools.stamp(result['dataset'], f'{settings.steps:,} steps per network',
+                                    figure_tools.describe_device(result['device']))
     out_dir = Path(out_dir)
     paths = [out_dir / 'covariate_shift.svg', out_dir / 'covariate_shift.json']
     plot(values, stamp_text, paths[0])
-    figures.save_values(paths[1], values, stamp_text)
+    figure_tools.save_values(paths[1], values, stamp_text)
     return paths
 
 
@@ -385,7 +387,7 @@ PROG = 'python -m labml_nn_bn.experiments.covariate_shift'
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = trainer.make_parser(PROG, "Figure 1 of the paper: a 3-layer sigmoid MLP trained "
+    parser = cli.make_parser(PROG, "Figure 1 of the paper: a 3-layer sigmoid MLP trained "
                                        "with and without batch normalization.")
     d = Settings()
     parser.add_argument('--steps', type=int, default=d.steps, help='training steps per network')
@@ -400,16 +402,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='test images in the fixed probe batch')
     parser.add_argument('--seed', type=int, default=d.seed,
                         help='fixes the initial weights and the order of the batches')
-    trainer.add_device_argument(parser, d.device)
-    trainer.add_data_arguments(parser, d.dataset, train_limit=False)
-    trainer.add_logs_argument(parser)
+    cli.add_device_argument(parser, d.device)
+    cli.add_data_arguments(parser, d.dataset, train_limit=False)
+    cli.add_logs_argument(parser)
     parser.add_argument('--figure', default=None, help='also write the figure to this SVG file')
     parser.add_argument('--smoke', action='store_true',
                         help='a run of seconds (300 steps on the offline subset), for tests; '
                              'options given with it override its settings')
     args = parser.parse_args(argv)
-    trainer.check_arguments(parser, args)
-    args.given = trainer.given_options(parser, argv)
+    cli.check_arguments(parser, args)
+    args.given = cli.given_options(parser, argv)
     if args.record_every < 1:
         parser.error(f'argument --record-every: expected at least 1, got {args.record_every}')
     if args.probe_size < 2:
@@ -440,16 +442,16 @@ def main(argv=None):
         def on_record(key):
             return lambda step, accuracy: tracker.save(step, {f'accuracy.{key}': accuracy})
 
-        with trainer.labml_run('covariate_shift', vars(settings), logs_dir=args.logs_dir):
+        with cli.labml_run('covariate_shift', vars(settings), logs_dir=args.logs_dir):
             result = run_both(settings, on_record=on_record, loaded=loaded)
         if args.figure:
-            from labml_nn_bn import figures
+            from labml_nn_bn import figure_tools
             plot(values_of(result, settings),
-                 figures.stamp(result['dataset'], f'{settings.steps:,} steps per network',
-                               figures.describe_device(result['device'])), Path(args.figure))
+                 figure_tools.stamp(result['dataset'], f'{settings.steps:,} steps per network',
+                                    figure_tools.describe_device(result['device'])), Path(args.figure))
         return result
 
-    return trainer.run_main(start, PROG)
+    return cli.run_main(start, PROG)
 
 
 if __name__ == '__main__':

@@ -264,13 +264,13 @@ def draw(results: Dict):
 
 
 def plot(results: Dict, stamp_text: str, path: Path) -> Path:
-    from labml_nn_bn.figures import pyplot, save_svg
+    from labml_nn_bn.figure_tools import pyplot, save_svg
     pyplot()
     return save_svg(draw(results), path, stamp_text)
 
 
 def save(results: Dict, out_dir: Path) -> List[Path]:
-    from labml_nn_bn.figures import describe_device, save_values, stamp
+    from labml_nn_bn.figure_tools import describe_device, save_values, stamp
     steps = results['steps']
     stamp_text = stamp(f'synthetic u, {N}×{C}, seed {results["seed"]}',
                        f'{steps["mean"]} + {steps["scale"]} steps', describe_device('cpu'))
@@ -304,10 +304,10 @@ def run(smoke: bool = False, seed: int = 0, out: Optional[Path] = None,
         logs_dir: Optional[str] = None, writers=('file',)) -> Dict:
     """Trains the four runs as one labml experiment: one step per training step."""
     from labml import tracker
-    from labml_nn_bn.experiments import trainer
+    from labml_nn_bn.experiments import cli
     configs = {'smoke': smoke, 'seed': seed, 'examples': N, 'features': C,
                'lr_mean': LR['mean'], 'lr_scale': LR['scale']}
-    with trainer.labml_run('detached_mean', configs, logs_dir=logs_dir, writers=writers):
+    with cli.labml_run('detached_mean', configs, logs_dir=logs_dir, writers=writers):
         results = measure(smoke, seed)
         mean, scale = results['runs']['mean'], results['runs']['scale']
         for step in range(max(results['steps'].values())):
@@ -328,16 +328,16 @@ def run(smoke: bool = False, seed: int = 0, out: Optional[Path] = None,
 
 
 def main(argv=None):
-    from labml_nn_bn.experiments import trainer
+    from labml_nn_bn.experiments import cli
     prog = 'python -m labml_nn_bn.experiments.detached_mean'
-    parser = trainer.make_parser(
+    parser = cli.make_parser(
         prog,
         description='Train a bias before centring, and a scale before standardising, with the '
                     'statistics detached and with the gradient through them.')
-    trainer.add_figure_arguments(parser, 'detached_mean', smoke_help='50 steps of each (seconds)',
-                                 seed_help='seed of the data')
-    args = trainer.parse_figure_arguments(parser, argv)
-    return trainer.run_main(lambda: run(args.smoke, args.seed, args.out, args.logs_dir), prog)
+    cli.add_figure_arguments(parser, 'detached_mean', smoke_help='50 steps of each (seconds)',
+                             seed_help='seed of the data')
+    args = cli.parse_figure_arguments(parser, argv)
+    return cli.run_main(lambda: run(args.smoke, args.seed, args.out, args.logs_dir), prog)
 
 
 if __name__ == '__main__':

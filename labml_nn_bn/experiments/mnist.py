@@ -71,7 +71,7 @@ from labml.logger import Text
 
 from labml_nn_bn import data
 from labml_nn_bn.batch_norm import BatchNorm, Module
-from labml_nn_bn.experiments import trainer
+from labml_nn_bn.experiments import cli, trainer
 # Kept importable from here, where they used to live
 from labml_nn_bn.experiments.trainer import evaluate, make_optimizer, pick_device, train_epoch
 
@@ -202,6 +202,8 @@ def train(conf: Configs, tensors: Optional[Tensors] = None, *,
     step_fn, step_text = trainer.make_fast_step(model, optimizer, conf.fast_step, device)
     if conf.fast_step != 'off':
         logger.log([('Step: ', Text.key), (step_text, Text.value)])
+    if conf.batch_norm and conf.bn_impl == 'fast':
+        logger.log([('Batch norm: ', Text.key), (fast_batch_norm_text(device), Text.value)])
 
     result = Result(dataset=tensors.dataset, device=str(device), step=step_text)
     start = time.perf_counter()
@@ -212,9 +214,19 @@ def train(conf: Configs, tensors: Optional[Tensors] = None, *,
     return result
 
 
+def fast_batch_norm_text(device: torch.device) -> str:
+    """One line saying whether `FastBatchNorm` runs its fused kernels on `device`, or, as
+    everywhere they cannot run, is `BatchNorm`."""
+    from labml_nn_bn.fast_batch_norm import kernels_apply
+    if kernels_apply(torch.zeros(2, 2, device=device)):
+        return f'FastBatchNorm, the fused Triton kernels on {device.type}'
+    why = 'Triton and a CUDA device (or TRITON_INTERPRET=1 on a CPU)'
+    return f'FastBatchNorm runs its fused kernels only with {why}, got {device.type}; using BatchNorm'
+
+
 def load_data(conf: Configs) -> Tensors:
     """Loads the data set onto the device and checks the batch size against it."""
-    trainer.use_plain_output_when_not_a_terminal()
+    cli.use_plain_output_when_not_a_terminal()
     device = pick_device(conf.device)
     dataset, how = data.load_dataset(conf.dataset, conf.data_dir, download_ok=conf.download,
                                      seed=conf.seed)
@@ -222,11 +234,11 @@ def load_data(conf: Configs) -> Tensors:
     logger.log([('       ', Text.key), (how, Text.meta)])
     logger.log([('Device: ', Text.key), (str(device), Text.value)])
     on_device = data.DeviceData(dataset, device)
-    train_x, train_y = trainer.limit_training_data(on_device.train_x, on_device.train_y,
-                                                   conf.train_limit, conf.seed)
+    train_x, train_y = cli.limit_training_data(on_device.train_x, on_device.train_y,
+                                               conf.train_limit, conf.seed)
     limited = 0 < conf.train_limit < len(on_device.train_y)
-    trainer.check_batch_size(conf.batch_size, len(train_y),
-                             ' or a larger --train-limit' if limited else '')
+    cli.check_batch_size(conf.batch_size, len(train_y),
+                         ' or a larger --train-limit' if limited else '')
     return Tensors(str(dataset), how, device, train_x, train_y, on_device.test_x, on_device.test_y)
 
 
@@ -239,7 +251,7 @@ def run(conf: Configs, *, name: Optional[str] = None, logs_dir: Optional[str] = 
     check(conf)
     tensors = load_data(conf)
     name = name or ('mnist_batch_norm' if conf.batch_norm else 'mnist_no_batch_norm')
-    with trainer.labml_run(name, conf, logs_dir=logs_dir, writers=writers):
+    with cli.labml_run(name, conf, logs_dir=logs_dir, writers=writers):
         result = train(conf, tensors)
     logger.log([('Final test accuracy: ', Text.key), (f'{result.test_accuracy:.2%}', Text.success),
                 (f' after {conf.epochs} epochs in {result.seconds:.1f}s on {result.device} '
@@ -261,7 +273,7 @@ LABELS = {'bn': 'with our BatchNorm', 'torch_bn': 'with torch.nn.BatchNorm',
 
 
 def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
-    from labml_nn_bn import figures
+    from labml_nn_bn import figure_tools
 
     base = Configs()
     base.dataset = 'mnist-5k' if smoke else 'auto'
@@ -307,14 +319,14 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
                           'seed': base.seed, 'steps': steps, 'dataset': tensors.dataset,
                           'train_images': len(tensors.train_y), 'test_images': len(tensors.test_y),
                           'torch_threads': torch.get_num_threads(),
-                          'device': figures.describe_device(tensors.device)}
+                          'device': figure_tools.describe_device(tensors.device)}
     values['curves'] = curves
-    stamp = figures.stamp(tensors.dataset.split(' (')[0] + f', {len(tensors.train_y):,} train / '
-                          f'{len(tensors.test_y):,} test', f'{steps} steps ({base.epochs} epochs, '
-                          f'batch {base.batch_size}, Adam {base.learning_rate:g}, seed {base.seed})',
-                          figures.describe_device(tensors.device))
+    stamp = figure_tools.stamp(tensors.dataset.split(' (')[0] + f', {len(tensors.train_y):,} train / '
+                               f'{len(tensors.test_y):,} test', f'{steps} steps ({base.epochs} epochs, '
+                               f'batch {base.batch_size}, Adam {base.learning_rate:g}, seed {base.seed})',
+                               figure_tools.describe_device(tensors.device))
 
-    plt = figures.pyplot()
+    plt = figure_tools.pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
     styles = {'bn': dict(color='C0'), 'torch_bn': dict(color='C2', linestyle=':', linewidth=1.2),
               'no_bn': dict(color='C1')}
@@ -332,8 +344,8 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
         ax.legend(fontsize=7.5)
     fig.tight_layout()
     out_dir = Path(out_dir)
-    return [figures.save_svg(fig, out_dir / 'mnist.svg', stamp),
-            figures.save_values(out_dir / 'mnist.json', values, stamp)]
+    return [figure_tools.save_svg(fig, out_dir / 'mnist.svg', stamp),
+            figure_tools.save_values(out_dir / 'mnist.json', values, stamp)]
 
 
 _CONFIG_KEYS = ('epochs', 'batch_size', 'learning_rate', 'optimizer', 'device', 'batch_norm',
@@ -342,35 +354,50 @@ _CONFIG_KEYS = ('epochs', 'batch_size', 'learning_rate', 'optimizer', 'device', 
 
 # ## Argument checks
 def check(conf: Configs):
-    """Refuses settings that cannot make a meaningful run (`trainer.UsageError`)."""
-    trainer.check_values(epochs=conf.epochs, batch_size=conf.batch_size,
-                         learning_rate=conf.learning_rate, train_limit=conf.train_limit,
-                         device=conf.device, fast_step=conf.fast_step)
+    """Refuses settings that cannot make a meaningful run (`cli.UsageError`)."""
+    cli.check_values(epochs=conf.epochs, batch_size=conf.batch_size,
+                     learning_rate=conf.learning_rate, train_limit=conf.train_limit,
+                     device=conf.device, fast_step=conf.fast_step)
     if conf.optimizer not in trainer.OPTIMIZERS:
-        raise trainer.UsageError(f"argument --optimizer: expected 'adam' or 'sgd', "
-                                 f"got {conf.optimizer!r}")
+        raise cli.UsageError(f"argument --optimizer: expected 'adam' or 'sgd', "
+                             f"got {conf.optimizer!r}")
     if conf.bn_impl not in BN_IMPLS:
-        raise trainer.UsageError(f"argument --bn-impl: expected one of "
-                                 f"{', '.join(map(repr, BN_IMPLS))}, got {conf.bn_impl!r}")
+        raise cli.UsageError(f"argument --bn-impl: expected one of "
+                             f"{', '.join(map(repr, BN_IMPLS))}, got {conf.bn_impl!r}")
+    if not conf.batch_norm and conf.bn_impl != 'ours':
+        _refuse_bn_impl_without_bn(conf.bn_impl)
+
+
+def _refuse_bn_impl_without_bn(bn_impl: str):
+    # Without batch norm the implementation is never used: the run would not compare what the
+    # user asked for
+    raise cli.UsageError(f'argument --bn-impl: there is no batch norm to implement with '
+                         f'--no-bn, got --bn-impl {bn_impl}; leave out one of the two')
 
 
 # ## Command line
 def parse_args(argv=None, prog: str = PROG) -> Dict:
-    parser = trainer.make_parser(prog, 'Train the MNIST CNN with (or without) batch normalization.')
+    parser = cli.make_parser(prog, 'Train the MNIST CNN with (or without) batch normalization.')
     defaults = Configs()
-    trainer.add_training_arguments(parser, epochs=defaults.epochs, batch_size=defaults.batch_size,
-                                   lr=defaults.learning_rate, optimizer=defaults.optimizer,
-                                   seed=defaults.seed, fast_step=True)
-    trainer.add_device_argument(parser, defaults.device)
+    cli.add_training_arguments(parser, epochs=defaults.epochs, batch_size=defaults.batch_size,
+                               lr=defaults.learning_rate, optimizer=defaults.optimizer,
+                               seed=defaults.seed, fast_step=True)
+    cli.add_device_argument(parser, defaults.device)
     parser.add_argument('--bn', dest='batch_norm', action=argparse.BooleanOptionalAction,
                         default=defaults.batch_norm, help='use batch normalization (--no-bn: without)')
     parser.add_argument('--bn-impl', choices=list(BN_IMPLS), default=defaults.bn_impl,
                         help="whose batch norm: this package's (ours: BatchNorm; fast: "
                              "FastBatchNorm, the fused kernels on a GPU) or torch.nn's")
-    trainer.add_data_arguments(parser, defaults.dataset)
-    trainer.add_logs_argument(parser)
+    cli.add_data_arguments(parser, defaults.dataset)
+    cli.add_logs_argument(parser)
     args = parser.parse_args(argv)
-    trainer.check_arguments(parser, args)
+    if not args.batch_norm and 'bn_impl' in cli.given_options(parser, argv):
+        # `--no-bn --bn-impl ours` too, though `ours` is the default
+        try:
+            _refuse_bn_impl_without_bn(args.bn_impl)
+        except cli.UsageError as e:
+            parser.error(str(e))
+    cli.check_arguments(parser, args)
     return vars(args)
 
 
@@ -386,7 +413,7 @@ def main(argv=None, prog: str = PROG) -> Result:
             setattr(conf, key, value)
         return run(conf, logs_dir=logs_dir)
 
-    return trainer.run_main(start, prog)
+    return cli.run_main(start, prog)
 
 
 if __name__ == '__main__':

@@ -90,7 +90,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from labml_nn_bn import data
-from labml_nn_bn.experiments import trainer
+from labml_nn_bn.experiments import cli, trainer
 from labml_nn_bn.experiments.mnist import Model
 from labml_nn_bn.experiments.trainer import evaluate, make_optimizer, pick_device, train_epoch
 from labml_nn_bn.inference import BATCH_NORMS, recalibrate
@@ -163,18 +163,18 @@ def load_data(batch_sizes: Sequence[int], *, dataset: str = 'auto', data_dir: Op
     log(f'Data: {ds} ({how})')
     tensors = data.DeviceData(ds, device)
     if train_limit > len(tensors.train_y):
-        raise trainer.UsageError(f'argument --train-limit: expected at most the '
-                                 f'{len(tensors.train_y):,} training images of this data set '
-                                 f'(or 0 for all), got {train_limit:,}')
+        raise cli.UsageError(f'argument --train-limit: expected at most the '
+                             f'{len(tensors.train_y):,} training images of this data set '
+                             f'(or 0 for all), got {train_limit:,}')
     # Quick runs use the first images of each part (both are shuffled, see `labml_nn_bn.data`)
     if train_limit:
         tensors.train_x, tensors.train_y = (tensors.train_x[:train_limit],
                                             tensors.train_y[:train_limit])
     if test_limit:
         tensors.test_x, tensors.test_y = tensors.test_x[:test_limit], tensors.test_y[:test_limit]
-    trainer.check_batch_size(max(batch_sizes), len(tensors.train_y),
-                             ' or a larger --train-limit' if train_limit else '',
-                             option='--batch-sizes')
+    cli.check_batch_size(max(batch_sizes), len(tensors.train_y),
+                         ' or a larger --train-limit' if train_limit else '',
+                         option='--batch-sizes')
     return tensors, str(ds)
 
 
@@ -257,8 +257,8 @@ def draw(values: Dict, plt):
 
 def plot(values: Dict, stamp_text: str, path: Path):
     """Saves the figure as a stamped, self-contained SVG."""
-    from labml_nn_bn import figures
-    figures.save_svg(draw(values, figures.pyplot()), path, stamp_text)
+    from labml_nn_bn import figure_tools
+    figure_tools.save_svg(draw(values, figure_tools.pyplot()), path, stamp_text)
 
 
 SMOKE = dict(batch_sizes=(4, 32), epochs=1, dataset='mnist-5k', download=False, train_limit=256,
@@ -267,16 +267,16 @@ SMOKE = dict(batch_sizes=(4, 32), epochs=1, dataset='mnist-5k', download=False, 
 
 def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
     """Writes `population_statistics.svg` and `.json`."""
-    from labml_nn_bn import figures
+    from labml_nn_bn import figure_tools
     result = run(**SMOKE) if smoke else run()
     values = values_of(result)
     s = result['settings']
-    stamp_text = figures.stamp(result['dataset'], f'{s["epochs"]} epochs per batch size',
-                               figures.describe_device(result['device']))
+    stamp_text = figure_tools.stamp(result['dataset'], f'{s["epochs"]} epochs per batch size',
+                                    figure_tools.describe_device(result['device']))
     out_dir = Path(out_dir)
     paths = [out_dir / 'population_statistics.svg', out_dir / 'population_statistics.json']
     plot(values, stamp_text, paths[0])
-    figures.save_values(paths[1], values, stamp_text)
+    figure_tools.save_values(paths[1], values, stamp_text)
     return paths
 
 
@@ -285,7 +285,7 @@ PROG = 'python -m labml_nn_bn.experiments.population_statistics'
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = trainer.make_parser(PROG, 'Moving averages vs recalibrated population statistics '
+    parser = cli.make_parser(PROG, 'Moving averages vs recalibrated population statistics '
                                        '(Algorithm 2), and the train/eval gap, against the '
                                        'batch size.')
     parser.add_argument('--batch-sizes', type=int, nargs='+', default=[4, 16, 64, 256],
@@ -297,15 +297,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="whose batch norm: this package's or torch.nn's")
     parser.add_argument('--seed', type=int, default=0,
                         help='fixes the initial weights and the order of the batches')
-    trainer.add_device_argument(parser)
-    trainer.add_data_arguments(parser)
-    trainer.add_logs_argument(parser)
+    cli.add_device_argument(parser)
+    cli.add_data_arguments(parser)
+    cli.add_logs_argument(parser)
     parser.add_argument('--figure', default=None, help='also write the figure to this SVG file')
     parser.add_argument('--smoke', action='store_true',
                         help='a run of seconds, for tests: batch sizes 4 and 32, one epoch, 256 '
                              'images of the offline subset; options given with it override these')
     args = parser.parse_args(argv)
-    trainer.check_arguments(parser, args)
+    cli.check_arguments(parser, args)
     for b in args.batch_sizes:
         if b < 2:
             parser.error(f'argument --batch-sizes: expected every size at least 2, got {b}')
@@ -313,7 +313,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if repeated:
         parser.error(f'argument --batch-sizes: expected each size once, got '
                      f'{" ".join(map(str, repeated))} more than once')
-    args.given = trainer.given_options(parser, argv)
+    args.given = cli.given_options(parser, argv)
     return args
 
 
@@ -327,23 +327,25 @@ def main(argv=None):
         if args.smoke:
             # The smoke settings, then every option written on the command line on top
             kwargs.update({k: v for k, v in SMOKE.items() if k not in args.given})
+            # The smoke data set, with a --data-dir given on top, is checked again
+            cli.check_data_dir(kwargs['dataset'], kwargs['data_dir'], kwargs['download'])
         kwargs['bn_impl'] = args.bn_impl
         from labml import tracker
         loaded = load_data(**kwargs)
         configs = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
-        with trainer.labml_run('population_statistics', configs, logs_dir=args.logs_dir):
+        with cli.labml_run('population_statistics', configs, logs_dir=args.logs_dir):
             result = run(**kwargs, loaded=loaded)
             for r in result['rows']:
                 tracker.save(r['batch_size'], {k: r[k] for k, *_ in LINES})
         if args.figure:
-            from labml_nn_bn import figures
+            from labml_nn_bn import figure_tools
             s = result['settings']
-            plot(values_of(result), figures.stamp(result['dataset'], f'{s["epochs"]} epochs',
-                                                  figures.describe_device(result['device'])),
+            plot(values_of(result), figure_tools.stamp(result['dataset'], f'{s["epochs"]} epochs',
+                                                       figure_tools.describe_device(result['device'])),
                  Path(args.figure))
         return result
 
-    return trainer.run_main(start, PROG)
+    return cli.run_main(start, PROG)
 
 
 if __name__ == '__main__':

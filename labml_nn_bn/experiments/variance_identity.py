@@ -316,7 +316,7 @@ def draw(results: Dict):
 
 
 def plot(results: Dict, stamp_text: str, path: Path) -> Path:
-    from labml_nn_bn.figures import pyplot, save_svg
+    from labml_nn_bn.figure_tools import pyplot, save_svg
     pyplot()
     return save_svg(draw(results), path, stamp_text)
 
@@ -334,7 +334,7 @@ def _json_ready(value):
 def save(results: Dict, out_dir: Path, smoke: bool, seed: int) -> List[Path]:
     """`variance_identity.svg` and `variance_identity.json` in `out_dir`. The JSON's `values`
     follow the schema the BatchNorm page quotes; `details` keep the rest of the measurement."""
-    from labml_nn_bn.figures import describe_device, stamp, write_atomically
+    from labml_nn_bn.figure_tools import describe_device, stamp, write_atomically
     stamp_text = stamp(f'N(offset, 1), {list(SHAPE)}, seed {seed}',
                        f'{len(results["offsets"])} offsets', describe_device('cpu'))
     out_dir = Path(out_dir)
@@ -377,9 +377,9 @@ def run(smoke: bool = False, seed: int = 0, out: Optional[Path] = None,
         logs_dir: Optional[str] = None, writers=('file',)) -> Dict:
     """Measures as a labml run: one step per offset, one series per dtype and method."""
     from labml import tracker
-    from labml_nn_bn.experiments import trainer
+    from labml_nn_bn.experiments import cli
     configs = {'smoke': smoke, 'seed': seed, 'shape': str(list(SHAPE)), 'eps': EPS}
-    with trainer.labml_run('variance_identity', configs, logs_dir=logs_dir, writers=writers):
+    with cli.labml_run('variance_identity', configs, logs_dir=logs_dir, writers=writers):
         results = measure(smoke, seed)
         for step, offset in enumerate(results['offsets']):
             row = {f'{name}.{dtype_name}': results['curves'][dtype_name][step]['errors'][name]
@@ -393,17 +393,17 @@ def run(smoke: bool = False, seed: int = 0, out: Optional[Path] = None,
 
 
 def main(argv=None):
-    from labml_nn_bn.experiments import trainer
+    from labml_nn_bn.experiments import cli
     prog = 'python -m labml_nn_bn.experiments.variance_identity'
-    parser = trainer.make_parser(
+    parser = cli.make_parser(
         prog,
         description='Relative error of five ways to compute the batch variance, against the '
                     'offset |mean|/std of the input.')
-    trainer.add_figure_arguments(parser, 'variance_identity',
-                                 smoke_help='one offset per decade instead of four (seconds)',
-                                 seed_help='seed of the random input')
-    args = trainer.parse_figure_arguments(parser, argv)
-    return trainer.run_main(lambda: run(args.smoke, args.seed, args.out, args.logs_dir), prog)
+    cli.add_figure_arguments(parser, 'variance_identity',
+                             smoke_help='one offset per decade instead of four (seconds)',
+                             seed_help='seed of the random input')
+    args = cli.parse_figure_arguments(parser, argv)
+    return cli.run_main(lambda: run(args.smoke, args.seed, args.out, args.logs_dir), prog)
 
 
 if __name__ == '__main__':

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from labml_nn_bn import BatchNorm, figures
+from labml_nn_bn import BatchNorm, figure_tools
 from labml_nn_bn.experiments import internal_covariate_shift as ics
 
 PROG = 'python -m labml_nn_bn.experiments.internal_covariate_shift'
@@ -45,8 +45,8 @@ def test_cli_smoke_run_writes_both_figures(smoke_run):
 def test_values_are_complete_and_finite(smoke_run, tmp_path):
     accuracy, landscape = ics.values_of(smoke_run[0], ics.SMOKE)
     # `save_values` refuses NaN and infinities
-    figures.save_values(tmp_path / 'a.json', accuracy, 'stamp')
-    figures.save_values(tmp_path / 'l.json', landscape, 'stamp')
+    figure_tools.save_values(tmp_path / 'a.json', accuracy, 'stamp')
+    figure_tools.save_values(tmp_path / 'l.json', landscape, 'stamp')
     assert set(accuracy['runs']) == {'lr_0p1', 'lr_0p5'}
     for runs in accuracy['runs'].values():
         assert set(runs) == set(ics.NETWORKS)

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from labml_nn_bn import BatchNorm, figures
+from labml_nn_bn import BatchNorm, figure_tools
 from labml_nn_bn.experiments import regularisation as reg
 from labml_nn_bn.experiments import trainer
 
@@ -74,7 +74,7 @@ def test_values_have_what_the_page_quotes(smoke_run, tmp_path):
     assert abs(values['summary']['gap']['bn']['min'] - min(gaps)) < 1e-5
     assert abs(values['curves']['bn']['gap']['max'][-1] - max(gaps)) < 1e-5
     # The JSON is finite, and the quotes' syntax reaches every summary number
-    path = figures.save_values(tmp_path / 'regularisation.json', values, 'stamp')
+    path = figure_tools.save_values(tmp_path / 'regularisation.json', values, 'stamp')
     assert json.loads(path.read_text())['values']['summary']['gap']['none']['median'] >= -1
 
 
@@ -164,7 +164,7 @@ def test_a_diverged_run_is_recorded_as_a_result(tiny_data, tmp_path):
     if not plain.test_accuracy:
         assert values['summary']['gap']['none'] is None
     # Still a finite JSON file and a figure
-    figures.save_values(tmp_path / 'v.json', values, 'stamp')
+    figure_tools.save_values(tmp_path / 'v.json', values, 'stamp')
     reg.plot(values, 'stamp', tmp_path / 'v.svg')
     assert (tmp_path / 'v.svg').exists()
 

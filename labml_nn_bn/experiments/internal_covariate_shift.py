@@ -213,7 +213,7 @@ import torch.nn.functional as F
 
 from labml_nn_bn import data
 from labml_nn_bn.batch_norm import BatchNorm, Module
-from labml_nn_bn.experiments import trainer
+from labml_nn_bn.experiments import cli, trainer
 
 
 # ## The noise
@@ -585,11 +585,11 @@ def load_data(settings: Settings, log=print) -> Tuple[data.DeviceData, str]:
                                      download_ok=settings.download, seed=0)
     log(f'Data: {dataset} ({how})')
     tensors = data.DeviceData(dataset, device)
-    trainer.check_batch_size(settings.batch_size, len(tensors.train_y))
+    cli.check_batch_size(settings.batch_size, len(tensors.train_y))
     if settings.probe_size > len(tensors.test_y):
-        raise trainer.UsageError(f'argument --probe-size: expected at most the '
-                                 f'{len(tensors.test_y):,} test images of this data set, '
-                                 f'got {settings.probe_size:,}')
+        raise cli.UsageError(f'argument --probe-size: expected at most the '
+                             f'{len(tensors.test_y):,} test images of this data set, '
+                             f'got {settings.probe_size:,}')
     return tensors, str(dataset)
 
 
@@ -947,8 +947,8 @@ def draw_landscape(values: Dict, plt):
 
 def plot(values: Dict, stamp_text: str, path: Path, drawer=draw):
     """Saves a figure as a stamped, self-contained SVG."""
-    from labml_nn_bn import figures
-    figures.save_svg(drawer(values, figures.pyplot()), path, stamp_text)
+    from labml_nn_bn import figure_tools
+    figure_tools.save_svg(drawer(values, figure_tools.pyplot()), path, stamp_text)
 
 
 SMOKE = Settings(steps=150, noise_sweep=(2.,), record_every=25, landscape_every=25,
@@ -956,10 +956,10 @@ SMOKE = Settings(steps=150, noise_sweep=(2.,), record_every=25, landscape_every=
 
 
 def _stamp(settings: Settings, result) -> str:
-    from labml_nn_bn import figures
+    from labml_nn_bn import figure_tools
     n_runs = len(settings.seeds) * len(planned_runs(settings))
-    return figures.stamp(result['dataset'], f'{settings.steps:,} steps per run, {n_runs} runs',
-                         figures.describe_device(result['device']))
+    return figure_tools.stamp(result['dataset'], f'{settings.steps:,} steps per run, {n_runs} runs',
+                              figure_tools.describe_device(result['device']))
 
 
 def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
@@ -968,7 +968,7 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
     `.json`. The full run is 3,000 steps for each of 4 networks × 2 learning rates, and 2 noisy
     networks × 3 other strengths, on 3 seeds; smoke mode trains 150 steps on one seed.
     """
-    from labml_nn_bn import figures
+    from labml_nn_bn import figure_tools
     settings = SMOKE if smoke else Settings()
     result = run_all(settings)
     accuracy, landscape_values = values_of(result, settings)
@@ -978,9 +978,9 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
              out_dir / 'internal_covariate_shift_landscape.svg',
              out_dir / 'internal_covariate_shift_landscape.json']
     plot(accuracy, stamp_text, paths[0])
-    figures.save_values(paths[1], accuracy, stamp_text)
+    figure_tools.save_values(paths[1], accuracy, stamp_text)
     plot(landscape_values, stamp_text, paths[2], draw_landscape)
-    figures.save_values(paths[3], landscape_values, stamp_text)
+    figure_tools.save_values(paths[3], landscape_values, stamp_text)
     return paths
 
 
@@ -992,7 +992,7 @@ PROG = 'python -m labml_nn_bn.experiments.internal_covariate_shift'
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = trainer.make_parser(PROG, "Santurkar et al.'s test of internal covariate shift: "
+    parser = cli.make_parser(PROG, "Santurkar et al.'s test of internal covariate shift: "
                                        "standard, batch-normalized and 'noisy' "
                                        "batch-normalized MLPs, and the smoothness of their "
                                        "loss along the gradient.")
@@ -1020,9 +1020,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='test images in the fixed probe batch')
     parser.add_argument('--seeds', type=int, nargs='+', default=list(d.seeds),
                         help='seeds: each fixes the initial weights, the batches and the noise')
-    trainer.add_device_argument(parser, d.device)
-    trainer.add_data_arguments(parser, d.dataset, train_limit=False)
-    trainer.add_logs_argument(parser)
+    cli.add_device_argument(parser, d.device)
+    cli.add_data_arguments(parser, d.dataset, train_limit=False)
+    cli.add_logs_argument(parser)
     parser.add_argument('--figure', default=None,
                         help='also write the accuracy figure to this SVG file (and the '
                              'landscape figure beside it, with _landscape added to its name)')
@@ -1031,12 +1031,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                              'on the offline subset), for tests; options given with it '
                              'override its settings')
     args = parser.parse_args(argv)
-    trainer.check_arguments(parser, args)
-    args.given = trainer.given_options(parser, argv)
+    cli.check_arguments(parser, args)
+    args.given = cli.given_options(parser, argv)
     try:
         for seed in args.seeds:
-            trainer.check_seed(seed, '--seeds')
-    except trainer.UsageError as e:
+            cli.check_seed(seed, '--seeds')
+    except cli.UsageError as e:
         parser.error(str(e))
     for lr in args.learning_rates:
         if not (math.isfinite(lr) and lr > 0):
@@ -1065,11 +1065,11 @@ def check_settings(settings: Settings):
     """What can be checked before the data loads, on the settings a run will really use."""
     if settings.record_every > settings.steps:
         # Only the first and the last step would be recorded: not the curve that was asked for
-        raise trainer.UsageError(f'argument --record-every: expected at most --steps '
-                                 f'({settings.steps:,}), got {settings.record_every:,}')
+        raise cli.UsageError(f'argument --record-every: expected at most --steps '
+                             f'({settings.steps:,}), got {settings.record_every:,}')
     if settings.landscape_every > settings.steps:
-        raise trainer.UsageError(f'argument --landscape-every: expected at most --steps '
-                                 f'({settings.steps:,}), got {settings.landscape_every:,}')
+        raise cli.UsageError(f'argument --landscape-every: expected at most --steps '
+                             f'({settings.steps:,}), got {settings.landscape_every:,}')
 
 
 def _settings_from(args) -> Settings:
@@ -1107,7 +1107,7 @@ def main(argv=None):
             return lambda step, accuracy: tracker.save(step, {key: accuracy})
 
         configs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(settings).items()}
-        with trainer.labml_run('internal_covariate_shift', configs, logs_dir=args.logs_dir):
+        with cli.labml_run('internal_covariate_shift', configs, logs_dir=args.logs_dir):
             result = run_all(settings, on_record=on_record, loaded=loaded)
         if args.figure:
             accuracy, landscape_values = values_of(result, settings)
@@ -1120,7 +1120,7 @@ def main(argv=None):
                      draw_landscape)
         return result
 
-    return trainer.run_main(start, PROG)
+    return cli.run_main(start, PROG)
 
 
 if __name__ == '__main__':

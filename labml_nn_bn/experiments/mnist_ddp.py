@@ -62,7 +62,7 @@ from labml.logger import Text
 from torch.nn.parallel import DistributedDataParallel
 
 from labml_nn_bn import data
-from labml_nn_bn.experiments import trainer
+from labml_nn_bn.experiments import cli, trainer
 from labml_nn_bn.experiments.mnist import Model
 from labml_nn_bn.sync_batch_norm import convert_sync_batch_norm
 
@@ -300,8 +300,8 @@ def load_data(conf: Config, rank: int, device: torch.device):
         try:
             dataset, how = data.load_dataset(conf.dataset, conf.data_dir, download_ok=conf.download,
                                              seed=conf.seed)
-            trainer.check_writable(trainer.logs_folder(conf.logs_dir),
-                                   'pass --logs-dir with a writable folder')
+            cli.check_writable(cli.logs_folder(conf.logs_dir),
+                               'pass --logs-dir with a writable folder')
             outcome = [(dataset, how)]
         except (ValueError, OSError) as e:
             outcome = [str(e)]
@@ -311,9 +311,9 @@ def load_data(conf: Config, rank: int, device: torch.device):
     dataset, how = outcome[0]
     tensors = data.DeviceData(dataset, device)
     # The same seeded subset on every process, checked against the batch size on every process
-    tensors.train_x, tensors.train_y = trainer.limit_training_data(
+    tensors.train_x, tensors.train_y = cli.limit_training_data(
         tensors.train_x, tensors.train_y, conf.train_limit, conf.seed)
-    trainer.check_batch_size(conf.batch_size, len(tensors.train_y))
+    cli.check_batch_size(conf.batch_size, len(tensors.train_y))
     return tensors, str(dataset), how
 
 
@@ -347,7 +347,7 @@ def train_and_report(conf: Config, rank: int, world: int,
     if rank != 0:
         return train(conf, rank, world, device, tensors, description)
     name = 'mnist_ddp_sync' if conf.sync else 'mnist_ddp_no_sync'
-    with trainer.labml_run(name, asdict(conf), logs_dir=conf.logs_dir):
+    with cli.labml_run(name, asdict(conf), logs_dir=conf.logs_dir):
         logger.log([('Data: ', Text.key), (description, Text.value)])
         logger.log([('       ', Text.key), (how, Text.meta)])
         logger.log([('Processes: ', Text.key),
@@ -467,21 +467,21 @@ def _stopped(pid: int, start: str) -> bool:
 # come after those of the trainer.
 def parse_args(argv=None, world: Optional[int] = None) -> Dict:
     """The settings from the command line; `world` is the number of processes, when known."""
-    parser = trainer.make_parser(PROG, 'Train the MNIST CNN with DistributedDataParallel, with '
+    parser = cli.make_parser(PROG, 'Train the MNIST CNN with DistributedDataParallel, with '
                                        'or without synchronised batch norm.')
     defaults = Config()
     parser.add_argument('--sync', action=argparse.BooleanOptionalAction, default=defaults.sync,
                         help='synchronise batch norm statistics across processes '
                              '(--no-sync: each process its own)')
-    trainer.add_training_arguments(parser, epochs=defaults.epochs, batch_size=defaults.batch_size,
-                                   lr=defaults.learning_rate, optimizer=defaults.optimizer,
-                                   seed=defaults.seed)
+    cli.add_training_arguments(parser, epochs=defaults.epochs, batch_size=defaults.batch_size,
+                               lr=defaults.learning_rate, optimizer=defaults.optimizer,
+                               seed=defaults.seed)
     parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'], default=defaults.device,
                         help="'auto': one GPU per process if there are enough, else the CPU")
-    trainer.add_data_arguments(parser, defaults.dataset)
-    trainer.add_logs_argument(parser)
+    cli.add_data_arguments(parser, defaults.dataset)
+    cli.add_logs_argument(parser)
     args = parser.parse_args(argv)
-    trainer.check_arguments(parser, argparse.Namespace(**{**vars(args), 'device': None}))
+    cli.check_arguments(parser, argparse.Namespace(**{**vars(args), 'device': None}))
 
     if args.dataset == 'idx' and args.data_dir is None:
         parser.error('argument --dataset: idx needs --data-dir, the folder of IDX files')
@@ -510,9 +510,9 @@ def main(argv=None) -> Optional[Result]:
         except LostProcess as e:
             print(f'{PROG}: error: {e}', file=sys.stderr, flush=True)
             sys.exit(1)
-        except (ValueError, trainer.LogsError, trainer.DivergenceError):
+        except (ValueError, cli.LogsError, trainer.DivergenceError):
             sys.exit(1)
-    return trainer.run_main(lambda: run(conf), PROG)
+    return cli.run_main(lambda: run(conf), PROG)
 
 
 if __name__ == '__main__':

@@ -211,7 +211,7 @@ import torch.nn.functional as F
 
 from labml_nn_bn import data
 from labml_nn_bn.batch_norm import BatchNorm, Module
-from labml_nn_bn.experiments import trainer
+from labml_nn_bn.experiments import cli, trainer
 
 
 # ## The four networks
@@ -504,14 +504,14 @@ def load_data(settings: Settings, log=print) -> Tuple[data.DeviceData, str]:
                                      download_ok=settings.download, seed=settings.seeds[0])
     log(f'Data: {dataset} ({how})')
     tensors = data.DeviceData(dataset, device)
-    tensors.train_x, tensors.train_y = trainer.limit_training_data(
+    tensors.train_x, tensors.train_y = cli.limit_training_data(
         tensors.train_x, tensors.train_y, settings.train_limit, settings.seeds[0])
     n = len(tensors.train_y)
-    trainer.check_batch_size(settings.batch_size, n)
+    cli.check_batch_size(settings.batch_size, n)
     # Every mini-batch of the probe needs other training examples to fill it
     most = n - (settings.batch_size - settings.batch_size // 2)
     if settings.probe_size > most:
-        raise trainer.UsageError(
+        raise cli.UsageError(
             f'argument --probe-size: expected at most {most:,} (the {n:,} training images less '
             f'the other examples that fill a mini-batch of {settings.batch_size}), '
             f'got {settings.probe_size:,}')
@@ -719,15 +719,15 @@ def draw(values: Dict, plt):
 
 def plot(values: Dict, stamp_text: str, path: Path):
     """Saves the figure as a stamped, self-contained SVG."""
-    from labml_nn_bn import figures
-    figures.save_svg(draw(values, figures.pyplot()), path, stamp_text)
+    from labml_nn_bn import figure_tools
+    figure_tools.save_svg(draw(values, figure_tools.pyplot()), path, stamp_text)
 
 
 def stamp_of(result, settings: Settings) -> str:
-    from labml_nn_bn import figures
-    return figures.stamp(result['dataset'],
-                         f'{settings.epochs} epochs × {len(settings.seeds)} seeds per network',
-                         figures.describe_device(result['device']))
+    from labml_nn_bn import figure_tools
+    return figure_tools.stamp(result['dataset'],
+                              f'{settings.epochs} epochs × {len(settings.seeds)} seeds per network',
+                              figure_tools.describe_device(result['device']))
 
 
 SMOKE = Settings(epochs=3, hidden=64, seeds=(0, 1), noise_epochs=(1, 3), probe_size=128,
@@ -740,7 +740,7 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
     40 epochs each, on the offline subset (the data the text describes); smoke mode, 2 seeds
     for 3 epochs on 1,024 of its images.
     """
-    from labml_nn_bn import figures
+    from labml_nn_bn import figure_tools
     settings = SMOKE if smoke else Settings()
     result = run_all(settings)
     values = values_of(result, settings)
@@ -748,7 +748,7 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
     out_dir = Path(out_dir)
     paths = [out_dir / 'regularisation.svg', out_dir / 'regularisation.json']
     plot(values, stamp_text, paths[0])
-    figures.save_values(paths[1], values, stamp_text)
+    figure_tools.save_values(paths[1], values, stamp_text)
     return paths
 
 
@@ -760,7 +760,7 @@ PROG = 'python -m labml_nn_bn.experiments.regularisation'
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = trainer.make_parser(PROG, 'Batch normalization and Dropout: four MLPs (neither, '
+    parser = cli.make_parser(PROG, 'Batch normalization and Dropout: four MLPs (neither, '
                                        'Dropout, batch norm, both), their generalisation gap, '
                                        "and the noise of one example's output.")
     d = Settings()
@@ -786,49 +786,49 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='training examples whose noise is measured')
     parser.add_argument('--noise-draws', type=int, default=d.noise_draws,
                         help='mini-batches (or Dropout masks) per probe example')
-    trainer.add_device_argument(parser, d.device)
-    trainer.add_data_arguments(parser, d.dataset, train_limit=True)
-    trainer.add_logs_argument(parser)
+    cli.add_device_argument(parser, d.device)
+    cli.add_data_arguments(parser, d.dataset, train_limit=True)
+    cli.add_logs_argument(parser)
     parser.add_argument('--figure', default=None, help='also write the figure to this SVG file')
     parser.add_argument('--smoke', action='store_true',
                         help='a run of seconds (2 seeds, 3 epochs, 64 hidden units, 1,024 images '
                              'of the offline subset), for tests; options given with it override '
                              'its settings')
     args = parser.parse_args(argv)
-    trainer.check_arguments(parser, args)
-    args.given = trainer.given_options(parser, argv)
+    cli.check_arguments(parser, args)
+    args.given = cli.given_options(parser, argv)
     try:
         check_arguments(args)
-    except trainer.UsageError as e:
+    except cli.UsageError as e:
         parser.error(str(e))
     return args
 
 
 def check_arguments(args: argparse.Namespace):
-    """What `trainer.check_values` does not know about."""
+    """What `cli.check_values` does not know about."""
     for seed in args.seeds:
-        trainer.check_seed(seed, '--seeds')
+        cli.check_seed(seed, '--seeds')
     for option, values in (('--seeds', args.seeds), ('--networks', args.networks)):
         repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
         if repeated:
-            raise trainer.UsageError(f'argument {option}: expected each once, got '
-                                     f'{" ".join(map(str, repeated))} more than once')
+            raise cli.UsageError(f'argument {option}: expected each once, got '
+                                 f'{" ".join(map(str, repeated))} more than once')
     if not (math.isfinite(args.dropout) and 0 <= args.dropout < 1):
-        raise trainer.UsageError(f'argument --dropout: expected a probability >= 0 and < 1, '
-                                 f'got {args.dropout}')
+        raise cli.UsageError(f'argument --dropout: expected a probability >= 0 and < 1, '
+                             f'got {args.dropout}')
     if not (math.isfinite(args.momentum) and 0 <= args.momentum < 1):
-        raise trainer.UsageError(f'argument --momentum: expected a number >= 0 and < 1, '
-                                 f'got {args.momentum}')
+        raise cli.UsageError(f'argument --momentum: expected a number >= 0 and < 1, '
+                             f'got {args.momentum}')
     for option, value, least in (('--hidden', args.hidden, 1), ('--layers', args.layers, 1),
                                  ('--probe-size', args.probe_size, 2),
                                  ('--noise-draws', args.noise_draws, 2)):
         if value < least:
             # Two draws are the fewest with a spread; two probe examples the fewest with a
             # spread between examples
-            raise trainer.UsageError(f'argument {option}: expected at least {least}, got {value}')
+            raise cli.UsageError(f'argument {option}: expected at least {least}, got {value}')
     for e in args.noise_epochs:
         if e < 1:
-            raise trainer.UsageError(f'argument --noise-epochs: expected epochs >= 1, got {e}')
+            raise cli.UsageError(f'argument --noise-epochs: expected epochs >= 1, got {e}')
 
 
 def settings_of(args: argparse.Namespace) -> Settings:
@@ -858,13 +858,13 @@ def main(argv=None):
 
         configs = {k: list(v) if isinstance(v, tuple) else v
                    for k, v in dataclasses.asdict(settings).items()}
-        with trainer.labml_run('regularisation', configs, logs_dir=args.logs_dir):
+        with cli.labml_run('regularisation', configs, logs_dir=args.logs_dir):
             result = run_all(settings, on_epoch=on_epoch, loaded=loaded)
         if args.figure:
             plot(values_of(result, settings), stamp_of(result, settings), Path(args.figure))
         return result
 
-    return trainer.run_main(start, PROG)
+    return cli.run_main(start, PROG)
 
 
 if __name__ == '__main__':

@@ -464,4 +464,5 @@ def _commit():
 
 
 if __name__ == '__main__':
-    main()
+    import cli_checks
+    cli_checks.run(main)

@@ -123,3 +123,19 @@ def output_folder(parser: argparse.ArgumentParser, args, results: Path) -> Path:
     if args.figures:
         writable_folder(parser, '--figures', ROOT / 'docs' / 'figures')
     return out
+
+
+def run(main, *args):
+    """Runs a benchmark's `main`; Ctrl-C ends it with one line and exit 130 (as a shell reports
+    a process ended by SIGINT) instead of a traceback. Results are written atomically once
+    measured, so an interrupted benchmark has written nothing."""
+    import sys
+    try:
+        return main(*args)
+    except KeyboardInterrupt:
+        if os.environ.get('LABML_NN_BN_TRACEBACK') == '1':
+            raise
+        sys.stdout.flush()
+        prog = Path(sys.argv[0]).name or 'benchmark'
+        print(f'\n{prog}: interrupted; nothing was written', file=sys.stderr, flush=True)
+        sys.exit(130)

@@ -147,4 +147,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    import cli_checks
+    cli_checks.run(main, sys.argv[1:])

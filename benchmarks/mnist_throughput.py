@@ -165,4 +165,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    import cli_checks
+    cli_checks.run(main)

@@ -333,4 +333,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    import cli_checks
+    sys.exit(cli_checks.run(main))

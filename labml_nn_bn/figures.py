@@ -15,6 +15,7 @@ the quotes; none of them imports it.
 """
 import argparse
 import importlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -39,8 +40,11 @@ MAKERS: Dict[str, str] = {
 }
 
 
-def make_all(out_dir: Path, smoke: bool, only: Optional[List[str]] = None) -> List[Path]:
-    written = []
+def make_all(out_dir: Path, smoke: bool, only: Optional[List[str]] = None,
+             written: Optional[List[Path]] = None) -> List[Path]:
+    """Runs the makers; the files each one wrote are appended to `written` as it finishes, so
+    that a caller interrupted halfway knows which figures are new."""
+    written = [] if written is None else written
     for name, module in MAKERS.items():
         if only and name not in only:
             continue
@@ -71,11 +75,21 @@ def main(argv=None):
         cli.check_output_folder(out, '--out')
     except cli.UsageError as e:
         parser.error(str(e))
+    written = []
     try:
-        written = make_all(out, args.smoke, args.only)
+        make_all(out, args.smoke, args.only, written)
     except OSError as e:
         sys.stdout.flush()
         parser.exit(1, f'{parser.prog}: error: {cli.describe_error(e)}\n')
+    except KeyboardInterrupt:
+        if os.environ.get('LABML_NN_BN_TRACEBACK') == '1':
+            raise
+        sys.stdout.flush()
+        # Each figure is written atomically when its maker finishes: the finished ones are
+        # new, the others as they were; the quotes are not touched
+        kept = (f'{len(written)} files of the finished figures were rewritten, the quotes were '
+                f'not updated' if written else 'nothing was written')
+        parser.exit(130, f'\n{parser.prog}: interrupted; {kept}\n')
     if not args.smoke and out.resolve() == FIGURES_DIR.resolve():
         # The text quotes measured values: bring every quote in line with the new measurements
         from labml_nn_bn import measured

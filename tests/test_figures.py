@@ -219,3 +219,44 @@ def test_a_quote_past_the_end_of_a_list_is_a_clear_problem(tmp_path):
         'runs has 2 items' in problems[0]
     with pytest.raises(ValueError, match=r'README.md:1: .*runs has 2 items'):
         measured.update_quotes(folder, root=tmp_path)
+
+
+@pytest.mark.parametrize('finished', [0, 1])
+def test_ctrl_c_in_make_figures_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch, finished):
+    def interrupted(out_dir, smoke, only, written):
+        written += [tmp_path / 'a.svg', tmp_path / 'a.json'][:2 * finished]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(figures, 'make_all', interrupted)
+    monkeypatch.delenv('LABML_NN_BN_TRACEBACK', raising=False)
+    code, err = _figures_main(['--smoke', '--out', str(tmp_path)], capsys)
+    assert code == 130
+    assert 'Traceback' not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('python -m labml_nn_bn.figures: interrupted; ')
+    assert ('nothing was written' in lines[0]) == (finished == 0)
+
+
+def test_ctrl_c_in_a_benchmark_is_one_line_and_exit_130(tmp_path):
+    # A benchmark interrupted while it measures: the real script, stopped by SIGINT
+    script = tmp_path / 'slow.py'
+    script.write_text('import sys, os, signal\n'
+                      f'sys.path.insert(0, {str(ROOT / "benchmarks")!r})\n'
+                      'import cli_checks\n'
+                      'def main():\n'
+                      '    os.kill(os.getpid(), signal.SIGINT)\n'
+                      '    while True: pass\n'
+                      'cli_checks.run(main)\n')
+    env = {k: v for k, v in os.environ.items() if k != 'LABML_NN_BN_TRACEBACK'}
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=60, env=env)
+    assert result.returncode == 130
+    assert result.stderr.strip() == 'slow.py: interrupted; nothing was written'
+
+
+def test_every_benchmark_script_runs_its_main_through_the_interrupt_handler():
+    for path in sorted((ROOT / 'benchmarks').glob('*.py')):
+        text = path.read_text()
+        if "if __name__ == '__main__':" in text:
+            block = text.split("if __name__ == '__main__':", 1)[1]
+            assert 'cli_checks.run(main' in block, path.name

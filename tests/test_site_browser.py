@@ -428,6 +428,11 @@ def test_claims_page_reads_at_1440_and_every_row_has_a_verdict(visit, test_outpu
     assert page.evaluate('''() => { const w = document.querySelector('.claims-table .md-typeset__scrollwrap');
                                     return w.scrollWidth <= w.clientWidth + 1; }''')
     assert page.evaluate('document.documentElement.scrollWidth <= window.innerWidth')
+    # The prose around the table keeps a readable measure (about 90 characters a line)
+    prose = page.locator('.claims-prose p')
+    assert prose.count() >= 2
+    font = page.evaluate("parseFloat(getComputedStyle(document.querySelector('.claims-prose p')).fontSize)")
+    assert all(prose.nth(i).bounding_box()['width'] <= 42 * font + 1 for i in range(prose.count()))
     page.screenshot(path=str(test_output / 'screenshots' / 'claims-1440.png'), full_page=True)
 
 

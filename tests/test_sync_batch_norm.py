@@ -811,3 +811,24 @@ def test_the_survivor_of_a_killed_rank_says_which_rank_went_away(tmp_path):
     assert lines[0].startswith('torchrun --nproc_per_node N -m labml_nn_bn.experiments.mnist_ddp: '
                                'error: rank 0 lost contact with rank 1, whose process has '
                                'stopped'), err
+
+
+@pytest.mark.parametrize('rank', [0, 1])
+def test_a_malformed_labml_yaml_is_said_once_by_process_0(rank, tmp_path, monkeypatch, capsys):
+    # Under torchrun every process reads the same .labml.yaml: one line in all, from process 0
+    from labml_nn_bn.experiments import mnist_ddp
+    (tmp_path / '.labml.yaml').write_text('data_path: 5\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv('RANK', str(rank))
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    with pytest.raises(SystemExit) as e:
+        mnist_ddp.main(['--dataset', 'mnist-5k', '--epochs', '1'])
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    if rank == 0:
+        assert err.strip().splitlines() == [
+            f'{mnist_ddp.PROG}: error: {tmp_path / ".labml.yaml"}: '
+            + err.split(str(tmp_path / '.labml.yaml') + ': ', 1)[1].strip()]
+        assert 'data_path' in err
+    else:
+        assert err == ''

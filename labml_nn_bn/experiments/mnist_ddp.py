@@ -44,6 +44,8 @@ statistics of its share alone, so the network depends on the number of processes
 """
 
 import argparse
+import contextlib
+import io
 import math
 import os
 import re
@@ -501,7 +503,13 @@ def main(argv=None) -> Optional[Result]:
     """The command line: errors a user can meet end in one line, printed by process 0."""
     world = int(os.environ['WORLD_SIZE']) if 'RANK' in os.environ and 'WORLD_SIZE' in os.environ \
         else None
-    conf = Config(**parse_args(argv, world))
+    if int(os.environ.get('RANK', 0)) == 0:
+        conf = Config(**parse_args(argv, world))
+    else:
+        # Every process reads the same command line and configuration: only process 0 says
+        # what is wrong with them, the others exit with the same status
+        with contextlib.redirect_stderr(io.StringIO()):
+            conf = Config(**parse_args(argv, world))
     if int(os.environ.get('RANK', 0)) != 0:
         # The others stop quietly with the same status, except when they lost contact with
         # another process: that may be process 0, so each survivor says whom it lost

@@ -33,7 +33,8 @@ python -m labml_nn_bn.experiments.covariate_shift --help
 *Our reading of our run* (the data set, steps and device are stamped under the figure; the
 values are in `docs/figures/covariate_shift.json`).
 
-* **(a) Accuracy.** With batch normalization the network reaches
+* **(a) Accuracy.** The x-axis is linear over all 50,000 steps, so step 5,000, where the two
+  networks are compared first, sits a tenth of the way along panel (a). With batch normalization the network reaches
   <!-- measured covariate_shift:bn.accuracy_tenth .1% -->92.7%<!-- /measured --> test accuracy within the first 5,000 steps and ends at
   <!-- measured covariate_shift:bn.accuracy_final .1% -->92.3%<!-- /measured -->. Without it, the network sits at chance for its first
   steps, is at <!-- measured covariate_shift:no_bn.accuracy_tenth .1% -->78.3%<!-- /measured --> after 5,000 steps, and ends at

@@ -67,6 +67,12 @@ What the figure shows:
   the same either way; only the detached run wastes its updates on $b$.
 * **Scale, detached:** $a$ shrinks towards zero, is thrown across it, and the loss jumps to <!-- measured detached_mean:scale.detached.loss_max .2f -->2.25<!-- /measured --> from <!-- measured detached_mean:scale.detached.loss_start .2f -->0.25<!-- /measured -->: the
   output's sign flipped for all four features at once.
+  A flipped feature is pushed back towards zero too, and thrown across it again, so after the
+  first flips the loss jumps between the levels $\frac{1}{4} + \frac{k}{2}$ with $k$
+  flipped features: the spikes are moments with three or four flipped, and the plateau at
+  $0.75$–$1.25$ is one or two flipped at a time. The run ends at
+  <!-- measured detached_mean:scale.detached.loss_end .2f -->0.75<!-- /measured -->: one
+  feature flipped.
   Through the statistics, the largest $|\partial \ell / \partial a|$ is <!-- measured detached_mean:scale.through.max_abs_grad_a .1e -->1.8e-07<!-- /measured --> and
   nothing moves.
 

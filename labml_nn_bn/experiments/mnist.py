@@ -52,7 +52,9 @@ loss falls faster and the test accuracy climbs faster in the first few dozen ste
 learning rate; by the end of this short run the gap in test accuracy has narrowed to under a percentage
 point (<!-- measured mnist:bn.accuracy_test .1% -->97.6%<!-- /measured --> against
 <!-- measured mnist:no_bn.accuracy_test .1% -->96.9%<!-- /measured -->). Our module
-and `torch.nn`'s give curves that lie on top of each other. The figure is made by
+and `torch.nn`'s give curves that lie on top of each other: the `torch.nn` curve (the thin
+dotted line in the legend) is drawn along ours and, wherever the two agree, shows only as
+dots on our solid line, so the figure seems to have two curves, not three. The figure is made by
 `make_figures` below (`python -m labml_nn_bn.figures --only mnist`).
 """
 

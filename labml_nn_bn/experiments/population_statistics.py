@@ -41,7 +41,13 @@ python -m labml_nn_bn.experiments.population_statistics --smoke
 ### What the figure shows
 
 *Our reading of our run* (data set, epochs and device are stamped under the figure; the
-values are in `docs/figures/population_statistics.json`). The test set has 1,000 images, so one
+values are in `docs/figures/population_statistics.json`). Every batch size trains for the same
+number of epochs, so the number of steps differs:
+<!-- measured population_statistics:batch_4.steps ,d -->3,000<!-- /measured --> with batches of 4,
+<!-- measured population_statistics:batch_256.steps ,d -->45<!-- /measured --> with batches of 256.
+Panel (b) shows the batch-statistics accuracy minus the eval-mode accuracy: a value below 0
+means that the network classifies better with the fixed statistics of inference than with
+each batch's own. The test set has 1,000 images, so one
 image is 0.1%: read differences of a few tenths of a percent as noise.
 
 * **The train/eval gap grows as the batch shrinks.** With batches of 4, the network classifies

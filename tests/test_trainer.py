@@ -582,3 +582,19 @@ def test_by_default_training_on_a_cpu_stops_at_the_first_non_finite_step():
                             30, on_step=lambda s: seen.append(s.step))
     assert error.value.step == 4 and 'at step 4' in str(error.value)
     assert seen == [1, 2, 3] and model.calls == 4
+
+
+def test_statistics_kept_puts_back_every_buffer_and_the_mode_even_on_an_error():
+    from labml_nn_bn import BatchNorm
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), BatchNorm(4))
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(RuntimeError):
+        with trainer.statistics_kept(model):
+            model.train()
+            model(torch.randn(8, 3) + 5)
+            assert model[1].num_batches_tracked.item() == 1
+            raise RuntimeError('stop')
+    assert not model.training
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)

@@ -212,12 +212,10 @@ def train(settings: Settings, batch_norm: bool, tensors: data.DeviceData,
         # in training mode, each batch norm normalising with the probe batch's own statistics.
         # The running statistics that this forward pass updates are put back afterwards, so
         # that recording changes nothing in the run.
-        model.train()
-        buffers = [b.clone() for b in model.buffers()]
-        # $[P, 100] \to [3, 100]$
-        percentiles.append(torch.quantile(model.sigmoid_input(probe), quantiles, dim=0))
-        for b, saved in zip(model.buffers(), buffers):
-            b.copy_(saved)
+        with trainer.statistics_kept(model):
+            model.train()
+            # $[P, 100] \to [3, 100]$
+            percentiles.append(torch.quantile(model.sigmoid_input(probe), quantiles, dim=0))
         run.steps.append(step)
         run.accuracy.append(accuracy)
         if on_record is not None:

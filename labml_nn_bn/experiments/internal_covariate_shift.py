@@ -358,9 +358,6 @@ def landscape(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     $-g$ on the batch `(x, y)`; `None` for a measure that met a non-finite loss."""
     params = [p for p in model.parameters() if p.requires_grad]
     saved_params = [p.detach().clone() for p in params]
-    saved_buffers = [b.clone() for b in model.buffers()]
-    was_training = model.training
-    model.train()
 
     def loss_and_gradient():
         loss = F.cross_entropy(model(x), y)
@@ -368,41 +365,40 @@ def landscape(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         # One flat vector of every parameter's gradient
         return loss.detach(), torch.cat([g.reshape(-1) for g in grads])
 
-    try:
-        loss0, g = loss_and_gradient()
-        losses, changes, betas = [loss0], [], []
-        g_norm = g.norm()
-        for eta in step_sizes:
+    with trainer.statistics_kept(model):
+        model.train()
+        try:
+            loss0, g = loss_and_gradient()
+            losses, changes, betas = [loss0], [], []
+            g_norm = g.norm()
+            for eta in step_sizes:
+                with torch.no_grad():
+                    offset = 0
+                    for p, p0 in zip(params, saved_params):
+                        n = p.numel()
+                        # $\theta - \eta g$
+                        p.copy_(p0 - eta * g[offset:offset + n].view_as(p))
+                        offset += n
+                loss, g_eta = loss_and_gradient()
+                # $\|\nabla \mathcal{L}(\theta) - \nabla \mathcal{L}(\theta - \eta g)\|$
+                change = (g - g_eta).norm()
+                losses.append(loss)
+                changes.append(change)
+                betas.append(change / (eta * g_norm))
+            losses = torch.stack(losses)
+            changes, betas = torch.stack(changes), torch.stack(betas)
+            measures = {'loss': loss0, 'loss_range': losses.max() - losses.min(),
+                        'gradient_change': changes.max(), 'beta': betas.max(),
+                        'gradient_norm': g_norm}
+            # A measure that met a non-finite number along the way is missing, not NaN
+            finite = bool(torch.isfinite(losses).all() and torch.isfinite(changes).all()
+                          and torch.isfinite(betas).all())
+            return {k: v.item() if (finite or k in ('loss', 'gradient_norm')) and
+                    bool(torch.isfinite(v)) else None for k, v in measures.items()}
+        finally:
             with torch.no_grad():
-                offset = 0
                 for p, p0 in zip(params, saved_params):
-                    n = p.numel()
-                    # $\theta - \eta g$
-                    p.copy_(p0 - eta * g[offset:offset + n].view_as(p))
-                    offset += n
-            loss, g_eta = loss_and_gradient()
-            # $\|\nabla \mathcal{L}(\theta) - \nabla \mathcal{L}(\theta - \eta g)\|$
-            change = (g - g_eta).norm()
-            losses.append(loss)
-            changes.append(change)
-            betas.append(change / (eta * g_norm))
-        losses = torch.stack(losses)
-        changes, betas = torch.stack(changes), torch.stack(betas)
-        measures = {'loss': loss0, 'loss_range': losses.max() - losses.min(),
-                    'gradient_change': changes.max(), 'beta': betas.max(),
-                    'gradient_norm': g_norm}
-        # A measure that met a non-finite number along the way is missing, not NaN
-        finite = bool(torch.isfinite(losses).all() and torch.isfinite(changes).all()
-                      and torch.isfinite(betas).all())
-        return {k: v.item() if (finite or k in ('loss', 'gradient_norm')) and
-                bool(torch.isfinite(v)) else None for k, v in measures.items()}
-    finally:
-        with torch.no_grad():
-            for p, p0 in zip(params, saved_params):
-                p.copy_(p0)
-            for b, b0 in zip(model.buffers(), saved_buffers):
-                b.copy_(b0)
-        model.train(was_training)
+                    p.copy_(p0)
 
 
 # ## Settings
@@ -536,12 +532,10 @@ def train(settings: Settings, kind: str, learning_rate: float, seed: int,
                 trainer.evaluate(model, tensors.test_x, tensors.test_y, batch_size=2000)[1])
             for m in noises:
                 m.sample_in_eval = False
-        model.train()
-        buffers = [b.clone() for b in model.buffers()]
-        # $[P, 100] \to [3, 100]$
-        percentiles.append(torch.quantile(model.relu_input(probe), quantiles, dim=0))
-        for b, saved in zip(model.buffers(), buffers):
-            b.copy_(saved)
+        with trainer.statistics_kept(model):
+            model.train()
+            # $[P, 100] \to [3, 100]$
+            percentiles.append(torch.quantile(model.relu_input(probe), quantiles, dim=0))
         run.steps.append(step)
         run.test_accuracy.append(accuracy)
         run.train_accuracy.append(correct.item() / seen[0] if seen[0] else None)

@@ -109,16 +109,14 @@ from labml_nn_bn.inference import BATCH_NORMS, recalibrate
 # updates are put back afterwards, so the measurement leaves the model as it found it.
 @torch.no_grad()
 def accuracy_with_batch_statistics(model, x, y, batch_size: int) -> float:
-    saved = [b.clone() for b in model.buffers()]
-    model.train()
     correct = torch.zeros((), dtype=torch.long, device=x.device)
     n = 0
-    # Whole batches only: a last batch of one image has no batch statistics
-    for xb, yb in data.batches(x, y, batch_size, drop_last=True):
-        correct += (model(xb).argmax(dim=1) == yb).sum()
-        n += len(yb)
-    for b, s in zip(model.buffers(), saved):
-        b.copy_(s)
+    with trainer.statistics_kept(model):
+        model.train()
+        # Whole batches only: a last batch of one image has no batch statistics
+        for xb, yb in data.batches(x, y, batch_size, drop_last=True):
+            correct += (model(xb).argmax(dim=1) == yb).sum()
+            n += len(yb)
     model.eval()
     return correct.item() / n
 

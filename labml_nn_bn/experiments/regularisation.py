@@ -360,11 +360,9 @@ def draw_outputs(model: nn.Module, kind: str, probe_x: torch.Tensor, others_x: t
     # Probe examples per mini-batch, and the mini-batches that hold them all
     g = max(1, batch_size // 2)
     n_batches = -(-p // g)
-    saved = [b.clone() for b in model.buffers()]
-    was_training = model.training
     forks = [device] if device.type == 'cuda' else []
     outputs = []
-    try:
+    with trainer.statistics_kept(model):
         with torch.random.fork_rng(devices=forks):
             set_noise(model, kind)
             for _ in range(draws):
@@ -389,10 +387,6 @@ def draw_outputs(model: nn.Module, kind: str, probe_x: torch.Tensor, others_x: t
                 out = torch.empty(p, logits.shape[1], device=device)
                 out[order.to(device)] = logits[:p]
                 outputs.append(out)
-    finally:
-        for b, s in zip(model.buffers(), saved):
-            b.copy_(s)
-        model.train(was_training)
     # $[K, P, 10]$
     return torch.stack(outputs)
 

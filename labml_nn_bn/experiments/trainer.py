@@ -34,6 +34,7 @@ top of this module.
 
 import itertools
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
@@ -250,6 +251,25 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     finally:
         model.train(was_training)
     return total_loss.item() / len(y), correct.item() / len(y)
+
+
+# ## Measuring without changing the run
+#
+# A measurement taken in the middle of training may need the network in training mode (a
+# batch norm normalising with the statistics of the batch at hand, as in training); that
+# forward pass also updates the running statistics. Inside `statistics_kept`, every buffer and
+# the training mode are put back afterwards, so the measurement leaves the run as it was.
+@contextmanager
+def statistics_kept(model: torch.nn.Module):
+    saved = [b.clone() for b in model.buffers()]
+    was_training = model.training
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for b, s in zip(model.buffers(), saved):
+                b.copy_(s)
+        model.train(was_training)
 
 
 # ## A faster step: compiled, or captured as a CUDA graph

@@ -9,6 +9,8 @@ summary: >
 
 # Fused Batch Normalization kernels
 
+*Symbols as in [the notation table](../notation.md); $K$ is the shift of the statistics.*
+
 [`BatchNorm`](batch_norm.md) writes Batch Normalization as a sequence of PyTorch operations,
 so that each line matches a line of the paper. On a GPU that costs speed, and this page is
 about why, and about a second implementation, `FastBatchNorm`, that computes exactly the same
@@ -23,18 +25,19 @@ arithmetic. Every PyTorch operation is one trip over the whole tensor: it reads
 its inputs from memory and writes its output back. The eager module is a chain of such
 operations, so however few of them the numerics allow (the shift, the sums, the
 normalisation, the scale and shift; the two sums and the input gradient backward), each one
-is a full pass. The paper-form version that the issue measured made about a dozen passes
-forward and about twenty backward, by the issue author's count.
+is a full pass. Our first version, written line by line in the paper's form, made about a
+dozen passes forward and about twenty backward (counted when this work began).
 
 ### The memory floor
 
-For an input of $N$ values of $b$ bytes each, any implementation has to
+Call $P$ the bytes of one *pass*, one read or one write of the whole input (4 bytes per value
+in `float32`, 2 in `bfloat16`). Any implementation has to
 
-* **forward**: read $x$ and write $y$: $2Nb$ bytes,
+* **forward**: read $x$ and write $y$: $2P$,
 * **backward**: read $x$ (or something as large saved from the forward pass) and
-  $\frac{\partial \ell}{\partial y}$, and write $\frac{\partial \ell}{\partial x}$: $3Nb$ bytes.
+  $\frac{\partial \ell}{\partial y}$, and write $\frac{\partial \ell}{\partial x}$: $3P$.
 
-That is the *minimal traffic*, $5Nb$ bytes for a training step, and the time it takes at the
+That is the *minimal traffic*, $5P$ for a training step, and the time it takes at the
 device's memory bandwidth is the floor no implementation can go under. `benchmarks/bn_speed.py`
 reports every implementation's effective bandwidth against this minimal traffic, next to the
 bandwidth of a plain device-to-device copy measured in the same run.
@@ -43,7 +46,7 @@ The floor cannot quite be reached when the tensor is larger than the chip's on-c
 the statistics need *all* of a channel before the first output can be written, so the
 forward pass reads $x$ twice (once for $\mu_\mathcal{B}, \sigma^2_\mathcal{B}$, once to
 normalise), and the backward pass reads $x$ and $\frac{\partial \ell}{\partial y}$ twice (once
-for the two sums, once for the input gradient). That is $3Nb + 5Nb = 8Nb$, 1.6 times the floor,
+for the two sums, once for the input gradient). That is $3P + 5P = 8P$, 1.6 times the floor,
 and it is what the kernels below do. The second reads often come from the GPU's L2 cache when
 the tensor is small.
 
@@ -53,7 +56,8 @@ A kernel can load a tile of values into registers, do every operation on them th
 only the result. The forward pass becomes two passes over memory: a *statistics* kernel, which
 reads $x$ once and leaves a few numbers per channel, and an *apply* kernel, which reads $x$ once
 more and writes $y$. The backward pass becomes a *gradient sums* kernel, which reads $x$ and
-$\frac{\partial \ell}{\partial y}$ and leaves $\sum_i g_i$ and $\sum_i g_i \hat{x}_i$ per channel,
+$\frac{\partial \ell}{\partial y}$ and leaves $\sum_i \frac{\partial \ell}{\partial y_i}$ and
+$\sum_i \frac{\partial \ell}{\partial y_i} \hat{x}_i$ per channel,
 and a *gradient input* kernel, which reads them again and writes
 $\frac{\partial \ell}{\partial x}$. Between each pair, a tiny kernel combines the per-channel
 partial results of many programs. Nothing activation-sized is ever written except $y$ and
@@ -76,34 +80,42 @@ with native's (the Performance page's MNIST table).
 
 ### Memory layouts
 
-An input $[B, C, *]$ is seen as $[B, C, S]$ with $S$ the product of the trailing dimensions.
+An input of shape `[N, C, *]` is seen as `[N, C, S]`, with `S` the product of the trailing
+dimensions (the positions).
 Two layouts are common, and a kernel reads memory fastest along the dimension that is
 contiguous:
 
 * *channels first* (`torch.contiguous_format`, NCHW): each channel of each example is a run of
-  $S$ contiguous values; a tile is a few channels by many positions.
-* *channels last* (`torch.channels_last`, NHWC, and every $[B, C]$ input): the $C$ channels of one
-  position are contiguous, so the whole tensor is $B \cdot S$ rows of $C$ values; a tile is many
-  channels by a few rows.
+  `S` contiguous values; a tile is a few channels by many positions.
+* *channels last* (`torch.channels_last`, NHWC, and every `[N, C]` input): the `C` channels of
+  one position are contiguous, so the whole tensor is `N * S` rows of `C` values; a tile is
+  many channels by a few rows.
 
-The kernels take the three strides of the $[B, C, S]$ view as arguments, so the same code serves
+The kernels take the three strides of the `[N, C, S]` view as arguments, so the same code serves
 both; only the tile shape changes. Any other layout is copied to channels first.
 
 ### Numerics
 
 The statistics are accumulated in `float32` for every input dtype, with the same care as the
-eager module's [`batch_statistics`](batch_norm.md#mini-batch-statistics). Each channel is
-shifted by its first value $s$, so that $d_i = x_i - s$ is computed without rounding error even
-when the mean is $10^6$ standard deviations from zero. Each tile computes its own mean and sum of
-squared deviations of $d$ in two passes over registers, and tiles are merged with the pairwise
-update of Chan, Golub and LeVeque (1979), which adds only non-negative terms,
+eager module's [`batch_statistics`](batch_norm.md). Each channel is shifted by its first
+value $K$. When every $x_i$ of the channel lies between $K/2$ and $2K$, which is the case that
+matters, a mean far from zero compared with the spread, $\delta_i = x_i - K$ is computed
+exactly (Sterbenz's lemma); otherwise it is rounded once, like any subtraction, to a number
+of the size of the spread. Either way nothing of the size of the mean is left in $\delta_i$,
+even when the mean is $10^6$ standard deviations from zero. Each tile computes its own mean
+and sum of squared deviations of $\delta$ in two passes over registers, and tiles are merged
+with the pairwise update of Chan, Golub and LeVeque (1979), which adds only non-negative
+terms: for two parts $1$ and $2$ with $n_1$ and $n_2$ values, means $\bar\delta_1$,
+$\bar\delta_2$ and sums of squared deviations $M_{2,1}$, $M_{2,2}$,
 
-$$n = n_a + n_b \qquad \delta = \bar{d}_b - \bar{d}_a \qquad
-  \bar{d} = \bar{d}_a + \delta \frac{n_b}{n} \qquad
-  M_2 = M_{2,a} + M_{2,b} + \delta^2 \frac{n_a n_b}{n}$$
+$$\begin{aligned}
+  n &= n_1 + n_2 \qquad \Delta = \bar\delta_2 - \bar\delta_1 \\
+  \bar\delta &= \bar\delta_1 + \Delta \frac{n_2}{n} \qquad
+  M_2 = M_{2,1} + M_{2,2} + \Delta^2 \frac{n_1 n_2}{n}
+\end{aligned}$$
 
-The mean is kept in two parts, $\mu_\mathcal{B} = s + r$ with $r = \bar{d}$, and the centred
-values are computed as $(x_i - s) - r$, never as $x_i - (s + r)$.
+The mean is kept in two parts, $\mu_\mathcal{B} = K + \bar\delta$, and the centred values
+are computed as $(x_i - K) - \bar\delta$, never as $x_i - (K + \bar\delta)$.
 """
 
 import os
@@ -135,16 +147,17 @@ launches = Counter()
 # ## Forward: per-channel statistics
 #
 # Each program owns `BLOCK_C` channels and a range of tiles along the reduced dimensions
-# (examples $b$ and positions $s$). It walks its tiles, and for each tile computes the tile's
-# mean and $M_2$ of $d = x - s$ in registers, then merges them into its running
-# $(n, \bar{d}, M_2)$ with Chan's update. It writes one partial result per channel.
+# (examples, `b`, and positions, `s`). It walks its tiles, and for each tile computes the
+# tile's mean and $M_2$ of $\delta_i = x_i - K$ in registers, then merges them into its running
+# $(n, \bar\delta, M_2)$ with Chan's update. It writes one partial result per channel.
 def _channel_stats_kernel(x_ptr, part_ptr, C, S, n_s_tiles, n_tiles, tiles_per_program,
                           n_splits, stride_b, stride_c, stride_s,
                           BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
     c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)  # [BLOCK_C]
     split = tl.program_id(1)
     c_ok = c < C
-    # $s$: the first value of each channel, a cheap shift that makes $x - s$ exact
+    # $K$: the first value of each channel, a cheap shift (exact subtraction under
+    # Sterbenz's condition, see the numerics above)
     shift = tl.load(x_ptr + c * stride_c, mask=c_ok, other=0.).to(tl.float32)  # [BLOCK_C]
     n = tl.zeros([BLOCK_C], dtype=tl.float32)
     mean = tl.zeros([BLOCK_C], dtype=tl.float32)
@@ -158,20 +171,20 @@ def _channel_stats_kernel(x_ptr, part_ptr, C, S, n_s_tiles, n_tiles, tiles_per_p
         mask = c_ok[:, None] & s_ok[None, :]  # [BLOCK_C, BLOCK_S]
         x = tl.load(x_ptr + b * stride_b + c[:, None] * stride_c + s[None, :] * stride_s,
                     mask=mask, other=0.).to(tl.float32)
-        # $d_i = x_i - s$
+        # $\delta_i = x_i - K$
         d = tl.where(mask, x - shift[:, None], 0.)
-        # The tile's count, mean and $M_2 = \sum_i (d_i - \bar{d}_t)^2$
+        # The tile's count, mean $\bar\delta_t$ and $M_2 = \sum_i (\delta_i - \bar\delta_t)^2$
         n_t = tl.sum(s_ok.to(tl.float32), axis=0)
         mean_t = tl.sum(d, axis=1) / n_t  # [BLOCK_C]
         dev = tl.where(mask, d - mean_t[:, None], 0.)
         m2_t = tl.sum(dev * dev, axis=1)
-        # Chan's merge of $(n, \bar{d}, M_2)$ with the tile's
+        # Chan's merge of $(n, \bar\delta, M_2)$ with the tile's
         n_new = n + n_t
         delta = mean_t - mean
         mean = mean + delta * (n_t / n_new)
         m2 = m2 + m2_t + delta * delta * (n * n_t / n_new)
         n = n_new
-    # Partials are laid out as three $[\text{splits}, C]$ planes: count, mean, $M_2$
+    # Partials are laid out as three [splits, C] planes: count, mean, $M_2$
     out = part_ptr + split * C + c
     tl.store(out, n, mask=c_ok)
     tl.store(out + n_splits * C, mean, mask=c_ok)
@@ -182,13 +195,16 @@ def _channel_stats_kernel(x_ptr, part_ptr, C, S, n_s_tiles, n_tiles, tiles_per_p
 #
 # One program per `BLOCK_C` channels loads all partials of its channels at once and combines
 # them with the many-part form of the same update,
-# $$r = \frac{\sum_k n_k \bar{d}_k}{n} \qquad
-#   M_2 = \sum_k M_{2,k} + \sum_k n_k (\bar{d}_k - r)^2 \qquad
-#   \sigma^2_\mathcal{B} = \frac{M_2}{n}$$
-# It writes what the apply kernel and the backward pass need: the shift $s$, the residual $r$,
-# $\frac{1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$ and the scale
-# $\frac{\gamma}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$; and, for the running averages,
-# $\mu_\mathcal{B} = s + r$ and $\sigma^2_\mathcal{B}$.
+# over the partial results $j$ of the programs,
+# $$\begin{aligned}
+#   \bar\delta &= \frac{\sum_j n_j \bar\delta_j}{n} \qquad
+#   \sigma^2_\mathcal{B} = \frac{M_2}{n} \\
+#   M_2 &= \sum_j M_{2,j} + \sum_j n_j (\bar\delta_j - \bar\delta)^2
+# \end{aligned}$$
+# It writes what the apply kernel and the backward pass need: the shift $K$, the residual
+# $\bar\delta$, $\frac{1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$ and the scale
+# $\tilde\gamma = \frac{\gamma}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$; and, for the running
+# averages, $\mu_\mathcal{B} = K + \bar\delta$ and $\sigma^2_\mathcal{B}$.
 def _combine_stats_kernel(x_ptr, part_ptr, w_ptr, shift_ptr, res_ptr, inv_std_ptr, scale_ptr,
                           mean_ptr, var_ptr, run_mean_ptr, run_var_ptr, count_ptr,
                           C, n_splits, stride_c, eps, momentum, unbias,
@@ -204,7 +220,7 @@ def _combine_stats_kernel(x_ptr, part_ptr, w_ptr, shift_ptr, res_ptr, inv_std_pt
     m2_k = tl.load(at + 2 * n_splits * C, mask=mask, other=0.)
     # (channels past $C$ get a count of one, only so that nothing divides by zero)
     n = tl.where(c_ok, tl.sum(n_k, axis=0), 1.)  # [BLOCK_C]
-    # $r$, the mean of $d$
+    # $\bar\delta$, the mean of $\delta$
     res = tl.sum(n_k * mean_k, axis=0) / n
     dev = tl.where(mask, mean_k - res[None, :], 0.)
     var = (tl.sum(m2_k, axis=0) + tl.sum(n_k * dev * dev, axis=0)) / n
@@ -234,9 +250,10 @@ def _combine_stats_kernel(x_ptr, part_ptr, w_ptr, shift_ptr, res_ptr, inv_std_pt
 
 # ## Forward: normalise, scale and shift
 #
-# $$y_i = \big((x_i - s) - r\big) \cdot \frac{\gamma}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}} + \beta$$
+# $$y_i = \big((x_i - K) - \bar\delta\big) \cdot \tilde\gamma + \beta$$
 # one read of $x$ and one write of $y$. Evaluation uses the same kernel with the running
-# mean as $s$, no $r$, and the scale $\frac{\gamma}{\sqrt{\mathrm{Var}[x] + \epsilon}}$
+# mean $\mathbb{E}[x]$ as $K$, no $\bar\delta$, and the scale
+# $\tilde\gamma = \frac{\gamma}{\sqrt{\mathrm{Var}[x] + \epsilon}}$
 # computed by each program from the running variance (`FROM_VAR`), so that evaluation is a
 # single launch.
 def _apply_kernel(x_ptr, y_ptr, shift_ptr, res_ptr, scale_ptr, w_ptr, b_ptr, C, S, n_s_tiles,
@@ -273,13 +290,19 @@ def _apply_kernel(x_ptr, y_ptr, shift_ptr, res_ptr, scale_ptr, w_ptr, b_ptr, C, 
 #
 # The collapsed form of the paper's three-path gradient (derived on the
 # [`BatchNorm`](batch_norm.md#normalisation-with-the-papers-back-propagation) page) is
-# $$\frac{\partial \ell}{\partial x_i} = \frac{\gamma}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}
-#   \Big(g_i - \frac{1}{m}\sum_j g_j - \hat{x}_i \frac{1}{m}\sum_j g_j \hat{x}_j\Big)$$
-# with $g_i = \frac{\partial \ell}{\partial y_i}$: it needs two sums per channel, which are also
-# $\frac{\partial \ell}{\partial \beta} = \sum_j g_j$ and
-# $\frac{\partial \ell}{\partial \gamma} = \sum_j g_j \hat{x}_j$. This kernel computes partial sums
-# of $g$ and of $g \cdot (d - r)$ over each program's tiles; $\hat{x} = (d - r) \cdot
-# \frac{1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$ is rebuilt from $x$, never stored.
+# $$\begin{aligned}
+#   \frac{\partial \ell}{\partial x_i} = \tilde\gamma
+#   \Big(&\frac{\partial \ell}{\partial y_i} - \frac{1}{m}\sum_j \frac{\partial \ell}{\partial y_j} \\
+#   &- \hat{x}_i \frac{1}{m}\sum_j \frac{\partial \ell}{\partial y_j} \hat{x}_j\Big)
+# \end{aligned}$$
+# with $\tilde\gamma = \gamma / \sqrt{\sigma^2_\mathcal{B} + \epsilon}$: it needs two sums
+# per channel, which are also
+# $\frac{\partial \ell}{\partial \beta} = \sum_j \frac{\partial \ell}{\partial y_j}$ and
+# $\frac{\partial \ell}{\partial \gamma} = \sum_j \frac{\partial \ell}{\partial y_j} \hat{x}_j$.
+# This kernel computes partial sums of $\frac{\partial \ell}{\partial y_j}$ and of
+# $\frac{\partial \ell}{\partial y_j} (\delta_j - \bar\delta)$ over each program's tiles;
+# $\hat{x}_j = (\delta_j - \bar\delta) / \sqrt{\sigma^2_\mathcal{B} + \epsilon}$ is
+# rebuilt from $x$, never stored.
 def _grad_sums_kernel(x_ptr, g_ptr, shift_ptr, res_ptr, part_ptr, C, S, n_s_tiles, n_tiles,
                       tiles_per_program, n_splits, stride_b, stride_c, stride_s,
                       BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
@@ -299,7 +322,7 @@ def _grad_sums_kernel(x_ptr, g_ptr, shift_ptr, res_ptr, part_ptr, C, S, n_s_tile
         offset = b * stride_b + c[:, None] * stride_c + s[None, :] * stride_s
         x = tl.load(x_ptr + offset, mask=mask, other=0.).to(tl.float32)
         g = tl.load(g_ptr + offset, mask=mask, other=0.).to(tl.float32)
-        # $x_i - \mu_\mathcal{B} = (x_i - s) - r$
+        # $x_i - \mu_\mathcal{B} = (x_i - K) - \bar\delta$
         centred = tl.where(mask, (x - shift[:, None]) - res[:, None], 0.)
         sum_g += tl.sum(g, axis=1)
         sum_gc += tl.sum(g * centred, axis=1)
@@ -312,10 +335,14 @@ def _grad_sums_kernel(x_ptr, g_ptr, shift_ptr, res_ptr, part_ptr, C, S, n_s_tile
 #
 # Adds the partials, writes $\frac{\partial \ell}{\partial \gamma}$ and
 # $\frac{\partial \ell}{\partial \beta}$, and folds everything the input gradient needs into two
-# numbers per channel besides the scale $a = \frac{\gamma}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$:
-# $$\frac{\partial \ell}{\partial x_i} = a\, g_i - k_1 - k_2 \big((x_i - s) - r\big)
-#   \qquad k_1 = \frac{a}{m} \sum_j g_j \qquad
-#   k_2 = \frac{a}{m\sqrt{\sigma^2_\mathcal{B} + \epsilon}} \sum_j g_j \hat{x}_j$$
+# numbers per channel besides the scale $\tilde\gamma$, the bracketed factors below (`k1` and
+# `k2` in the code):
+# $$\begin{aligned}
+#   \frac{\partial \ell}{\partial x_i} = \tilde\gamma \frac{\partial \ell}{\partial y_i}
+#   &- \Big[\frac{\tilde\gamma}{m} \sum_j \frac{\partial \ell}{\partial y_j}\Big] \\
+#   &- \Big[\frac{\tilde\gamma}{m\sqrt{\sigma^2_\mathcal{B} + \epsilon}}
+#     \sum_j \frac{\partial \ell}{\partial y_j} \hat{x}_j\Big] \big((x_i - K) - \bar\delta\big)
+# \end{aligned}$$
 def _combine_grad_kernel(part_ptr, inv_std_ptr, scale_ptr, dw_ptr, db_ptr, k1_ptr, k2_ptr,
                          C, n_splits, m,
                          BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr):
@@ -328,7 +355,7 @@ def _combine_grad_kernel(part_ptr, inv_std_ptr, scale_ptr, dw_ptr, db_ptr, k1_pt
     sum_gc = tl.sum(tl.load(at + n_splits * C, mask=mask, other=0.), axis=0)
     inv_std = tl.load(inv_std_ptr + c, mask=c_ok, other=0.)
     scale = tl.load(scale_ptr + c, mask=c_ok, other=0.)
-    # $\sum_j g_j \hat{x}_j$
+    # $\sum_j \frac{\partial \ell}{\partial y_j} \hat{x}_j$
     sum_gx = sum_gc * inv_std
     tl.store(dw_ptr + c, sum_gx.to(dw_ptr.dtype.element_ty), mask=c_ok)
     tl.store(db_ptr + c, sum_g.to(db_ptr.dtype.element_ty), mask=c_ok)
@@ -338,7 +365,8 @@ def _combine_grad_kernel(part_ptr, inv_std_ptr, scale_ptr, dw_ptr, db_ptr, k1_pt
 
 # ## Backward: the input gradient
 #
-# One more read of $x$ and $g$, one write of $\frac{\partial \ell}{\partial x}$.
+# One more read of $x$ and $\frac{\partial \ell}{\partial y}$, one write of
+# $\frac{\partial \ell}{\partial x}$.
 def _grad_input_kernel(x_ptr, g_ptr, dx_ptr, shift_ptr, res_ptr, scale_ptr, k1_ptr, k2_ptr,
                        C, S, n_s_tiles, n_tiles, tiles_per_program, stride_b, stride_c, stride_s,
                        BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
@@ -366,7 +394,7 @@ def _grad_input_kernel(x_ptr, g_ptr, dx_ptr, shift_ptr, res_ptr, scale_ptr, k1_p
 # ## Launching the kernels
 #
 # How an input is seen by the kernels: whether it must be copied to channels first (unusual
-# strides), its $[B, C, S]$ sizes and strides, the tile shape and the grid. Worked out once for
+# strides), its `[N, C, S]` sizes and strides, the tile shape and the grid. Worked out once for
 # each shape, strides and dtype (see `_layout`): on a GPU, a small batch norm is over in a few
 # microseconds, and the Python that launches it is what takes the time.
 class _Layout:
@@ -379,7 +407,7 @@ class _Layout:
         device = device or x.device
         tile = tile or _tile_elements(device, x.element_size())
         if positions == 1 or (channels_last and not contiguous):
-            # Rows of $C$ contiguous channels: $[B, C, S]$ is read as $[1, C, B \cdot S]$
+            # Rows of C contiguous channels: [N, C, S] is read as [1, C, N * S]
             self.copy = not channels_last and not contiguous
             self.batch, self.positions = 1, batch * positions
             self.strides = (0, 1, channels)
@@ -439,7 +467,7 @@ def _layout(x: torch.Tensor, tuning: dict = None) -> _Layout:
 
 # Values per tile: 16 KiB of input on a GPU (4,096 `float32` or 8,192 `bfloat16` values), read
 # by 4 warps with 4 programs per multiprocessor, the best of the choices `fast_tiles.py` measured
-# on an H200 over four of the issue's inputs; small tiles under the interpreter, so that the
+# on an H200 over four of the benchmark's inputs; small tiles under the interpreter, so that the
 # tests' tiny inputs still span several tiles.
 def _tile_elements(device: torch.device, element_size: int) -> int:
     return 16384 // element_size if device.type == 'cuda' else 32
@@ -475,7 +503,7 @@ def batch_norm_forward(x: torch.Tensor, weight, bias, eps: float, running=None, 
     layout = _layout(x, tuning)
     x = layout.prepare(x)
     c = layout.channels
-    # One allocation for the partial statistics, $[3, \text{splits}, C]$, and the six
+    # One allocation for the partial statistics, [3, splits, C], and the six
     # per-channel results
     scratch = torch.empty((3 * layout.splits + 6) * c, device=x.device, dtype=torch.float32)
     partials = scratch[:3 * layout.splits * c]

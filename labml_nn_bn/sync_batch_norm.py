@@ -9,9 +9,11 @@ summary: >
 
 # Synchronised Batch Normalization
 
+*Symbols as in [the notation table](../notation.md): $R$ is the number of ranks.*
+
 [`BatchNorm`](batch_norm.md) computes its statistics over the mini-batch it is given.
 On one device, that is the mini-batch the optimiser steps on. With *data parallelism* it is
-not: $W$ processes (*ranks*, usually one per GPU) each hold a copy of the network, each gets
+not: $R$ processes (*ranks*, usually one per GPU) each hold a copy of the network, each gets
 its own slice of the global batch, and after the backward pass the gradients are averaged
 across the ranks (this is what `torch.nn.parallel.DistributedDataParallel` does).
 
@@ -19,8 +21,11 @@ For almost every layer this is exactly the same as training on the whole batch i
 process, because each example's output depends only on that example, and the loss is a
 sum over examples. Batch normalization is the one common layer where that is false: the
 output for an example depends on every other example of its batch, through $\mu_\mathcal{B}$
-and $\sigma^2_\mathcal{B}$, and the paper's whole argument is that gradients must flow through
-those statistics. A plain batch norm on each rank therefore normalises with the statistics of
+and $\sigma^2_\mathcal{B}$. The paper relies on that dependence twice: Section 2 argues that
+the normalisation must be part of the network, with the gradient flowing through these
+statistics (normalising outside the gradient let a bias grow without bound), and Section 3.4
+credits part of batch normalization's regularising effect to each example being seen together
+with the others of its mini-batch. A plain batch norm on each rank therefore normalises with the statistics of
 its own slice, and the network being trained is not the one on the whole batch.
 
 This page builds `SyncBatchNorm`: the same module, except that during training every rank
@@ -34,7 +39,7 @@ for the communication.
 
 * **Fewer examples, noisier statistics.** With 8 ranks and a global batch of 256, each
   $\mu_\mathcal{B}$ and $\sigma^2_\mathcal{B}$ comes from 32 examples instead of 256. For
-  convolutions the count is $b \cdot H \cdot W$, but neighbouring pixels of one image are
+  convolutions the count is the number of images times height × width, but neighbouring pixels of one image are
   strongly correlated, so the number of images is what matters. Detection and segmentation
   networks train on large images with one to a few images per GPU, and there the statistics
   describe little more than the images at hand. Training normalises with these noisy
@@ -56,16 +61,17 @@ for the communication.
 
 Not the activations. To normalise, each rank only needs the global mean and variance of each
 channel, and these can be put together from three numbers per channel per rank: how many
-values the rank has, $n_r$; their mean, $\mu_r$; and their centred sum of squares,
-$M_r = \sum_i (x_i - \mu_r)^2$. Every rank sends its $3C$ numbers to every other rank (an
-*all-gather*), and each merges the $W$ triples itself (see [the merge](#merging-statistics)).
+values rank $q$ has, $n_q$; their mean, $\mu_q$; and their centred sum of squares,
+$M_q = \sum_i (x_i - \mu_q)^2$. Every rank sends its $3C$ numbers to every other rank (an
+*all-gather*), and each merges the $R$ triples itself (see [the merge](#merging-statistics)).
 In the backward pass the gradient with respect to each input needs, besides local values,
-two sums over the whole batch per channel, $\sum g$ and $\sum g\,\hat{x}$; they are summed
+two sums over the whole batch per channel, $\sum_i \frac{\partial \ell}{\partial y_i}$ and
+$\sum_i \frac{\partial \ell}{\partial y_i}\hat{x}_i$; they are summed
 over ranks with an *all-reduce* (see [the backward pass](#backward)).
 
 So a batch norm layer with $C$ channels communicates $3C$ numbers per rank in the forward pass
 and $2C$ in the backward pass, once per step. This does not depend on the batch size nor on
-the height and width of the feature maps: a $[B, C, H, W]$ activation of millions of values
+the height and width of the feature maps: an `[N, C, H, W]` activation of millions of values
 costs as much to synchronise as a $[2, C]$ one.
 
 ### When syncing is not worth it
@@ -100,27 +106,27 @@ from labml_nn_bn.batch_norm import BatchNorm
 
 # ## Per-rank statistics
 #
-# Each rank describes its slice of the batch, one channel at a time, by the count $n_r$, the
-# mean $\mu_r$ and the centred sum of squares $M_r = \sum_i (x_i - \mu_r)^2$.
+# Each rank $q$ describes its slice of the batch, one channel at a time, by the count $n_q$,
+# the mean $\mu_q$ and the centred sum of squares $M_q = \sum_i (x_i - \mu_q)^2$.
 #
 # We do *not* send $\sum_i x_i$ and $\sum_i x_i^2$, even though they would merge by plain
 # addition: the variance would then come from
 # $\frac{1}{m}\sum_i x_i^2 - \big(\frac{1}{m}\sum_i x_i\big)^2$, which cancels catastrophically
 # when the mean is large compared to the standard deviation (our addition to the paper; see
-# the numerics on [the `BatchNorm` page](batch_norm.md)). $M_r$ is a sum of squares of
+# the numerics on [the `BatchNorm` page](batch_norm.md)). $M_q$ is a sum of squares of
 # *centred* values and has no such cancellation.
 #
-# Like `BatchNorm`, we centre in two steps: a first estimate $s$ of the mean, then the mean
-# $r$ of the differences $x_i - s$, which recovers what rounding took from $s$. The mean
-# is $\mu_r = s + r$, kept in `float64` so that the correction survives the addition.
+# Like `BatchNorm`, we centre in two steps: a shift $K$, a first estimate of the mean, then
+# the mean $\bar\delta$ of the differences $\delta_i = x_i - K$, which recovers what rounding
+# took from $K$. The mean is $\mu_q = K + \bar\delta$, kept in `float64` so that the correction survives the addition.
 # The triple is sent in `float64` too: a count above $2^{24}$, easy to reach for a 3D
 # input, is no longer exact in `float32`, and the merge below should add no rounding of
 # its own. It is $3C$ numbers; their precision costs nothing.
 def local_moments(x: torch.Tensor) -> torch.Tensor:
     r"""
-    Returns a `float64` tensor of shape $[3, C]$ holding $n_r$, $\mu_r$ and $M_r$ of each
-    channel of `x` ($[B, C, *]$), computed in at least `float32`.
-    An empty slice has $n_r = 0$, $\mu_r = 0$ and $M_r = 0$.
+    Returns a `float64` tensor of shape `[3, C]` holding $n_q$, $\mu_q$ and $M_q$ of each
+    channel of `x` (`[N, C, *]`), computed in at least `float32`.
+    An empty slice has $n_q = 0$, $\mu_q = 0$ and $M_q = 0$.
     """
     dims = _reduced_dims(x)
     channels = x.shape[1]
@@ -128,16 +134,16 @@ def local_moments(x: torch.Tensor) -> torch.Tensor:
     if n == 0:
         return torch.zeros(3, channels, dtype=torch.float64, device=x.device)
     xc = x.to(_compute_dtype(x))
-    # $s$, a first estimate of the mean; $[1, C, 1, \dots]$
+    # $K$, a first estimate of the mean; [1, C, 1, ...]
     shift = xc.mean(dim=dims, keepdim=True)
-    # $d_i = x_i - s$
+    # $\delta_i = x_i - K$
     d = xc - shift
-    # $r = \frac{1}{n_r}\sum_i d_i$
+    # $\bar\delta = \frac{1}{n_q}\sum_i \delta_i$
     residual = d.mean(dim=dims, keepdim=True)
-    # $M_r = \sum_i (d_i - r)^2 = \sum_i (x_i - \mu_r)^2$
+    # $M_q = \sum_i (\delta_i - \bar\delta)^2 = \sum_i (x_i - \mu_q)^2$
     centred = d - residual
     m2 = (centred * centred).sum(dim=dims)
-    # $\mu_r = s + r$, added in `float64`
+    # $\mu_q = K + \bar\delta$, added in `float64`
     mean = shift.flatten().double() + residual.flatten().double()
     count = torch.full_like(mean, float(n))
     return torch.stack([count, mean, m2.double()])  # [3, C]
@@ -149,34 +155,37 @@ def local_moments(x: torch.Tensor) -> torch.Tensor:
 # variances*, 1979; see
 # [Wikipedia](https://en.wikipedia.org/wiki/Algorithms_for_calculating_variance#Parallel_algorithm))
 # showed how to combine
-# the statistics of two parts $a$ and $b$ of a data set without going back to the data:
-# with $n = n_a + n_b$ and $\delta = \mu_b - \mu_a$,
+# the statistics of two parts $1$ and $2$ of a data set without going back to the data:
+# with $n = n_1 + n_2$ and $\Delta = \mu_2 - \mu_1$,
 #
-# $$\mu = \mu_a + \delta \frac{n_b}{n} \qquad
-#   M = M_a + M_b + \delta^2 \frac{n_a n_b}{n}$$
+# $$\mu = \mu_1 + \Delta \frac{n_2}{n} \qquad
+#   M = M_1 + M_2 + \Delta^2 \frac{n_1 n_2}{n}$$
 #
 # The second formula says that the spread of the union is the spread inside each part plus
-# the spread of the parts' means around each other. Folding the $W$ ranks in one by one with
+# the spread of the parts' means around each other. Folding the $R$ ranks in one by one with
 # this rule gives the same result as applying it to all of them at once:
 #
-# $$n = \sum_r n_r \qquad \mu = \frac{1}{n} \sum_r n_r \mu_r$$
+# $$n = \sum_q n_q \qquad \mu = \frac{1}{n} \sum_q n_q \mu_q$$
 #
-# $$M = \sum_r M_r + \sum_r n_r (\mu_r - \mu)^2$$
+# $$M = \sum_q M_q + \sum_q n_q (\mu_q - \mu)^2$$
 #
 # which is what we compute, since it needs no loop over ranks. Every term of $M$ is a square,
-# so nothing cancels; a rank with $n_r = 0$ contributes nothing, as it should.
-# The biased variance that normalises is $\sigma^2_\mathcal{B} = M / n$.
+# so nothing cancels; a rank with $n_q = 0$ contributes nothing, as it should.
+# Over the global batch $\mathcal{B}$ of all ranks, $m = n$ values per channel, the mean is
+# $\mu_\mathcal{B} = \mu$ and the biased variance that normalises is
+# $\sigma^2_\mathcal{B} = M / n$.
 def merge_moments(moments: torch.Tensor):
     r"""
-    `moments` is $[W, 3, C]$, the triples of every rank. Returns $n$ (an `int`) and the
-    `float64` mean $\mu$ and biased variance $\sigma^2_\mathcal{B}$, each of shape $[C]$.
+    `moments` is `[R, 3, C]`, the triples of every rank. Returns $n$ (an `int`) and the
+    `float64` mean $\mu_\mathcal{B}$ and biased variance $\sigma^2_\mathcal{B}$, each of
+    shape `[C]`.
     """
-    counts, means, m2 = moments[:, 0], moments[:, 1], moments[:, 2]  # [W, C] each
-    # $n = \sum_r n_r$; all channels share one count
+    counts, means, m2 = moments[:, 0], moments[:, 1], moments[:, 2]  # [R, C] each
+    # $n = \sum_q n_q$; all channels share one count
     n = counts[:, 0].sum()
-    # $\mu = \frac{1}{n} \sum_r n_r \mu_r$
+    # $\mu = \frac{1}{n} \sum_q n_q \mu_q$
     mean = (counts * means).sum(dim=0) / n
-    # $M = \sum_r M_r + \sum_r n_r (\mu_r - \mu)^2$
+    # $M = \sum_q M_q + \sum_q n_q (\mu_q - \mu)^2$
     spread = means - mean
     m2 = m2.sum(dim=0) + (counts * spread * spread).sum(dim=0)
     return int(n.item()), mean, m2 / n
@@ -184,11 +193,11 @@ def merge_moments(moments: torch.Tensor):
 
 # ## Communication
 #
-# Every rank sends its $[3, C]$ triple and receives everyone's. All ranks of the group must
+# Every rank sends its `[3, C]` triple and receives everyone's. All ranks of the group must
 # call this together, the ranks with an empty slice included: a collective waits for every
 # member, so a rank that skipped it would leave the others waiting.
 def gather_moments(local: torch.Tensor, group) -> torch.Tensor:
-    """`local` is this rank's $[3, C]$; returns $[W, 3, C]$, in rank order on every rank."""
+    """`local` is this rank's `[3, C]`; returns `[R, 3, C]`, in rank order on every rank."""
     parts = [torch.empty_like(local) for _ in range(dist.get_world_size(group))]
     dist.all_gather(parts, local, group=group)
     return torch.stack(parts)
@@ -196,7 +205,7 @@ def gather_moments(local: torch.Tensor, group) -> torch.Tensor:
 
 # ## Normalisation with the global statistics
 #
-# Given the global $\mu$ and $\sigma^2_\mathcal{B}$, the forward pass is Algorithm 1 of the
+# Given the global $\mu_\mathcal{B}$ and $\sigma^2_\mathcal{B}$, the forward pass is Algorithm 1 of the
 # paper applied to this rank's slice. The gradient is where the ranks meet again.
 class SyncBatchNormFunction(torch.autograd.Function):
     @staticmethod
@@ -205,24 +214,25 @@ class SyncBatchNormFunction(torch.autograd.Function):
         r"""
         ### Forward
 
-        `x` is this rank's slice, $[B_r, C, *]$; `mean` and `var` are the global `float64`
-        $\mu$ and $\sigma^2_\mathcal{B}$ of shape $[C]$, over `count` values per channel.
+        `x` is this rank's slice, `[N, C, *]`; `mean` and `var` are the global `float64`
+        $\mu_\mathcal{B}$ and $\sigma^2_\mathcal{B}$ of shape `[C]`, over `count` values per
+        channel.
 
         The mean arrives in `float64`. Rounding it to `float32` would lose the low bits that
         matter when the mean is large compared to the standard deviation, so we split it into
-        a `float32` part $\mu_{hi}$ and the remainder $\mu_{lo} = \mu - \mu_{hi}$ and subtract
+        a `float32` part $\mu_{hi}$ and the remainder $\mu_{lo} = \mu_\mathcal{B} - \mu_{hi}$ and subtract
         them one after the other, as `BatchNorm` subtracts its shift and residual.
         """
         dtype = _compute_dtype(x)
         shape = _channel_shape(x)
         xc = x.to(dtype)
-        # $\mu = \mu_{hi} + \mu_{lo}$
+        # $\mu_\mathcal{B} = \mu_{hi} + \mu_{lo}$
         mean_hi = mean.to(dtype)
         mean_lo = (mean - mean_hi.double()).to(dtype)
         mean_hi, mean_lo = mean_hi.view(shape), mean_lo.view(shape)
         # $\frac{1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$, from the `float64` variance
         inv_std = torch.rsqrt(var + eps).to(dtype).view(shape)
-        # $\hat{x}_i = \frac{x_i - \mu}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$; $[B_r, C, *]$
+        # $\hat{x}_i = \frac{x_i - \mu_\mathcal{B}}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$; [N, C, *]
         x_hat = ((xc - mean_hi) - mean_lo) * inv_std
         # $y_i = \gamma \hat{x}_i + \beta$
         y = x_hat
@@ -243,15 +253,18 @@ class SyncBatchNormFunction(torch.autograd.Function):
         r"""
         ### Backward
 
-        On one process, the paper's gradient collapses to
-        $$\frac{\partial \ell}{\partial x_i} =
-          \frac{\gamma \, (g_i - a - \hat{x}_i b)}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}$$
-        $$a = \frac{1}{m}\sum_j g_j \qquad b = \frac{1}{m}\sum_j g_j \hat{x}_j$$
-        with $g_i = \frac{\partial \ell}{\partial y_i}$ (see [`BatchNorm`](batch_norm.md)).
-        The sums run over the whole batch: the loss reaches $x_i$ through $\mu$ and
-        $\sigma^2_\mathcal{B}$, and every example of every rank changes those. Everything else
-        is local. So each rank sums $g$ and $g \hat{x}$ over its slice, the $2C$ sums are
-        added up over the ranks, and each rank finishes its own part of the gradient.
+        On one process, the paper's gradient collapses to (see [`BatchNorm`](batch_norm.md))
+        $$\begin{aligned}
+        \frac{\partial \ell}{\partial x_i} = \frac{\gamma}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}
+          \Big(&\frac{\partial \ell}{\partial y_i}
+          - \frac{1}{m}\sum_j \frac{\partial \ell}{\partial y_j} \\
+          &- \hat{x}_i \, \frac{1}{m}\sum_j \frac{\partial \ell}{\partial y_j} \hat{x}_j\Big)
+        \end{aligned}$$
+        The two sums run over the whole batch: the loss reaches $x_i$ through
+        $\mu_\mathcal{B}$ and $\sigma^2_\mathcal{B}$, and every example of every rank changes
+        those. Everything else is local. So each rank computes both sums over its slice, the
+        $2C$ sums are added up over the ranks, and each rank finishes its own part of the
+        gradient.
         """
         x, weight, mean_hi, mean_lo, inv_std = ctx.saved_tensors
         dtype = _compute_dtype(x)
@@ -260,7 +273,7 @@ class SyncBatchNormFunction(torch.autograd.Function):
         # $\hat{x}_i$, rebuilt rather than stored
         x_hat = ((x.to(dtype) - mean_hi) - mean_lo) * inv_std
         g = grad_y.to(dtype)
-        # This rank's $\sum_j g_j$ and $\sum_j g_j \hat{x}_j$; $[2, C]$
+        # This rank's two sums; [2, C]
         local_sums = torch.stack([g.sum(dim=dims), (g * x_hat).sum(dim=dims)])
 
         grad_x = None
@@ -271,14 +284,14 @@ class SyncBatchNormFunction(torch.autograd.Function):
             m = ctx.count
             sum_g, sum_g_x_hat = sums[0].view(shape), sums[1].view(shape)
             gamma = weight.to(dtype).view(shape) if weight is not None else 1.
-            # $\frac{\partial \ell}{\partial x_i}$, the formula above with the global $m$, $a$ and $b$
+            # $\frac{\partial \ell}{\partial x_i}$, the formula above with the global $m$ and sums
             grad_x = (gamma * inv_std) * (g - sum_g / m - x_hat * (sum_g_x_hat / m))
             grad_x = grad_x.to(x.dtype)
 
-        # $\frac{\partial \ell}{\partial \gamma} = \sum_i g_i \hat{x}_i$ and
-        # $\frac{\partial \ell}{\partial \beta} = \sum_i g_i$ over this rank's slice only.
+        # $\frac{\partial \ell}{\partial \gamma} = \sum_i \frac{\partial \ell}{\partial y_i} \hat{x}_i$ and
+        # $\frac{\partial \ell}{\partial \beta} = \sum_i \frac{\partial \ell}{\partial y_i}$ over this rank's slice only.
         # `DistributedDataParallel` adds up (averages) parameter gradients across ranks
-        # itself; summing them here as well would count every rank $W$ times.
+        # itself; summing them here as well would count every rank $R$ times.
         grad_weight = grad_bias = None
         if weight is not None and ctx.needs_input_grad[1]:
             grad_weight = local_sums[1].to(weight.dtype)
@@ -311,7 +324,7 @@ class SyncBatchNorm(BatchNorm):
 
     def forward(self, x: torch.Tensor):
         r"""
-        `x` has shape $[B_r, C, *]$, this rank's slice; the output has the same shape, dtype
+        `x` has shape `[N, C, *]`, this rank's slice; the output has the same shape, dtype
         and memory format.
         """
         self._check_input(x)
@@ -321,7 +334,8 @@ class SyncBatchNorm(BatchNorm):
         if not self.training or not self._is_distributed():
             return super().forward(x)
 
-        # $n_r$, $\mu_r$, $M_r$ of this rank, everyone's, and the merged $n$, $\mu$, $\sigma^2_\mathcal{B}$
+        # $n_q$, $\mu_q$, $M_q$ of this rank, everyone's, and the merged $n$, $\mu_\mathcal{B}$,
+        # $\sigma^2_\mathcal{B}$
         with torch.no_grad():
             moments = gather_moments(local_moments(x), self.process_group)  # [W, 3, C]
             m, mean, var = merge_moments(moments)
@@ -436,7 +450,7 @@ def _reduced_dims(x: torch.Tensor):
     return [0] + list(range(2, x.dim()))
 
 
-# The shape $[1, C, 1, \dots]$ of per-channel values broadcast over a $[B, C, *]$ input
+# The shape [1, C, 1, ...] of per-channel values broadcast over an [N, C, *] input
 def _channel_shape(x: torch.Tensor):
     return [1, x.shape[1]] + [1] * (x.dim() - 2)
 

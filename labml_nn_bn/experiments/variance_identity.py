@@ -43,33 +43,46 @@ floor: $y_{64}$ rounded to the dtype.
 What the figure shows (torch 2.13 on CPU):
 
 * In `float32` the identity's error grows with the square of the offset: at $10^3$ it is <!-- measured variance_identity:float32.identity.1e3 .1e -->1.2e-01<!-- /measured -->,
-  and beyond about $3 \times 10^3$ the "variance" of some channels comes out negative and the
+  and from about $3 \times 10^3$ on the "variance" of some channels comes out negative and the
   output is `NaN`. At $10^6$ it is positive again but far too large, which squashes the output
   towards zero (error <!-- measured variance_identity:float32.identity.1e6 .1e -->1.0e+00<!-- /measured -->).
-  The two-pass form grows only linearly, because all that goes wrong is the
-  rounding of the mean: <!-- measured variance_identity:float32.two_pass.1e3 .1e -->1.0e-04<!-- /measured -->
-  at $10^3$, <!-- measured variance_identity:float32.two_pass.1e6 .1e -->2.1e-02<!-- /measured -->
-  at $10^6$. `torch.var_mean` and `torch.nn.BatchNorm2d` behave like the two-pass form
-  (<!-- measured variance_identity:float32.torch_batch_norm.1e6 .1e -->2.2e-02<!-- /measured -->
-  at $10^6$); the shifted form stays at <!-- measured variance_identity:float32.shifted.1e6 .1e -->5.6e-08<!-- /measured -->,
-  next to the error of rounding the exact output to `float32`.
-* `bfloat16` keeps 8 significant bits. Written in `bfloat16`, the identity's variance is
-  negative from an offset of about 30. From about $4 \times 10^3$ on, every stored value of a
-  channel is the same number, so there is nothing left to normalise and no error to measure
-  (the grey region); just before that, a channel has only a handful of distinct values.
+  The two-pass form grows about linearly with the offset up to $10^5$, because all that goes
+  wrong is the rounding of the mean: <!-- measured variance_identity:float32.two_pass.1e3 .1e -->1.0e-04<!-- /measured --> at $10^3$,
+  <!-- measured variance_identity:float32.two_pass.1e5 .1e -->1.1e-02<!-- /measured --> at $10^5$. Beyond that it grows faster and unevenly,
+  <!-- measured variance_identity:float32.two_pass.316228 .1e -->1.2e-01<!-- /measured --> at $3.2 \times 10^5$ and
+  <!-- measured variance_identity:float32.two_pass.562341 .1e -->1.7e-01<!-- /measured --> at $5.6 \times 10^5$, then
+  <!-- measured variance_identity:float32.two_pass.1e6 .1e -->2.1e-02<!-- /measured --> at $10^6$, a favourable point (our reading: how much the sums
+  round depends on where the offset falls on the `float32` grid, and $10^6$ falls well).
+  `torch.var_mean` and `torch.nn.BatchNorm2d` grow the same way, a few times below the
+  two-pass form, and meet it at $10^6$ (<!-- measured variance_identity:float32.torch_batch_norm.1e6 .1e -->2.2e-02<!-- /measured --> for `BatchNorm2d` at $10^6$). The shifted form stays
+  between <!-- measured variance_identity:float32.shifted.316228 .1e -->5.5e-08<!-- /measured --> and <!-- measured variance_identity:float32.shifted.316 .1e -->2.6e-07<!-- /measured --> over the whole range:
+  2 to 10 times the error of rounding the exact output to `float32`
+  (<!-- measured variance_identity:float32.floor.1e0 .1e -->2.5e-08<!-- /measured -->), and far below every other method at large offsets.
+* `bfloat16` keeps 8 significant bits. Written in `bfloat16`, the identity is already wrong by
+  orders of magnitude at an offset of about 18 (error <!-- measured variance_identity:bfloat16.identity.18 .1e -->1.8e+02<!-- /measured -->), and its
+  variance first comes out negative (`NaN`) at about 30. Above that it is negative at some
+  offsets and positive but far too small at others, which blows the output up (error
+  <!-- measured variance_identity:bfloat16.identity.1e2 .1e -->3.2e+02<!-- /measured --> at $10^2$, <!-- measured variance_identity:bfloat16.identity.3162 .1e -->5.4e+02<!-- /measured --> at 3,162). From about
+  $4 \times 10^3$ on, every stored value of a channel is the same number, so there is nothing
+  left to normalise and no error to measure (the grey region); just before that, a channel has
+  only a handful of distinct values.
 * In `float16` the identity's variance turns negative at an offset of $10^2$, and from about
-  $250$ on $x^2$ overflows ($256^2$ is already above 65,504) (the largest `float16` is 65,504), so the output is `NaN`. The
-  input itself overflows from $65{,}504$ on.
+  $256$ on $x^2$ overflows (the largest `float16` is 65,504, and $256^2 = 65{,}536$), so the
+  output is `NaN`. The input itself overflows from $65{,}504$ on.
 * With a 16-bit input, the two-pass form and `torch.var_mean` return the mean in the input's
-  dtype, and are off by <!-- measured variance_identity:float16.torch_var_mean.1e3 .1e -->2.2e-02<!-- /measured -->
-  at $10^3$ in `float16`. Our `BatchNorm` computes the statistics in `float32`; it and
-  `torch.nn.BatchNorm2d` stay at the floor of the dtype (except `BatchNorm2d` on the nearly
-  constant `float16` channels at $10^4$).
+  dtype. In `float16`, `torch.var_mean` is off by <!-- measured variance_identity:float16.torch_var_mean.1e3 .1e -->2.2e-02<!-- /measured --> at $10^3$,
+  but $10^3$ is a lucky point: it lies on the `float16` grid, so the mean, which is within a
+  few hundredths of it, rounds to almost its exact value. Its neighbours are worse:
+  <!-- measured variance_identity:float16.torch_var_mean.562 .1e -->1.6e-01<!-- /measured --> at 562 and <!-- measured variance_identity:float16.torch_var_mean.1778 .1e -->2.7e-01<!-- /measured --> at 1,778.
+  Our `BatchNorm` computes the statistics in `float32`; it and `torch.nn.BatchNorm2d` stay at
+  the floor of the 16-bit dtypes (except `BatchNorm2d` on the nearly constant `float16`
+  channels at $10^4$, <!-- measured variance_identity:float16.torch_batch_norm.1e4 .1e -->3.1e-02<!-- /measured --> against a floor of
+  <!-- measured variance_identity:float16.floor.1e4 .1e -->8.3e-05<!-- /measured -->).
 
-The shifted form, which our `BatchNorm` uses, stays at the floor of each dtype over the whole
-range. Large offsets do occur in practice, for instance with un-normalised inputs such as
-time stamps or coordinates far from the origin, or with the activations of a badly scaled
-layer.
+The shifted form, which our `BatchNorm` uses, is at the floor of `bfloat16` and `float16` and
+2 to 10 times the floor of `float32` over the whole range. Large offsets do occur in
+practice, for instance with un-normalised inputs such as time stamps or coordinates far from
+the origin, or with the activations of a badly scaled layer.
 
 Run it with
 
@@ -208,8 +221,14 @@ def decade_key(offset: float) -> Optional[str]:
     return f'1e{round(k)}' if abs(k - round(k)) < 1e-9 else None
 
 
+def offset_key(offset: float) -> str:
+    """The JSON's name of an offset: `1e3` for a decade, the rounded offset otherwise (`562`)."""
+    return decade_key(offset) or f'{offset:.0f}'
+
+
 def measure(smoke: bool = False, seed: int = 0) -> Dict:
-    """Every measurement: `values[dtype][method][offset]` for the decades (the JSON's schema),
+    """Every measurement: `values[dtype][method][offset]` and `values[dtype]['floor'][offset]`
+    for every offset measured, named by `offset_key` (the JSON's schema, which the text quotes),
     and `curves` over all offsets for the figure."""
     offsets = offsets_for(smoke)
     curves = {}
@@ -217,13 +236,11 @@ def measure(smoke: bool = False, seed: int = 0) -> Dict:
         curves[dtype_name] = [measure_one(offset, dtype, seed) for offset in offsets]
     values = {}
     for dtype_name, rows in curves.items():
-        values[dtype_name] = {name: {} for name in METHODS}
+        values[dtype_name] = {name: {} for name in [*METHODS, 'floor']}
         for offset, row in zip(offsets, rows):
-            key = decade_key(offset)
-            if key is None:
-                continue
-            for name in METHODS:
-                error = row['errors'][name]
+            errors = {**row['errors'], 'floor': row['floor']}
+            for name, error in errors.items():
+                key = offset_key(offset)
                 values[dtype_name][name][key] = error if math.isfinite(error) else 'nan'
     return {'offsets': offsets, 'curves': curves, 'values': values}
 

@@ -59,7 +59,7 @@ def cpu_section() -> str:
                f"There is no fused path on a CPU: `FastBatchNorm` is `BatchNorm` there.")
     out.append('')
     out.append('**Training** (forward and backward, running statistics updated); GB/s is the minimal '
-               'traffic $5Nb$ over the time:')
+               'traffic $5P$ over the time:')
     out.append('')
     out.append(bn_speed.markdown_table(N, inputs, 'train'))
     out.append('')
@@ -78,7 +78,7 @@ def cpu_section() -> str:
                    f"{q(N, f'{key}.train.native.faults', '.0f', v['native']['faults'])} | "
                    f"{q(N, f'{key}.train.eager.faults', '.0f', v['eager']['faults'])} |")
     out.append('')
-    out.append('**Evaluation** (forward with population statistics, no autograd); GB/s is $2Nb$ over the time:')
+    out.append('**Evaluation** (forward with population statistics, no autograd); GB/s is $2P$ over the time:')
     out.append('')
     out.append(bn_speed.markdown_table(N, inputs, 'eval'))
     out.append('')
@@ -88,7 +88,7 @@ def cpu_section() -> str:
              'eval_eager': 'evaluation, eager / native ≤ 1.5 (the worst input)',
              'cpu_eager_peak_memory': 'peak memory of a training step, eager / native ≤ 1.1 '
                                       '(the worst input)'}
-    out.append("The issue's CPU targets in this run:")
+    out.append("The targets this work set itself on a CPU, in this run:")
     out.append('')
     for key, label in names.items():
         if key in t:
@@ -139,11 +139,11 @@ def gpu_section(figures: Path = FIGURES) -> str:
                    f"events, median.")
         out.append('')
         out += _gpu_findings(name, inputs, figures, kind)
-        out.append('**Training** (forward and backward); GB/s is the minimal traffic $5Nb$ over the time:')
+        out.append('**Training** (forward and backward); GB/s is the minimal traffic $5P$ over the time:')
         out.append('')
         out.append(bn_speed.markdown_table(name, inputs, 'train'))
         out.append('')
-        out.append('**Evaluation**; GB/s is $2Nb$ over the time:')
+        out.append('**Evaluation**; GB/s is $2P$ over the time:')
         out.append('')
         out.append(bn_speed.markdown_table(name, inputs, 'eval'))
         out.append('')
@@ -157,7 +157,7 @@ def gpu_section(figures: Path = FIGURES) -> str:
                      for i in impls]
             out.append(f"| {key.replace('_', ' ')} | " + ' | '.join(cells) + ' |')
         out.append('')
-        out.append("The issue's targets in this run:")
+        out.append("The targets this work set itself, in this run:")
         out.append('')
         for target, t in bn['targets'].items():
             where = f" ({t['input']})" if 'input' in t else ''
@@ -187,14 +187,17 @@ def _gpu_findings(name, inputs, figures: Path, kind: str):
     out = [f"**What this run shows.** At $256 \\times 64 \\times 56 \\times 56$ `float32`, native "
            f"training takes {q(name, f'{k}.native.ms', '.3f', b['native']['ms'])} ms, "
            f"{q(name, f'{k}.native.of_copy', '.0%', b['native']['of_copy'])} of the copy's "
-           f"bandwidth: cuDNN's NCHW kernels are as far from the floor as the issue said. The eager "
+           f"bandwidth: cuDNN's NCHW kernels are as far from the floor as the baseline at the end of "
+           f"this page says. The eager "
            f"module, with its few passes, is as fast "
            f"({q(name, f'{k}.eager.ratio', '.2f', b['eager']['ratio'])}× native) and holds no more "
            f"memory ({q(name, f'{k}.eager.peak_ratio', '.2f', b['eager']['peak_ratio'])}×); the fused "
-           f"kernels take {q(name, f'{k}.fast.ms', '.3f', b['fast']['ms'])} ms "
+           f"kernels take a median of {q(name, f'{k}.fast.ms', '.3f', b['fast']['ms'])} ms "
            f"({q(name, f'{k}.fast.ratio', '.2f', b['fast']['ratio'])}× native, "
            f"{q(name, f'{k}.fast.of_copy', '.0%', b['fast']['of_copy'])} of the copy's bandwidth against "
-           f"the minimal traffic).", '']
+           f"the minimal traffic), but their rounds spread widely, over "
+           f"{q(name, f'{k}.fast.spread', '.0%', b['fast']['spread'])} of that median (native's over "
+           f"{q(name, f'{k}.native.spread', '.1%', b['native']['spread'])}).", '']
     tiles = figures / f'fast_tiles-{kind}.json'
     if tiles.exists():
         t_name = tiles.stem
@@ -212,8 +215,10 @@ def _gpu_findings(name, inputs, figures: Path, kind: str):
         out.append(f"In `bfloat16` channels-last, native's kernel is much better "
                    f"({q(name, f'{k}.train.native.ms', '.3f', h['native']['ms'])} ms, "
                    f"{q(name, f'{k}.train.native.of_copy', '.0%', h['native']['of_copy'])} of the copy's "
-                   f"bandwidth) and the fused kernels take "
-                   f"{q(name, f'{k}.train.fast.ratio', '.2f', h['fast']['ratio'])}× its time; in evaluation the "
+                   f"bandwidth) and the fused kernels take a median of "
+                   f"{q(name, f'{k}.train.fast.ratio', '.2f', h['fast']['ratio'])}× its time, with rounds "
+                   f"spread over {q(name, f'{k}.train.fast.spread', '.0%', h['fast']['spread'])} of "
+                   f"that median; in evaluation the "
                    f"fused apply kernel takes {q(name, f'{k}.eval.fast.ratio', '.2f', half['eval']['fast']['ratio'])}× "
                    f"native's.")
         out.append('')

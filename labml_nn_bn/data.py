@@ -334,7 +334,7 @@ def load_dataset(name: str = 'auto', folder: Optional[Path] = None, download_ok:
 # ## Tensors on the device, batches by index
 class DeviceData:
     r"""
-    The data set as normalised `float32` tensors of shape $[N, 1, 28, 28]$ on `device`.
+    The data set as normalised `float32` tensors of shape `[N, 1, 28, 28]` on `device`.
     Pixels are scaled to $[0, 1]$ and standardised with the mean and standard deviation of the
     training images (for full MNIST, $0.1307$ and $0.3081$).
     """
@@ -349,7 +349,7 @@ class DeviceData:
         self.test_y = torch.from_numpy(dataset.test_labels.astype(np.int64)).to(device)
 
     def _normalise(self, x: torch.Tensor, device):
-        # $[N, 28, 28] \to [N, 1, 28, 28]$: one input channel
+        # [N, 28, 28] -> [N, 1, 28, 28]: one input channel
         return ((x - self.mean) / self.std).unsqueeze(1).to(device)
 
 

@@ -2,43 +2,55 @@ r"""
 ---
 title: Inference with Batch Normalization
 summary: >
-  Algorithm 2 of the paper, and one step beyond it: exact population statistics computed
-  over the training data (recalibrate), and batch norms folded into the convolution or linear
-  layer before them (fold_batch_norm).
+  Algorithm 2 of the paper, and one step beyond it: population statistics estimated by
+  averaging over training mini-batches (recalibrate), and batch norms folded into the
+  convolution or linear layer before them (fold_batch_norm).
 ---
 
 # Inference with Batch Normalization
 
+*Symbols as in [the notation table](../notation.md): on this page $u$ is a layer's input,
+$x = Wu + b$ its output, which the batch norm normalises, and $y$ the batch norm's output.*
+
 During training a batch norm normalises with the statistics of the mini-batch in front of it,
 so the output for one example depends on the others. At inference the paper wants a
-deterministic function of the input alone, and its **Algorithm 2** builds that *inference
-network* in two steps:
+deterministic function of the input alone. Its **Algorithm 2**, "Training a Batch-Normalized
+Network", trains the network and then, in its lines 10–11, builds that *inference network*
+in two steps:
 
-1. **Population statistics.** Run the trained network over several training mini-batches
-   $\mathcal{B}$ of size $m$, and average what the batch norm sees,
-   $$\mathbb{E}[x] \leftarrow \mathbb{E}_\mathcal{B}[\mu_\mathcal{B}] \qquad
-     \mathrm{Var}[x] \leftarrow \frac{m}{m - 1}\, \mathbb{E}_\mathcal{B}[\sigma^2_\mathcal{B}]$$
+1. **Population statistics** (line 10). Run the trained network over several training
+   mini-batches $\mathcal{B}$ of size $m$, and average what the batch norm sees,
+   $$\begin{aligned}
+     \mathbb{E}[x] &\leftarrow \mathbb{E}_\mathcal{B}[\mu_\mathcal{B}] \\
+     \mathrm{Var}[x] &\leftarrow \frac{m}{m - 1}\, \mathbb{E}_\mathcal{B}[\sigma^2_\mathcal{B}]
+   \end{aligned}$$
    The factor $\frac{m}{m-1}$ makes the variance unbiased: training normalised with the
    *biased* batch variance $\sigma^2_\mathcal{B}$.
-2. **One affine map per feature.** With those statistics fixed, the batch norm is
-   $$y = \frac{\gamma}{\sqrt{\mathrm{Var}[x] + \epsilon}} \cdot x \; +
-     \Big(\beta - \frac{\gamma\, \mathbb{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}}\Big)$$
-   a scale and a shift: the paper combines the fixed normalisation with $\gamma$ and $\beta$
-   into this one linear transform. Merging it further into the convolution or linear layer
-   before it is common practice, not part of the paper.
+2. **One affine map per feature** (line 11). With those statistics fixed, the batch norm is
+   $$\begin{aligned}
+     y = {} &\frac{\gamma}{\sqrt{\mathrm{Var}[x] + \epsilon}} \cdot x \\
+       &+ \Big(\beta - \frac{\gamma\, \mathbb{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}}\Big)
+   \end{aligned}$$
+   a scale $\tilde\gamma = \gamma / \sqrt{\mathrm{Var}[x] + \epsilon}$ and an offset
+   $\tilde\beta = \beta - \tilde\gamma\,\mathbb{E}[x]$, so $y = \tilde\gamma x + \tilde\beta$:
+   the paper combines the fixed normalisation with $\gamma$ and $\beta$ into this one linear
+   transform. Merging it further into the convolution or linear layer before it is common
+   practice, not part of the paper.
 
 In practice (as the paper suggests, to track accuracy while training, and as
 [our `BatchNorm`](batch_norm.md) does) step 1
 is replaced by moving averages updated during training, which cost nothing extra but mix
-statistics from networks at different points of training. `recalibrate` below is the exact
-step 1; `fold_batch_norm` goes one step beyond step 2. The experiment on
+statistics from networks at different points of training. `recalibrate` below is step 1 as
+the paper writes it: an average over the mini-batches you give it, so an estimate of the
+population statistics, as good as those batches are many and representative;
+`fold_batch_norm` goes one step beyond step 2. The experiment on
 [population statistics](experiments/population_statistics.md) measures when the difference
 between the two estimates matters.
 
 ```python
 from labml_nn_bn import recalibrate, fold_batch_norm
 
-recalibrate(model, (x for x, _ in train_batches))  # exact population statistics
+recalibrate(model, (x for x, _ in train_batches))  # Algorithm 2's population statistics
 fast_model = fold_batch_norm(model)                # BN merged into conv/linear weights
 ```
 """
@@ -67,6 +79,12 @@ def _keeps_running_stats(module: nn.Module) -> bool:
 
 
 # ## Algorithm 2, step 1: population statistics
+#
+# **A new domain.** The paper's conclusion (Section 5) suggests a second use: a batch-normalized
+# network might adapt to a new data distribution with only a recomputation of the population
+# means and variances, Algorithm 2's step 1 run on the new data. `recalibrate` does exactly
+# that when given batches of the new domain; the paper leaves it as a direction to explore,
+# and so do we (no experiment here tests it).
 #
 # Every batch norm's input is recorded by a forward pre-hook while the network processes the
 # given batches **in training mode**, which is how we read Algorithm 2 (it does not say): each
@@ -159,13 +177,21 @@ def recalibrate(model: nn.Module, batches: Iterable, *, device=None) -> nn.Modul
 
 # ## Beyond Algorithm 2: folding into the layer before
 #
-# A convolution or linear layer followed by a batch norm in inference mode computes, for each
-# output channel $k$,
-# $$y_k = \gamma_k \frac{(W x + b)_k - \mathbb{E}[x_k]}{\sqrt{\mathrm{Var}[x_k] + \epsilon}} + \beta_k$$
+# A convolution or linear layer followed by a batch norm in inference mode computes, from
+# the layer's input $u$, for each output channel $k$,
+# $$\begin{aligned}
+#   x^{(k)} &= (Wu + b)^{(k)} \\
+#   y^{(k)} &= \tilde\gamma^{(k)} x^{(k)} + \tilde\beta^{(k)}
+# \end{aligned}$$
+# with $\tilde\gamma^{(k)} = \gamma^{(k)} / \sqrt{\mathrm{Var}[x^{(k)}] + \epsilon}$ and
+# $\tilde\beta^{(k)} = \beta^{(k)} - \tilde\gamma^{(k)}\,\mathbb{E}[x^{(k)}]$.
 # Both are affine, so their composition is one affine layer with the same shape as the first:
-# with the per-channel scale $s_k = \gamma_k / \sqrt{\mathrm{Var}[x_k] + \epsilon}$,
-# $$W'_k = s_k W_k \qquad b'_k = s_k\,(b_k - \mathbb{E}[x_k]) + \beta_k$$
-# where $W_k$ is row $k$ of a linear layer's weight, or output filter $k$ of a convolution's.
+# $$\begin{aligned}
+#   W'^{(k)} &= \tilde\gamma^{(k)} W^{(k)} \\
+#   b'^{(k)} &= \tilde\gamma^{(k)}\,\big(b^{(k)} - \mathbb{E}[x^{(k)}]\big) + \beta^{(k)}
+# \end{aligned}$$
+# where $W^{(k)}$ is row $k$ of a linear layer's weight, or output filter $k$ of a
+# convolution's, and $b'^{(k)} = \tilde\gamma^{(k)} b^{(k)} + \tilde\beta^{(k)}$.
 # The folded network skips a full read and write of every batch-normalised activation;
 # `benchmarks/fold_speed.py` measures what that saves on the MNIST CNN.
 #
@@ -181,9 +207,9 @@ def recalibrate(model: nn.Module, batches: Iterable, *, device=None) -> nn.Modul
 # against the trace when there is one, and taken on your word when there is not.
 #
 # **The features must be in dimension 1.** A batch norm normalises dimension 1 of its input,
-# and $k$ above is the layer's output feature: the two agree for a `Linear` on $[B, C]$ and a
-# convolution on $[B, C, *]$, but not for a `Linear` on $[B, L, C]$, where the batch norm
-# normalises $L$. Equal channel counts ($L = C$) do not tell them apart, and neither does the
+# and $k$ above is the layer's output feature: the two agree for a `Linear` on `[N, C]` and a
+# convolution on `[N, C, *]`, but not for a `Linear` on `[N, L, C]`, where the batch norm
+# normalises `L`. Equal channel counts (`L == C`) do not tell them apart, and neither does the
 # model, which works on inputs of any rank. So the folded batch norm leaves behind a check,
 # `FoldedBatchNorm`: it passes the layer's output on unchanged when it has the rank that puts
 # the features in dimension 1 (that of the layer's weight), and otherwise refuses the input,
@@ -232,19 +258,19 @@ def _fold(layer: nn.Module, bn: nn.Module):
     # The arithmetic is done in `float64` and the results rounded once to the layer's dtype
     weight = layer.weight.to(torch.float64)
     c = weight.shape[0]
-    # $s_k = \gamma_k / \sqrt{\mathrm{Var}[x_k] + \epsilon}$; $[C]$
+    # $\tilde\gamma^{(k)} = \gamma^{(k)} / \sqrt{\mathrm{Var}[x^{(k)}] + \epsilon}$; [C]
     scale = torch.rsqrt(bn.running_var.to(torch.float64) + bn.eps)
     if bn.weight is not None:
         scale = scale * bn.weight.to(torch.float64)
-    # $b_k - \mathbb{E}[x_k]$, with $b = 0$ for a layer built without a bias
+    # $b^{(k)} - \mathbb{E}[x^{(k)}]$, with $b = 0$ for a layer built without a bias
     shifted = -bn.running_mean.to(torch.float64)
     if layer.bias is not None:
         shifted = shifted + layer.bias.to(torch.float64)
-    # $b'_k = s_k (b_k - \mathbb{E}[x_k]) + \beta_k$
+    # $b'^{(k)} = \tilde\gamma^{(k)} (b^{(k)} - \mathbb{E}[x^{(k)}]) + \beta^{(k)}$
     bias = scale * shifted
     if bn.bias is not None:
         bias = bias + bn.bias.to(torch.float64)
-    # $W'_k = s_k W_k$; the scale broadcasts over everything but the output channel. New
+    # $W'^{(k)} = \tilde\gamma^{(k)} W^{(k)}$; the scale broadcasts over everything but the output channel. New
     # tensors (of the old ones' dtype, device and memory format), not writes into the old
     # ones, which another layer may share.
     old_weight, old_bias = layer.weight, layer.bias

@@ -17,8 +17,8 @@ training loop once, and so that the experiments differ only in what they are abo
 Two ways to train, on the same loop:
 
 * `train_steps(model, optimizer, batches, steps, on_step=...)` runs a given number of steps
-  and calls `on_step` after each one. Experiments that record something every $N$ steps (the
-  paper's Figure 1 records the test accuracy and the distribution of a sigmoid's input over
+  and calls `on_step` after each one. Experiments that record something at regular steps
+  (the paper's Figure 1 records the test accuracy and the distribution of a sigmoid's input over
   50,000 steps) use it with `batch_stream`, an endless supply of shuffled mini-batches.
 * `train_epochs(...)` wraps it into epochs, evaluating on the test set after each one.
 

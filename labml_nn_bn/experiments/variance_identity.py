@@ -8,12 +8,17 @@ summary: >
 
 # $\mathbb{E}[x^2] - \mathbb{E}[x]^2$ in floating point
 
-*This page is our addition: the paper does not discuss how to compute the variance.*
+*This page is our addition: the paper does not discuss how to compute the variance.
+Symbols as in [the notation table](../../notation.md); here $\mu$ and $\sigma$ without a
+subscript are the mean and standard deviation of the distribution the input is drawn from.*
 
 Algorithm 1 of the paper needs the mini-batch variance
 $\sigma^2_\mathcal{B} = \frac{1}{m}\sum_i (x_i - \mu_\mathcal{B})^2$.
 The identity $\mathrm{Var}[x] = \mathbb{E}[x^2] - \mathbb{E}[x]^2$ gives the same number in one
-pass over the data, and it is exact in real arithmetic. In floating point it subtracts two
+pass over the data, and it is exact in real arithmetic. The paper writes the same one-pass
+form once, for the covariance a full whitening would need,
+$\mathrm{Cov}[x] = \mathbb{E}[xx^T] - \mathbb{E}[x]\,\mathbb{E}[x]^T$ (Section 2), as a
+definition rather than a way to compute it. In floating point it subtracts two
 large, nearly equal numbers. When the mean is $10^3$ standard deviations away from zero,
 $\mathbb{E}[x^2] \approx 10^6\,\sigma^2$, and a `float32` number near $10^6$ is only known to
 about $0.06$, already 6% of the true variance $\sigma^2 = 1$. Summing thousands of values adds
@@ -115,7 +120,7 @@ DECADES = [f'1e{k}' for k in range(7)]
 
 # ## The five ways to normalise
 #
-# Each takes the stored input $x$ of shape $[B, C, H, W]$ and returns
+# Each takes the stored input $x$ of shape `[N, C, H, W]` and returns
 # $\hat{x}_i = (x_i - \mu_\mathcal{B}) / \sqrt{\sigma^2_\mathcal{B} + \epsilon}$ per channel.
 #
 # The identity, one pass: $\sigma^2_\mathcal{B} = \frac{1}{m}\sum_i x_i^2 - \mu_\mathcal{B}^2$

@@ -337,7 +337,7 @@ class SyncBatchNorm(BatchNorm):
         # $n_q$, $\mu_q$, $M_q$ of this rank, everyone's, and the merged $n$, $\mu_\mathcal{B}$,
         # $\sigma^2_\mathcal{B}$
         with torch.no_grad():
-            moments = gather_moments(local_moments(x), self.process_group)  # [W, 3, C]
+            moments = gather_moments(local_moments(x), self.process_group)  # [R, 3, C]
             m, mean, var = merge_moments(moments)
 
         # The same cases as `BatchNorm`, decided on the global count: every rank knows it, so all

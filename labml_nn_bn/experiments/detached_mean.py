@@ -10,6 +10,9 @@ summary: >
 
 # Normalising outside the gradient
 
+*Symbols as in [the notation table](../../notation.md); this page follows the paper's Section 2,
+where $\hat{x}$ is the centred value only.*
+
 Before it introduces batch normalization, the paper (Section 2) explains why normalising the
 activations *outside* the gradient step does not work. Take a layer that adds a learned bias,
 $x = u + b$, and centre it, $\hat{x} = x - \mathbb{E}[x]$, where the mean is computed over the

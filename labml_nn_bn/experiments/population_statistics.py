@@ -2,20 +2,23 @@ r"""
 ---
 title: Algorithm 2, population statistics
 summary: >
-  Test accuracy of the MNIST CNN with the batch norms' moving averages, with exact population
-  statistics (Algorithm 2, recalibrate), and with batch statistics, as the batch size shrinks.
+  Test accuracy of the MNIST CNN with the batch norms' moving averages, with Algorithm 2's
+  population statistics (recalibrate), and with batch statistics, as the batch size shrinks.
 ---
 
 # Algorithm 2: population statistics
+
+*Symbols as in [the notation table](../../notation.md).*
 
 At inference a batch norm normalises with fixed *population* statistics. The paper's
 Algorithm 2 computes them after training, averaging over training mini-batches of size $m$,
 $$\mathbb{E}[x] \leftarrow \mathbb{E}_\mathcal{B}[\mu_\mathcal{B}] \qquad
   \mathrm{Var}[x] \leftarrow \frac{m}{m - 1}\, \mathbb{E}_\mathcal{B}[\sigma^2_\mathcal{B}]$$
 and the paper notes that moving averages updated during training can be used instead, which
-lets the accuracy be tracked while training; PyTorch, Keras and our `BatchNorm` do that. [`recalibrate`](../inference.md) is the exact computation. Two questions:
+lets the accuracy be tracked while training; PyTorch, Keras and our `BatchNorm` do that. [`recalibrate`](../inference.md) computes Algorithm 2's average. Two questions:
 
-1. Does the cheap moving average cost accuracy, compared with the exact population statistics?
+1. Does the cheap moving average cost accuracy, compared with Algorithm 2's population
+   statistics?
 2. The network is *trained* with batch statistics and *evaluated* with population statistics.
    How large is that train/eval gap, and how does it grow as the batch size shrinks? With a
    batch of 4, a fully connected batch norm estimates each mean and variance from 4 numbers.
@@ -66,7 +69,7 @@ image is 0.1%: read differences of a few tenths of a percent as noise.
   numbers: the training-mode output of an image depends a lot on the 3 others, and the fixed
   population statistics are the better normaliser. This is the paper's reason for Algorithm 2
   (a deterministic output), and it shows that for small batches it also classifies better.
-* **Moving averages or exact statistics.** Recalibrating changes little here: with batches of
+* **Moving averages or Algorithm 2's statistics.** Recalibrating changes little here: with batches of
   4 it gains
   <!-- measured population_statistics:batch_4.recalibrated .1% -->97.7%<!-- /measured --> vs
   <!-- measured population_statistics:batch_4.moving_average .1% -->97.5%<!-- /measured -->,
@@ -76,14 +79,14 @@ image is 0.1%: read differences of a few tenths of a percent as noise.
   at a batch of 4 and
   <!-- measured population_statistics:batch_64.variance_difference .0% -->16%<!-- /measured -->
   at 64. The moving averages mix batches from the last few dozen steps of a network
-  that is still changing; the exact average is taken over the final network, which matters
+  that is still changing; Algorithm 2's average is taken over the final network, which matters
   more when each batch is noisier. For a short training run (few steps at a large batch) the
   moving averages can still carry their initial values; the tests check that case.
 
 The paper gives Algorithm 2 but no experiment on it; this one is ours. Later work studied the
 small-batch gap in depth: Batch Renormalization (Ioffe, 2017) corrects the batch statistics
 towards the moving averages during training, and "Rethinking 'Batch' in BatchNorm"
-(Wu & Johnson, 2021) recomputes exact population statistics after training, as `recalibrate`
+(Wu & Johnson, 2021) recomputes the population statistics after training, as `recalibrate`
 does, and finds the moving averages can be inaccurate.
 """
 

@@ -110,8 +110,8 @@ $\bar\delta_2$ and sums of squared deviations $M_{2,1}$, $M_{2,2}$,
 
 $$\begin{aligned}
   n &= n_1 + n_2 \qquad \Delta = \bar\delta_2 - \bar\delta_1 \\
-  \bar\delta &= \bar\delta_1 + \Delta \frac{n_2}{n} \qquad
-  M_2 = M_{2,1} + M_{2,2} + \Delta^2 \frac{n_1 n_2}{n}
+  \bar\delta &= \bar\delta_1 + \Delta \frac{n_2}{n} \\
+  M_2 &= M_{2,1} + M_{2,2} + \Delta^2 \frac{n_1 n_2}{n}
 \end{aligned}$$
 
 The mean is kept in two parts, $\mu_\mathcal{B} = K + \bar\delta$, and the centred values

@@ -38,8 +38,8 @@ $\beta$ is a smoothness constant, not batch normalization's shift). The
 network with three hidden layers of 100 units on MNIST (ReLUs, as in Santurkar et al.'s VGG,
 where the 2015 Figure 1 had sigmoids), trained four ways (`standard`, `bn`, `noisy_bn`, and
 the control `noisy_standard`: the same noise where the batch norm would be), on three seeds
-and at two learning rates. The noise has one knob, its strength $k$ (defined under "The
-noise" below; $k = 1$ unless said otherwise, $k = 0$ is no noise). We record (a) the training
+and at two learning rates. The noise has one knob, its strength $\kappa$ (defined under "The
+noise" below; $\kappa = 1$ unless said otherwise, $\kappa = 0$ is no noise). We record (a) the training
 and test accuracy, (b) the 15th, 50th and 85th percentiles of one unit's input, *after* the
 noise, which is what the next layer sees, as in Figure 1, and (c) at regular steps, three
 smoothness measures along the gradient for the networks without and with batch
@@ -99,21 +99,21 @@ are in `docs/figures/internal_covariate_shift.json` and
   same (panels c, d), except that over the last tenth the noisy network only draws level with
   the standard one (<!-- measured internal_covariate_shift:runs.lr_0p5.noisy_bn.test_final.median .1% -->94.8%<!-- /measured --> and
   <!-- measured internal_covariate_shift:runs.lr_0p5.standard.test_final.median .1% -->94.8%<!-- /measured -->).
-* **The strength of the noise decides (bottom row).** Instability grows steadily with $k$,
-  and so does the cost. At $k = 0.5$ the noisy network's inputs move
+* **The strength of the noise decides (bottom row).** Instability grows steadily with $\kappa$,
+  and so does the cost. At $\kappa = 0.5$ the noisy network's inputs move
   <!-- measured internal_covariate_shift:sweep.noisy_bn.relative_jitter.2.median .3f -->0.121<!-- /measured --> of their width per record, against the standard
   network's <!-- measured internal_covariate_shift:runs.lr_0p1.standard.relative_jitter.median .3f -->0.023<!-- /measured -->, and it reaches <!-- measured internal_covariate_shift:sweep.noisy_bn.test_early.2.median .1% -->94.2%<!-- /measured --> at step
   <!-- measured internal_covariate_shift:runs.lr_0p1.bn.early_step , -->300<!-- /measured --> and <!-- measured internal_covariate_shift:sweep.noisy_bn.test_final.2.median .1% -->94.9%<!-- /measured --> over the last tenth:
   close to plain batch normalization and above the standard network on both counts. At
-  $k = 2$ it falls to <!-- measured internal_covariate_shift:sweep.noisy_bn.test_early.4.median .1% -->89.4%<!-- /measured --> and
+  $\kappa = 2$ it falls to <!-- measured internal_covariate_shift:sweep.noisy_bn.test_early.4.median .1% -->89.4%<!-- /measured --> and
   <!-- measured internal_covariate_shift:sweep.noisy_bn.test_final.4.median .1% -->92.7%<!-- /measured -->. With the *same* noise, the batch-normalized network
   learns faster than the standard one at every strength we tried: at step
   <!-- measured internal_covariate_shift:runs.lr_0p1.bn.early_step , -->300<!-- /measured -->,
-  <!-- measured internal_covariate_shift:sweep.noisy_bn.test_early.1.median .1% -->94.6%<!-- /measured --> against <!-- measured internal_covariate_shift:sweep.noisy_standard.test_early.1.median .1% -->91.5%<!-- /measured --> at $k = 0.25$,
-  <!-- measured internal_covariate_shift:sweep.noisy_bn.test_early.3.median .1% -->92.0%<!-- /measured --> against <!-- measured internal_covariate_shift:sweep.noisy_standard.test_early.3.median .1% -->90.8%<!-- /measured --> at $k = 1$ and
-  <!-- measured internal_covariate_shift:sweep.noisy_bn.test_early.4.median .1% -->89.4%<!-- /measured --> against <!-- measured internal_covariate_shift:sweep.noisy_standard.test_early.4.median .1% -->87.8%<!-- /measured --> at $k = 2$, with
-  about equally unstable inputs (panel l). These are medians; at $k \ge 1$ the ranges over
-  seeds overlap. By the end the order turns at $k \ge 1$: the noisy
+  <!-- measured internal_covariate_shift:sweep.noisy_bn.test_early.1.median .1% -->94.6%<!-- /measured --> against <!-- measured internal_covariate_shift:sweep.noisy_standard.test_early.1.median .1% -->91.5%<!-- /measured --> at $\kappa = 0.25$,
+  <!-- measured internal_covariate_shift:sweep.noisy_bn.test_early.3.median .1% -->92.0%<!-- /measured --> against <!-- measured internal_covariate_shift:sweep.noisy_standard.test_early.3.median .1% -->90.8%<!-- /measured --> at $\kappa = 1$ and
+  <!-- measured internal_covariate_shift:sweep.noisy_bn.test_early.4.median .1% -->89.4%<!-- /measured --> against <!-- measured internal_covariate_shift:sweep.noisy_standard.test_early.4.median .1% -->87.8%<!-- /measured --> at $\kappa = 2$, with
+  about equally unstable inputs (panel l). These are medians; at $\kappa \ge 1$ the ranges over
+  seeds overlap. By the end the order turns at $\kappa \ge 1$: the noisy
   standard network ends at <!-- measured internal_covariate_shift:sweep.noisy_standard.test_final.3.median .1% -->95.0%<!-- /measured --> and
   <!-- measured internal_covariate_shift:sweep.noisy_standard.test_final.4.median .1% -->94.7%<!-- /measured -->, above its noise-free self.
 * **The control: the same noise without batch normalization.** At learning rate 0.1 it does
@@ -155,7 +155,7 @@ the standard network under the same noise, and survives a learning rate at which
 without batch normalization diverges. That is hard to square with the 2015 paper's claim
 that batch normalization works *by* stabilising those distributions. The strong form, that
 the noisy network trains as fast as the plain one, nearly holds here for mild noise
-($k \le 0.5$: within a point of plain batch normalization) and fails at $k = 1$, where most
+($\kappa \le 0.5$: within a point of plain batch normalization) and fails at $\kappa = 1$, where most
 of the lead is lost; batch normalization's own lead is small on this
 problem (an MLP trains well on MNIST without it), so there is little room before the noise's
 cost shows, and we could not check how strong Santurkar et al.'s noise was. The smoother
@@ -183,11 +183,11 @@ whether the noise is on at test time, and the range of step sizes along the grad
   differences between the networks are smaller than in their figures.
 * **The noise.** Ours multiplies each activation by a scale and adds a shift, both drawn anew
   for each unit at every step, plus a Gaussian drawn for each activation of each example,
-  all sized by one strength $k$; see `DistributionNoise` below. Because the size of theirs is
+  all sized by one strength $\kappa$; see `DistributionNoise` below. Because the size of theirs is
   in the part we could not read, we show five strengths.
 * **Test accuracy.** At test time we replace the noise by its mean, as dropout does. We also
   measured it with the noise drawn at test time as in training (the batch norms' running
-  statistics were collected with the noise): that is lower, at learning rate 0.1 and $k = 1$
+  statistics were collected with the noise): that is lower, at learning rate 0.1 and $\kappa = 1$
   <!-- measured internal_covariate_shift:runs.lr_0p1.noisy_bn.test_noisy_final.median .1% -->90.1%<!-- /measured --> over the last tenth against
   <!-- measured internal_covariate_shift:runs.lr_0p1.noisy_bn.test_final.median .1% -->94.5%<!-- /measured -->, so the mean is the kinder choice. The
   accuracy on the training batches is taken with the noise, as the optimiser sees them; for
@@ -221,35 +221,35 @@ from labml_nn_bn.experiments import cli, trainer
 # Santurkar et al. (Section 2.1) perturb every activation of every example after each batch
 # norm with i.i.d. noise whose mean is not zero and whose variance is not one, from a
 # distribution that changes at every step. Their Appendix A gives how its parameters are
-# drawn; we could not read it, so this is our reading, with one knob, the strength $k$. At
+# drawn; we could not read it, so this is our reading, with one knob, the strength $\kappa$. At
 # every step, each unit $j$ of the layer draws a shift and a scale,
 #
-# $$\mu_{t,j} \sim \mathcal{U}(-k, k) \qquad \sigma_{t,j} \sim \mathcal{U}(1, 1 + k)$$
+# $$\mu_{t,j} \sim \mathcal{U}(-\kappa, \kappa) \qquad \sigma_{t,j} \sim \mathcal{U}(1, 1 + \kappa)$$
 #
 # and each activation $y_{ij}$ of example $i$ becomes
 #
-# $$\tilde{y}_{ij} = \sigma_{t,j}\, y_{ij} + \mu_{t,j} + k\, \varepsilon_{ij} \qquad
+# $$\tilde{y}_{ij} = \sigma_{t,j}\, y_{ij} + \mu_{t,j} + \kappa\, \varepsilon_{ij} \qquad
 #   \varepsilon_{ij} \sim \mathcal{N}(0, 1)$$
 #
-# Given $y$, that is a draw from $\mathcal{N}(\sigma_{t,j} y_{ij} + \mu_{t,j}, k^2)$, i.i.d.
+# Given $y$, that is a draw from $\mathcal{N}(\sigma_{t,j} y_{ij} + \mu_{t,j}, \kappa^2)$, i.i.d.
 # over examples and units. For a batch-normalized unit ($y$ of mean $\beta$ and variance
 # $\gamma^2$) the next layer sees mean $\sigma_t \beta + \mu_t$ and variance
-# $\sigma_t^2 \gamma^2 + k^2$: both moments jump at every step, which is the instability the
+# $\sigma_t^2 \gamma^2 + \kappa^2$: both moments jump at every step, which is the instability the
 # experiment needs. The scale matters: an additive noise alone can be outgrown by learning a
-# larger $\gamma$, a multiplicative one cannot. At $k = 1$, our default, the mean moves by up
+# larger $\gamma$, a multiplicative one cannot. At $\kappa = 1$, our default, the mean moves by up
 # to one standard deviation of a freshly normalised unit and the spread by up to a factor of
-# two; $k = 0$ is no noise at all. Because the size is our guess, we also train at other
+# two; $\kappa = 0$ is no noise at all. Because the size is our guess, we also train at other
 # strengths.
 #
 # The noise is a training perturbation. In `eval()` mode it is replaced by its mean,
-# $\mathbb{E}[\tilde{y}] = (1 + \frac{k}{2})\, y$, as dropout is; what Santurkar et al. did at
+# $\mathbb{E}[\tilde{y}] = (1 + \frac{\kappa}{2})\, y$, as dropout is; what Santurkar et al. did at
 # test time is not in the parts of the paper we could read. With `sample_in_eval` it is drawn in
 # `eval()` mode too: the records use that for a second test accuracy, with the noise the
 # running statistics of the batch norms were collected under.
 class DistributionNoise(nn.Module):
     """
-    * `features`: the number of units, $C$ of a $[B, C]$ input
-    * `strength`: $k \\ge 0$
+    * `features`: the number of units, `C` of an `[N, C]` input
+    * `strength`: $\\kappa \\ge 0$
     * `generator`: the random numbers of the noise, apart from those of the weights and batches
     """
 
@@ -269,9 +269,9 @@ class DistributionNoise(nn.Module):
         # $\mu_t, \sigma_t$: $[C]$, one of each per unit, new at every call (every step)
         mu = (torch.rand(self.features, generator=self.generator) * 2. - 1.) * k
         sigma = 1. + torch.rand(self.features, generator=self.generator) * k
-        # $\varepsilon$: $[B, C]$, one per activation and example
+        # $\varepsilon$: [N, C], one per activation and example
         eps = torch.randn(tuple(y.shape), generator=self.generator)
-        # $\tilde{y} = \sigma_t y + \mu_t + k \varepsilon$
+        # $\tilde{y} = \sigma_t y + \mu_t + \kappa \varepsilon$
         return y * sigma.to(y.device) + (mu + k * eps).to(y.device)
 
     def extra_repr(self) -> str:
@@ -332,30 +332,34 @@ class Network(Module):
 #
 # Santurkar et al. (Section 3.1, Figure 4) measure the landscape where training actually
 # goes: at a step of training, with parameters $\theta$ and the gradient
-# $g = \nabla \mathcal{L}(\theta)$ on a batch, they move along the gradient and look at
+# $\nabla \ell(\theta)$ of the loss on a batch, they move along the gradient and look at
+# (in our letters: $\ell$ is the loss, $\tau$ the step size, as [the notation](../../notation.md)
+# keeps $\eta$ for the learning rate and $\beta$ for batch norm's shift)
 #
-# * the loss $\mathcal{L}(\theta - \eta g)$ over a range of step sizes $\eta$: its range is a
-#   measure of how Lipschitz the loss is there;
-# * the $\ell_2$ distance $\|\nabla \mathcal{L}(\theta) - \nabla \mathcal{L}(\theta - \eta g)\|$
+# * the loss $\ell(\theta - \tau \nabla \ell(\theta))$ over a range of step sizes $\tau$: its
+#   range is a measure of how Lipschitz the loss is there;
+# * the Euclidean distance
+#   $\|\nabla \ell(\theta) - \nabla \ell(\theta - \tau \nabla \ell(\theta))\|$
 #   between the gradient at the start and the gradients along that direction: small means a
 #   "predictive" gradient, one that stays a good guide further away;
-# * the "effective" $\beta$-smoothness, the largest ratio of that gradient change to the
-#   distance moved, $\max_\eta \frac{\|\nabla \mathcal{L}(\theta) -
-#   \nabla \mathcal{L}(\theta - \eta g)\|}{\eta \|g\|}$.
+# * the "effective" smoothness (their "$\beta$-smoothness"), the largest ratio of that gradient
+#   change to the distance moved,
+#   $\max_\tau \frac{\|\nabla \ell(\theta) - \nabla \ell(\theta - \tau \nabla \ell(\theta))\|}
+#   {\tau \|\nabla \ell(\theta)\|}$.
 #
 # We evaluate everything on the *same* batch (so that the changes come from the move, not from
 # a new batch), in training mode (so a batch norm uses the batch's statistics, as in
 # training), and put the parameters and running statistics back afterwards: measuring changes
 # nothing in the run. The step sizes are our choice (the range in the paper is in the part we
-# could not read): $\eta = \lambda \cdot 2^i$ for $i = -4, \dots, 2$, from a sixteenth of the
-# learning rate $\lambda$ to four times it; the loss range includes $\eta = 0$.
+# could not read): $\tau = \eta \cdot 2^j$ for $j = -4, \dots, 2$, from a sixteenth of the
+# learning rate $\eta$ to four times it; the loss range includes $\tau = 0$.
 STEP_MULTIPLIERS = tuple(2. ** i for i in range(-4, 3))
 
 
 def landscape(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
               step_sizes: Sequence[float]) -> Dict[str, Optional[float]]:
-    """The loss range, the largest gradient change and the effective $\\beta$-smoothness along
-    $-g$ on the batch `(x, y)`; `None` for a measure that met a non-finite loss."""
+    """The loss range, the largest gradient change and the effective smoothness along
+    the negative gradient on the batch `(x, y)`; `None` for a measure that met a non-finite loss."""
     params = [p for p in model.parameters() if p.requires_grad]
     saved_params = [p.detach().clone() for p in params]
 
@@ -376,11 +380,11 @@ def landscape(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                     offset = 0
                     for p, p0 in zip(params, saved_params):
                         n = p.numel()
-                        # $\theta - \eta g$
+                        # $\theta - \tau \nabla \ell(\theta)$
                         p.copy_(p0 - eta * g[offset:offset + n].view_as(p))
                         offset += n
                 loss, g_eta = loss_and_gradient()
-                # $\|\nabla \mathcal{L}(\theta) - \nabla \mathcal{L}(\theta - \eta g)\|$
+                # $\|\nabla \ell(\theta) - \nabla \ell(\theta - \tau \nabla \ell(\theta))\|$
                 change = (g - g_eta).norm()
                 losses.append(loss)
                 changes.append(change)
@@ -414,7 +418,7 @@ class Settings:
     learning_rates: Tuple[float, ...] = (0.1, 0.5)
     hidden: int = 100
     layers: int = 3
-    # The strength $k$ of the noise of the noisy networks
+    # The strength $\kappa$ of the noise of the noisy networks
     noise: float = 1.
     # Other strengths, for the noisy networks at the first learning rate only
     noise_sweep: Tuple[float, ...] = (0.25, 0.5, 2.)

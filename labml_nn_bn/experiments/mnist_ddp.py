@@ -115,8 +115,9 @@ class Result:
 
 # ## Each process's share of a batch
 #
-# Rank $r$ of $W$ takes a contiguous block of the $n$ examples; the first $n \bmod W$ ranks
-# take one more than the others. A share can be empty when $n < W$.
+# Rank $q$ of $R$ takes a contiguous block of the $n$ examples; the first $n \bmod R$ ranks
+# take one more than the others. A share can be empty when $n < R$. ($R$ is the number of
+# ranks, as in [the notation](../../notation.md#ranks).)
 def shard(n: int, rank: int, world: int) -> slice:
     base, extra = divmod(n, world)
     start = rank * base + min(rank, extra)
@@ -125,12 +126,12 @@ def shard(n: int, rank: int, world: int) -> slice:
 
 # ## One training step
 #
-# `DistributedDataParallel` *averages* the gradients of the $W$ processes. If each process
+# `DistributedDataParallel` *averages* the gradients of the $R$ processes. If each process
 # minimised the mean loss over its own share, shares of unequal size would be weighted
-# equally, not their examples. So each process minimises
-# $$\ell_r = \frac{W}{n} \sum_{i \in \text{share } r} \ell_i$$
+# equally, not their examples. So process $q$ minimises
+# $$\ell_q = \frac{R}{n} \sum_{i \in \text{share } q} \ell_i$$
 # for a global batch of $n$ examples; the average over processes is then
-# $\frac{1}{W}\sum_r \nabla \ell_r = \nabla \frac{1}{n}\sum_i \ell_i$, the gradient of the mean
+# $\frac{1}{R}\sum_q \nabla \ell_q = \nabla \frac{1}{n}\sum_i \ell_i$, the gradient of the mean
 # loss over the global batch, exactly as in one process.
 def train_step(model, optimizer, x: torch.Tensor, y: torch.Tensor, global_size: int, world: int):
     """
@@ -138,9 +139,9 @@ def train_step(model, optimizer, x: torch.Tensor, y: torch.Tensor, global_size: 
     Returns the logits and the summed cross-entropy of the share (detached).
     """
     logits = model(x)
-    # $\sum_{i \in \text{share } r} \ell_i$
+    # $\sum_{i \in \text{share } q} \ell_i$
     total = F.cross_entropy(logits, y, reduction='sum')
-    # $\ell_r = \frac{W}{n} \sum_{i \in \text{share } r} \ell_i$
+    # $\ell_q = \frac{R}{n} \sum_{i \in \text{share } q} \ell_i$
     loss = total * (world / global_size)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

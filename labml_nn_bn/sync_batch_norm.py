@@ -25,8 +25,9 @@ and $\sigma^2_\mathcal{B}$. The paper relies on that dependence twice: Section 2
 the normalisation must be part of the network, with the gradient flowing through these
 statistics (normalising outside the gradient let a bias grow without bound), and Section 3.4
 credits part of batch normalization's regularising effect to each example being seen together
-with the others of its mini-batch. A plain batch norm on each rank therefore normalises with the statistics of
-its own slice, and the network being trained is not the one on the whole batch.
+with the others of its mini-batch. A plain batch norm on each rank therefore normalises with
+the statistics of its own slice, and the network being trained is not the one on the whole
+batch.
 
 This page builds `SyncBatchNorm`: the same module, except that during training every rank
 normalises with the mean and variance of the *concatenated* batch of all ranks, and

@@ -209,7 +209,8 @@ def _gpu_findings(name, inputs, figures: Path, kind: str):
                         f"around them (`benchmarks/fast_tiles.py`, tiles of 4,096 values, 4 warps), took "
                         f"{q(t_name, f'fp32_256x64x56x56.{i}.forward_ms', '.3f', r['forward_ms'])} ms "
                         f"forward and {q(t_name, f'fp32_256x64x56x56.{i}.backward_ms', '.3f', r['backward_ms'])} "
-                        f"ms backward: the rest of a step is the cost of calling them.")
+                        f"ms backward, medians of ten calls each (the sweep keeps no spread): the "
+                        f"rest of a step is the cost of calling them.")
     if half is not None:
         h, k = half['train'], 'bf16_cl_256x64x56x56'
         out.append(f"In `bfloat16` channels-last, native's kernel is much better "

@@ -11,7 +11,7 @@ import markdown
 import pytest
 
 from conftest import ROOT, imported_packages, load_annotate_hook
-from site_build import SPLITLINES_ONLY, AnnotatedPageParser
+from site_build import SPLITLINES_ONLY, AnnotatedPageParser, build_site, write_fixture_project
 
 annotate = load_annotate_hook()
 
@@ -599,3 +599,75 @@ def test_every_project_source_that_looks_annotated_loads():
     for path in sorted((ROOT / 'labml_nn_bn').rglob('*.py')):
         text = path.read_text(encoding='utf-8')
         assert (annotate.load_annotated(path, ROOT) is not None) == annotate.looks_annotated(text), path
+
+
+# --- math typeset at build time (issue 20: the page is slow to open) ----------------------
+
+KATEX = ROOT / 'node_modules' / 'katex'
+
+
+@pytest.fixture(scope='module')
+def katex_renderer():
+    renderer = annotate.MathRenderer(KATEX)
+    yield renderer
+    renderer.close()
+
+
+def test_formulas_are_typeset_by_katex_when_the_page_is_built(katex_renderer):
+    page = ('<p>Inline <span class="arithmatex">\\(x_i &lt; \\mu_\\mathcal{B}\\)</span> and</p>\n'
+            '<div class="arithmatex">\\[\\hat{x}_i = \\frac{x_i - \\mu}{\\sqrt{\\sigma^2 + \\epsilon}}\\]</div>')
+    out = annotate.typeset_math(page, katex_renderer)
+    assert '\\(' not in out and '\\[' not in out and '\\frac' not in out.split('<annotation')[0]
+    # The wrappers stay (the layout's CSS is unchanged) and are marked as typeset
+    assert out.count('<span class="arithmatex" data-typeset="build"><span class="katex">') == 1
+    assert out.count('<div class="arithmatex" data-typeset="build"><span class="katex-display">') == 1
+    # KaTeX's default output: the visible HTML, and MathML with the TeX for screen readers
+    assert out.count('<math xmlns="http://www.w3.org/1998/Math/MathML"') == 2
+    assert 'display="block"' in out and 'class="katex-html" aria-hidden="true"' in out
+    assert '<annotation encoding="application/x-tex">x_i &lt; \\mu_\\mathcal{B}</annotation>' in out
+    assert out.startswith('<p>Inline ') and '</span> and</p>\n<div' in out
+
+
+def test_a_formula_seen_before_is_not_typeset_again(katex_renderer):
+    page = '<span class="arithmatex">\\(a + a\\)</span>'
+    first = annotate.typeset_math(page, katex_renderer)
+    katex_renderer.cache[('a + a', False)] = {'html': 'CACHED'}
+    assert annotate.typeset_math(page * 2, katex_renderer) == \
+        '<span class="arithmatex" data-typeset="build">CACHED</span>' * 2
+    assert 'katex' in first
+
+
+def test_a_formula_katex_cannot_parse_stops_the_build_naming_page_and_formula(katex_renderer):
+    page = '<span class="arithmatex">\\(\\frac{1}{m}\\)</span><span class="arithmatex">\\(\\frac{1}{\\)</span>'
+    with pytest.raises(annotate.MathError) as raised:
+        annotate.typeset_math(page, katex_renderer, where=lambda tex: 'docs/x.md: line 3')
+    message = str(raised.value)
+    assert message.startswith("docs/x.md: line 3: KaTeX cannot typeset the formula '\\\\frac{1}{': ")
+    assert 'KaTeX parse error: Unexpected end of input' in message and '\n' not in message
+    # A build error: mkdocs prints it as one line and exits non-zero
+    from mkdocs.exceptions import BuildError
+    assert issubclass(annotate.MathError, BuildError)
+
+
+def test_without_node_or_katex_one_error_says_to_run_make_install(tmp_path, monkeypatch):
+    with pytest.raises(annotate.MathError, match=r'KaTeX not found at .*: run `make install` \(npm ci\)'):
+        annotate.MathRenderer(tmp_path / 'node_modules' / 'katex')
+    monkeypatch.setattr(annotate.shutil, 'which', lambda name: None)
+    with pytest.raises(annotate.MathError, match=r'node \(Node.js\) not found: .*`make install`'):
+        annotate.MathRenderer(KATEX)
+
+
+def test_mkdocs_build_fails_on_a_bad_formula_with_its_file_line_and_text(tmp_path):
+    # One bad formula in an annotated source's comment, one in a Markdown page
+    source = '"""\n---\ntitle: T\n---\n# T\n"""\n# Fine: $x^2$, not: $\\sqrt[{x}$\nX = 1\n'
+    project = write_fixture_project(tmp_path / 'project', source)
+    done = build_site(tmp_path / 'site', project)
+    assert done.returncode != 0
+    assert ("labml_nn_bn/demo/fixture.py: line 7: KaTeX cannot typeset the formula '\\\\sqrt[{x}'"
+            in done.stderr), done.stderr
+    assert 'Traceback' not in done.stderr
+    (project / 'labml_nn_bn' / 'demo' / 'fixture.py').write_text(source.replace('\\sqrt[{x}', 'y'))
+    (project / 'docs' / 'index.md').write_text('# Home\n\nFine $a$.\n\n$$\\left( x$$\n')
+    done = build_site(tmp_path / 'site', project)
+    assert done.returncode != 0
+    assert "docs/index.md: line 5: KaTeX cannot typeset the formula '\\\\left( x'" in done.stderr, done.stderr

@@ -671,3 +671,103 @@ def test_mkdocs_build_fails_on_a_bad_formula_with_its_file_line_and_text(tmp_pat
     done = build_site(tmp_path / 'site', project)
     assert done.returncode != 0
     assert "docs/index.md: line 5: KaTeX cannot typeset the formula '\\\\left( x'" in done.stderr, done.stderr
+
+
+# --- notes are paired only with their own code (issue 20: the sticky code column) ---------
+
+PAIRING = src('''
+    """
+    ---
+    title: T
+    ---
+    # T
+    """
+    import torch
+
+    # ## What the paper derives
+    #
+    # ### Where it goes
+    #
+    # Prose about the paper, no code of its own.
+
+    # ### Scale invariance
+    #
+    # $$\\mathrm{BN}((aW)u) = \\mathrm{BN}(Wu)$$
+    #
+    # ## The module
+    #
+    # Explains the import below.
+    try:
+        import labml_helpers
+    except ImportError:
+        labml_helpers = None
+''')
+
+
+def test_notes_that_a_heading_follows_before_any_code_are_a_section_of_notes_only():
+    annotated, page = render(PAIRING)
+    assert_every_line_accounted_for(PAIRING, annotated.sections)
+    notes = [s.notes.split('\n')[0] for s in annotated.sections]
+    assert notes == ['# T', '', '## What the paper derives', '### Where it goes',
+                     '### Scale invariance', '## The module']
+    assert [bool(s.code) for s in annotated.sections] == [False, True, False, False, False, True]
+    # The code sits only beside the notes that explain it, level with their heading
+    assert annotated.sections[-1].notes.startswith('## The module\n\nExplains the import')
+    assert annotated.sections[-1].code[0] == (22, 'try:')
+    only = [s for s in page.sections if 'annotated-section--notes-only' in s['classes']]
+    assert len(only) == 4 and all(s['code'] == 0 for s in only)
+    assert 'annotated-section--sticky' in page.sections[-1]['classes']
+
+
+def test_a_hash_line_in_a_fenced_block_of_notes_starts_no_section():
+    source = src('''
+        # An example:
+        #
+        # ```python
+        # # not a heading
+        # x = 1
+        # ```
+        y = 2
+    ''')
+    annotated, _ = render(source)
+    assert len(annotated.sections) == 1
+    assert annotated.sections[0].code == [(7, 'y = 2')]
+
+
+def test_a_heading_that_opens_a_body_stays_beside_the_definition():
+    source = src('''
+        # Notes about f
+        def f(x):
+            # ## A heading inside the body
+            return x
+    ''')
+    annotated, _ = render(source)
+    assert len(annotated.sections) == 1
+    assert annotated.sections[0].notes == 'Notes about f\n\n## A heading inside the body'
+
+
+def test_a_header_alone_is_not_kept_in_view_beside_notes_about_its_body():
+    source = src('''
+        class Norm:
+            @staticmethod
+            def update(x):
+                r"""
+                ### Moving averages
+
+                $$\\mathbb{E}[x] \\leftarrow (1 - \\alpha)\\,\\mathbb{E}[x] + \\alpha\\,\\mu$$
+                """
+                # The body's own note
+                return x
+
+
+        def whole(x):
+            """Short enough to be shown whole beside its notes."""
+            return x
+    ''')
+    annotated, page = render(source)
+    codes = [[t.strip() for _, t in s.code] for s in annotated.sections]
+    assert codes == [['class Norm:'], ['@staticmethod', 'def update(x):'], ['return x'],
+                     ['def whole(x):', 'return x']]
+    assert [s.header_only for s in annotated.sections] == [True, True, False, False]
+    sticky = ['annotated-section--sticky' in s['classes'] for s in page.sections]
+    assert sticky == [False, False, True, True]

@@ -149,6 +149,9 @@ class Section:
     code: List[Tuple[int, str]] = field(default_factory=list)
     # A stable anchor, from the first class or function defined in the section's code
     anchor: Optional[str] = None
+    # The code is only the header of a definition (decorators and signature) whose body is
+    # shown in later sections, beside notes of its own
+    header_only: bool = False
 
 
 class AnnotatedSource:
@@ -276,6 +279,37 @@ def _anchors(tree: ast.Module) -> Dict[int, str]:
     return anchors
 
 
+# A Markdown heading (ATX), as a comment's text starts it
+_HEADING = re.compile(r'#{1,6}(?:[ \t]|$)')
+
+
+def _in_fence(notes: str) -> bool:
+    """Whether Markdown notes end inside a fenced code block (where `#` starts no heading)."""
+    fences = [line for line in notes.split('\n') if line.lstrip().startswith(('```', '~~~'))]
+    return len(fences) % 2 == 1
+
+
+def _first_line(node: ast.AST) -> int:
+    """A statement's first line: a decorated definition starts at its first decorator."""
+    return min([node.lineno] + [d.lineno for d in getattr(node, 'decorator_list', [])])
+
+
+def _header_spans(tree: ast.Module) -> List[Tuple[int, int]]:
+    """
+    `(first line, first line of the body)` of each definition whose body has statements
+    besides its docstring: the lines in between are its header (and its docstring).
+    """
+    spans = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if ast.get_docstring(node, clean=False) is not None:
+                body = body[1:]
+            if body:
+                spans.append((_first_line(node), _first_line(body[0])))
+    return spans
+
+
 def split_sections(source: str) -> AnnotatedSource:
     """
     Splits Python source text into sections of notes and code.
@@ -291,6 +325,9 @@ def split_sections(source: str) -> AnnotatedSource:
     * A class or function docstring, or a comment opening a body, is notes for the section
       that shows the definition's header, so the explanation sits beside the signature and
       body it describes.
+    * A Markdown heading in a comment starts a new section: notes that a heading follows
+      before any code are a section of notes only, never beside the code of the next
+      heading's section. (A section shows code only beside the notes that explain it.)
 
     Lines are numbered as Python numbers them (`split_lines`). A source Python cannot parse,
     or bad front matter, raises `SourceError` with the line.
@@ -364,6 +401,10 @@ def split_sections(source: str) -> AnnotatedSource:
                 sections.append(Section())
             previous_was_comment = False
         elif number in comments:
+            current = sections[-1]
+            if (_HEADING.match(comments[number]) and current.notes.strip() and not current.code
+                    and not _in_fence(current.notes)):
+                sections.append(Section())
             add_notes(section_for_notes(number), comments[number], new_paragraph=not previous_was_comment)
             previous_was_comment = True
         else:
@@ -372,6 +413,7 @@ def split_sections(source: str) -> AnnotatedSource:
                 sections[-1].code.append((number, line))
             previous_was_comment = False
 
+    spans = _header_spans(tree)
     for section in sections:
         # Drop blank lines at the edges of each code block
         while section.code and not section.code[0][1].strip():
@@ -380,6 +422,9 @@ def split_sections(source: str) -> AnnotatedSource:
             section.code.pop()
         if section.code and section.code[0][0] in anchors:
             section.anchor = anchors[section.code[0][0]]
+        numbers = [n for n, _ in section.code]
+        section.header_only = bool(numbers) and any(
+            first <= min(numbers) and max(numbers) < body for first, body in spans)
     sections = [s for s in sections if s.notes.strip() or s.code]
     return AnnotatedSource(meta, sections, lines)
 
@@ -573,7 +618,9 @@ def render_sections(annotated: AnnotatedSource, md: markdown.Markdown,
         # The copy button copies exactly the code lines shown, whatever the layout does
         copy = html.escape('\n'.join(t for _, t in section.code))
         classes = 'annotated-section'
-        if notes and len(section.code) <= STICKY_MAX_LINES:
+        # A definition's header alone stays level with the start of its notes: kept in view,
+        # it would sit beside notes that explain the body, which comes later
+        if notes and len(section.code) <= STICKY_MAX_LINES and not section.header_only:
             classes += ' annotated-section--sticky'
         out.append(
             f'<div class="{classes}" id="{anchor}">{notes_div}'

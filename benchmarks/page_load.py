@@ -68,7 +68,8 @@ document.addEventListener('DOMContentLoaded', () => {
 READ_TIMINGS = '''() => {
   const nav = performance.getEntriesByType('navigation')[0];
   const formulas = document.querySelectorAll('.arithmatex').length;
-  const typeset = [...document.querySelectorAll('.arithmatex')].filter(e => e.querySelector('.katex')).length;
+  const typeset = [...document.querySelectorAll('.arithmatex')]
+    .filter(e => e.querySelector('.katex')).length;
   return {load: nav.loadEventEnd, dcl: nav.domContentLoadedEventEnd, formulas, typeset,
           watched: window.__typeset === undefined ? null : window.__typeset};
 }'''
@@ -88,8 +89,8 @@ def serve(site: Path, port: int):
 
 def build_site(into: Path) -> Path:
     env = dict(os.environ, NO_MKDOCS_2_WARNING='1')
-    done = subprocess.run([sys.executable, '-m', 'mkdocs', 'build', '--strict', '--site-dir', str(into)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    command = [sys.executable, '-m', 'mkdocs', 'build', '--strict', '--site-dir', str(into)]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         sys.exit(f'page_load.py: error: the site does not build:\n{done.stdout}{done.stderr}')
     return into
@@ -152,7 +153,8 @@ def load_once(browser, url: str, javascript: bool) -> dict:
 def summary(values):
     if any(v is None for v in values):
         return None
-    q = statistics.quantiles(values, n=4, method='inclusive') if len(values) > 1 else [values[0]] * 3
+    q = (statistics.quantiles(values, n=4, method='inclusive') if len(values) > 1
+         else [values[0]] * 3)
     return {'median': statistics.median(values), 'p25': q[0], 'p75': q[2],
             'min': min(values), 'max': max(values)}
 
@@ -160,7 +162,8 @@ def summary(values):
 def measure(sites: dict, page: str, repeats: int, port: int) -> dict:
     from playwright.sync_api import sync_playwright
 
-    servers = {label: serve(site, port if i == 0 else 0) for i, (label, site) in enumerate(sites.items())}
+    servers = {label: serve(site, port if i == 0 else 0)
+               for i, (label, site) in enumerate(sites.items())}
     loads = {label: {js: [] for js in (True, False)} for label in sites}
     try:
         with sync_playwright() as p:

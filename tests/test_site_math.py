@@ -28,9 +28,11 @@ def formulas_in(html: str) -> int:
     return len(re.findall(r'<(?:span|div) class="arithmatex"', html))
 
 
-def test_every_page_shows_its_formulas_typeset_without_javascript(browser, built_site, served_site):
+def test_every_page_shows_its_formulas_typeset_without_javascript(browser, built_site,
+                                                                  served_site):
     site_dir = built_site[0]
-    context = browser.new_context(java_script_enabled=False, viewport={'width': 1440, 'height': 900})
+    context = browser.new_context(java_script_enabled=False,
+                                  viewport={'width': 1440, 'height': 900})
     try:
         checked = 0
         for path in _site_paths(site_dir):

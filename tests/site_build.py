@@ -192,13 +192,12 @@ def write_fixture_project(project: Path, source: str = None, use_directory_urls:
         'theme': dict(main['theme'], custom_dir=str(ROOT / 'docs' / 'overrides')),
         'hooks': [str(ROOT / 'docs' / 'hooks' / 'annotate.py')],
         'markdown_extensions': main['markdown_extensions'],
-        # The site's own stylesheet and script, so that the browser sees the real layout
+        # The site's own stylesheets, so that the browser sees the real layout (the math
+        # arrives typeset: no script)
         'extra_css': ['assets/katex/katex.min.css', 'assets/annotated.css'],
-        'extra_javascript': ['assets/katex/katex.min.js', 'assets/math.js'],
     }
     assets = project / 'docs' / 'assets'
     assets.mkdir(exist_ok=True)
     (assets / 'annotated.css').write_bytes((ROOT / 'docs/assets/stylesheets/annotated.css').read_bytes())
-    (assets / 'math.js').write_bytes((ROOT / 'docs/assets/javascripts/math.js').read_bytes())
     (project / 'mkdocs.yml').write_text(yaml.safe_dump(config, sort_keys=False))
     return project

@@ -11,7 +11,7 @@ import markdown
 import pytest
 
 from conftest import ROOT, imported_packages, load_annotate_hook
-from site_build import SPLITLINES_ONLY, AnnotatedPageParser
+from site_build import SPLITLINES_ONLY, AnnotatedPageParser, build_site, write_fixture_project
 
 annotate = load_annotate_hook()
 
@@ -599,3 +599,175 @@ def test_every_project_source_that_looks_annotated_loads():
     for path in sorted((ROOT / 'labml_nn_bn').rglob('*.py')):
         text = path.read_text(encoding='utf-8')
         assert (annotate.load_annotated(path, ROOT) is not None) == annotate.looks_annotated(text), path
+
+
+# --- math typeset at build time (issue 20: the page is slow to open) ----------------------
+
+KATEX = ROOT / 'node_modules' / 'katex'
+
+
+@pytest.fixture(scope='module')
+def katex_renderer():
+    renderer = annotate.MathRenderer(KATEX)
+    yield renderer
+    renderer.close()
+
+
+def test_formulas_are_typeset_by_katex_when_the_page_is_built(katex_renderer):
+    page = ('<p>Inline <span class="arithmatex">\\(x_i &lt; \\mu_\\mathcal{B}\\)</span> and</p>\n'
+            '<div class="arithmatex">\\[\\hat{x}_i = \\frac{x_i - \\mu}{\\sqrt{\\sigma^2 + \\epsilon}}\\]</div>')
+    out = annotate.typeset_math(page, katex_renderer)
+    assert '\\(' not in out and '\\[' not in out and '\\frac' not in out.split('<annotation')[0]
+    # The wrappers stay (the layout's CSS is unchanged) and are marked as typeset
+    assert out.count('<span class="arithmatex" data-typeset="build"><span class="katex">') == 1
+    assert out.count('<div class="arithmatex" data-typeset="build"><span class="katex-display">') == 1
+    # KaTeX's default output: the visible HTML, and MathML with the TeX for screen readers
+    assert out.count('<math xmlns="http://www.w3.org/1998/Math/MathML"') == 2
+    assert 'display="block"' in out and 'class="katex-html" aria-hidden="true"' in out
+    assert '<annotation encoding="application/x-tex">x_i &lt; \\mu_\\mathcal{B}</annotation>' in out
+    assert out.startswith('<p>Inline ') and '</span> and</p>\n<div' in out
+
+
+def test_a_formula_seen_before_is_not_typeset_again(katex_renderer):
+    page = '<span class="arithmatex">\\(a + a\\)</span>'
+    first = annotate.typeset_math(page, katex_renderer)
+    katex_renderer.cache[('a + a', False)] = {'html': 'CACHED'}
+    assert annotate.typeset_math(page * 2, katex_renderer) == \
+        '<span class="arithmatex" data-typeset="build">CACHED</span>' * 2
+    assert 'katex' in first
+
+
+def test_a_formula_katex_cannot_parse_stops_the_build_naming_page_and_formula(katex_renderer):
+    page = '<span class="arithmatex">\\(\\frac{1}{m}\\)</span><span class="arithmatex">\\(\\frac{1}{\\)</span>'
+    with pytest.raises(annotate.MathError) as raised:
+        annotate.typeset_math(page, katex_renderer, where=lambda tex: 'docs/x.md: line 3')
+    message = str(raised.value)
+    assert message.startswith("docs/x.md: line 3: KaTeX cannot typeset the formula '\\\\frac{1}{': ")
+    assert 'KaTeX parse error: Unexpected end of input' in message and '\n' not in message
+    # A build error: mkdocs prints it as one line and exits non-zero
+    from mkdocs.exceptions import BuildError
+    assert issubclass(annotate.MathError, BuildError)
+
+
+def test_without_node_or_katex_one_error_says_to_run_make_install(tmp_path, monkeypatch):
+    with pytest.raises(annotate.MathError, match=r'KaTeX not found at .*: run `make install` \(npm ci\)'):
+        annotate.MathRenderer(tmp_path / 'node_modules' / 'katex')
+    monkeypatch.setattr(annotate.shutil, 'which', lambda name: None)
+    with pytest.raises(annotate.MathError, match=r'node \(Node.js\) not found: .*`make install`'):
+        annotate.MathRenderer(KATEX)
+
+
+def test_mkdocs_build_fails_on_a_bad_formula_with_its_file_line_and_text(tmp_path):
+    # One bad formula in an annotated source's comment, one in a Markdown page
+    source = '"""\n---\ntitle: T\n---\n# T\n"""\n# Fine: $x^2$, not: $\\sqrt[{x}$\nX = 1\n'
+    project = write_fixture_project(tmp_path / 'project', source)
+    done = build_site(tmp_path / 'site', project)
+    assert done.returncode != 0
+    assert ("labml_nn_bn/demo/fixture.py: line 7: KaTeX cannot typeset the formula '\\\\sqrt[{x}'"
+            in done.stderr), done.stderr
+    assert 'Traceback' not in done.stderr
+    (project / 'labml_nn_bn' / 'demo' / 'fixture.py').write_text(source.replace('\\sqrt[{x}', 'y'))
+    (project / 'docs' / 'index.md').write_text('# Home\n\nFine $a$.\n\n$$\\left( x$$\n')
+    done = build_site(tmp_path / 'site', project)
+    assert done.returncode != 0
+    assert "docs/index.md: line 5: KaTeX cannot typeset the formula '\\\\left( x'" in done.stderr, done.stderr
+
+
+# --- notes are paired only with their own code (issue 20: the sticky code column) ---------
+
+PAIRING = src('''
+    """
+    ---
+    title: T
+    ---
+    # T
+    """
+    import torch
+
+    # ## What the paper derives
+    #
+    # ### Where it goes
+    #
+    # Prose about the paper, no code of its own.
+
+    # ### Scale invariance
+    #
+    # $$\\mathrm{BN}((aW)u) = \\mathrm{BN}(Wu)$$
+    #
+    # ## The module
+    #
+    # Explains the import below.
+    try:
+        import labml_helpers
+    except ImportError:
+        labml_helpers = None
+''')
+
+
+def test_notes_that_a_heading_follows_before_any_code_are_a_section_of_notes_only():
+    annotated, page = render(PAIRING)
+    assert_every_line_accounted_for(PAIRING, annotated.sections)
+    notes = [s.notes.split('\n')[0] for s in annotated.sections]
+    assert notes == ['# T', '', '## What the paper derives', '### Where it goes',
+                     '### Scale invariance', '## The module']
+    assert [bool(s.code) for s in annotated.sections] == [False, True, False, False, False, True]
+    # The code sits only beside the notes that explain it, level with their heading
+    assert annotated.sections[-1].notes.startswith('## The module\n\nExplains the import')
+    assert annotated.sections[-1].code[0] == (22, 'try:')
+    only = [s for s in page.sections if 'annotated-section--notes-only' in s['classes']]
+    assert len(only) == 4 and all(s['code'] == 0 for s in only)
+    assert 'annotated-section--sticky' in page.sections[-1]['classes']
+
+
+def test_a_hash_line_in_a_fenced_block_of_notes_starts_no_section():
+    source = src('''
+        # An example:
+        #
+        # ```python
+        # # not a heading
+        # x = 1
+        # ```
+        y = 2
+    ''')
+    annotated, _ = render(source)
+    assert len(annotated.sections) == 1
+    assert annotated.sections[0].code == [(7, 'y = 2')]
+
+
+def test_a_heading_that_opens_a_body_stays_beside_the_definition():
+    source = src('''
+        # Notes about f
+        def f(x):
+            # ## A heading inside the body
+            return x
+    ''')
+    annotated, _ = render(source)
+    assert len(annotated.sections) == 1
+    assert annotated.sections[0].notes == 'Notes about f\n\n## A heading inside the body'
+
+
+def test_a_header_alone_is_not_kept_in_view_beside_notes_about_its_body():
+    source = src('''
+        class Norm:
+            @staticmethod
+            def update(x):
+                r"""
+                ### Moving averages
+
+                $$\\mathbb{E}[x] \\leftarrow (1 - \\alpha)\\,\\mathbb{E}[x] + \\alpha\\,\\mu$$
+                """
+                # The body's own note
+                return x
+
+
+        def whole(x):
+            """Short enough to be shown whole beside its notes."""
+            return x
+    ''')
+    annotated, page = render(source)
+    codes = [[t.strip() for _, t in s.code] for s in annotated.sections]
+    assert codes == [['class Norm:'], ['@staticmethod', 'def update(x):'], ['return x'],
+                     ['def whole(x):', 'return x']]
+    assert [s.header_only for s in annotated.sections] == [True, True, False, False]
+    sticky = ['annotated-section--sticky' in s['classes'] for s in page.sections]
+    assert sticky == [False, False, True, True]

@@ -8,8 +8,10 @@ The work is split in four:
 * `read_source(data)`, which decodes a file's bytes the way Python does;
 * `split_sections(source)`, a pure function from source text to `Section`s;
 * `render_sections(...)`, which turns sections into HTML and a table of contents;
+* `MathRenderer` and `typeset_math(...)`, which typeset every formula of a built page with
+  KaTeX (in Node.js, `katex_render.js`), so that the reader's browser runs no script for it;
 * the mkdocs events at the bottom, which find the annotated sources, add a page for each,
-  and host KaTeX.
+  typeset the math and host KaTeX's stylesheet and fonts.
 
 A source file is annotated when its module docstring starts with a front matter block:
 
@@ -29,14 +31,18 @@ import ast
 import html
 import inspect
 import io
+import json
+import logging
 import re
+import shutil
+import subprocess
 import tokenize
 import unicodedata
 import urllib.parse
 import xml.etree.ElementTree as etree
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import markdown
 import yaml
@@ -143,6 +149,9 @@ class Section:
     code: List[Tuple[int, str]] = field(default_factory=list)
     # A stable anchor, from the first class or function defined in the section's code
     anchor: Optional[str] = None
+    # The code is only the header of a definition (decorators and signature) whose body is
+    # shown in later sections, beside notes of its own
+    header_only: bool = False
 
 
 class AnnotatedSource:
@@ -270,6 +279,37 @@ def _anchors(tree: ast.Module) -> Dict[int, str]:
     return anchors
 
 
+# A Markdown heading (ATX), as a comment's text starts it
+_HEADING = re.compile(r'#{1,6}(?:[ \t]|$)')
+
+
+def _in_fence(notes: str) -> bool:
+    """Whether Markdown notes end inside a fenced code block (where `#` starts no heading)."""
+    fences = [line for line in notes.split('\n') if line.lstrip().startswith(('```', '~~~'))]
+    return len(fences) % 2 == 1
+
+
+def _first_line(node: ast.AST) -> int:
+    """A statement's first line: a decorated definition starts at its first decorator."""
+    return min([node.lineno] + [d.lineno for d in getattr(node, 'decorator_list', [])])
+
+
+def _header_spans(tree: ast.Module) -> List[Tuple[int, int]]:
+    """
+    `(first line, first line of the body)` of each definition whose body has statements
+    besides its docstring: the lines in between are its header (and its docstring).
+    """
+    spans = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if ast.get_docstring(node, clean=False) is not None:
+                body = body[1:]
+            if body:
+                spans.append((_first_line(node), _first_line(body[0])))
+    return spans
+
+
 def split_sections(source: str) -> AnnotatedSource:
     """
     Splits Python source text into sections of notes and code.
@@ -285,6 +325,9 @@ def split_sections(source: str) -> AnnotatedSource:
     * A class or function docstring, or a comment opening a body, is notes for the section
       that shows the definition's header, so the explanation sits beside the signature and
       body it describes.
+    * A Markdown heading in a comment starts a new section: notes that a heading follows
+      before any code are a section of notes only, never beside the code of the next
+      heading's section. (A section shows code only beside the notes that explain it.)
 
     Lines are numbered as Python numbers them (`split_lines`). A source Python cannot parse,
     or bad front matter, raises `SourceError` with the line.
@@ -358,6 +401,10 @@ def split_sections(source: str) -> AnnotatedSource:
                 sections.append(Section())
             previous_was_comment = False
         elif number in comments:
+            current = sections[-1]
+            if (_HEADING.match(comments[number]) and current.notes.strip() and not current.code
+                    and not _in_fence(current.notes)):
+                sections.append(Section())
             add_notes(section_for_notes(number), comments[number], new_paragraph=not previous_was_comment)
             previous_was_comment = True
         else:
@@ -366,6 +413,7 @@ def split_sections(source: str) -> AnnotatedSource:
                 sections[-1].code.append((number, line))
             previous_was_comment = False
 
+    spans = _header_spans(tree)
     for section in sections:
         # Drop blank lines at the edges of each code block
         while section.code and not section.code[0][1].strip():
@@ -374,6 +422,9 @@ def split_sections(source: str) -> AnnotatedSource:
             section.code.pop()
         if section.code and section.code[0][0] in anchors:
             section.anchor = anchors[section.code[0][0]]
+        numbers = [n for n, _ in section.code]
+        section.header_only = bool(numbers) and any(
+            first <= min(numbers) and max(numbers) < body for first, body in spans)
     sections = [s for s in sections if s.notes.strip() or s.code]
     return AnnotatedSource(meta, sections, lines)
 
@@ -567,7 +618,9 @@ def render_sections(annotated: AnnotatedSource, md: markdown.Markdown,
         # The copy button copies exactly the code lines shown, whatever the layout does
         copy = html.escape('\n'.join(t for _, t in section.code))
         classes = 'annotated-section'
-        if notes and len(section.code) <= STICKY_MAX_LINES:
+        # A definition's header alone stays level with the start of its notes: kept in view,
+        # it would sit beside notes that explain the body, which comes later
+        if notes and len(section.code) <= STICKY_MAX_LINES and not section.header_only:
             classes += ' annotated-section--sticky'
         out.append(
             f'<div class="{classes}" id="{anchor}">{notes_div}'
@@ -577,13 +630,123 @@ def render_sections(annotated: AnnotatedSource, md: markdown.Markdown,
     return Rendered('\n'.join(out), nest_toc_tokens(toc))
 
 
+# --- math, typeset at build time ----------------------------------------------------------
+
+# pymdownx.arithmatex (generic mode) and `DisplayMathExtension` leave each formula as
+# `<span|div class="arithmatex">\(inline\)</span>` or `\[display\]`, its TeX HTML-escaped and
+# nothing else inside; Material copies headings' formulas into the table of contents as is.
+_ARITHMATEX = re.compile(r'<(span|div) class="arithmatex">(.*?)</\1>', re.DOTALL)
+KATEX_SCRIPT = Path(__file__).resolve().with_name('katex_render.js')
+KATEX_PACKAGE = Path('node_modules') / 'katex'
+INSTALL_HINT = 'run `make install` (npm ci) first'
+
+log = logging.getLogger('mkdocs.hooks.annotate')
+
+
+class MathError(PluginError):
+    """A formula KaTeX cannot typeset, or no KaTeX to typeset with: one line, no traceback."""
+
+
+class MathRenderer:
+    """
+    One Node.js process running `katex_render.js`, which typesets formulas with the KaTeX of
+    `node_modules/katex` (KaTeX's default output: HTML, and MathML for screen readers).
+    One process serves a whole build, page after page: Node and KaTeX start once. Results
+    are kept by `(tex, display)`, so a formula that recurs (and every formula, when
+    `mkdocs serve` rebuilds) is typeset once.
+    """
+
+    def __init__(self, katex_package: Path, cache: Optional[Dict] = None):
+        node = shutil.which('node')
+        if node is None:
+            raise MathError('node (Node.js) not found: the site typesets its math with KaTeX '
+                            f'when it is built; install Node.js 18 or later, then {INSTALL_HINT}')
+        if not (katex_package / 'package.json').exists():
+            raise MathError(f'KaTeX not found at {katex_package}: {INSTALL_HINT}')
+        self.cache: Dict[Tuple[str, bool], dict] = {} if cache is None else cache
+        self._process = subprocess.Popen(
+            [node, str(KATEX_SCRIPT), str(katex_package.resolve())], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding='utf-8')
+
+    def render(self, formulas: List[Tuple[str, bool]]) -> List[dict]:
+        """`{'html': ...}` (and `'warnings'`, a list) or `{'error': ...}` for each formula."""
+        todo = list(dict.fromkeys(f for f in formulas if f not in self.cache))
+        if todo:
+            try:
+                self._process.stdin.write(json.dumps(todo) + '\n')
+                self._process.stdin.flush()
+                answer = self._process.stdout.readline()
+            except (BrokenPipeError, OSError):
+                answer = ''
+            if not answer:
+                self.close()
+                error = ' '.join(self._process.stderr.read().split())[-500:]
+                raise MathError(f'KaTeX (node {KATEX_SCRIPT.name}) stopped: {error or "no output"}; '
+                                f'{INSTALL_HINT}')
+            self.cache.update(zip(todo, json.loads(answer)))
+        return [self.cache[f] for f in formulas]
+
+    def close(self):
+        if self._process.poll() is None:
+            self._process.stdin.close()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+
+def _formula(escaped: str) -> Tuple[str, bool]:
+    """The TeX of an arithmatex element's text, and whether it is display math."""
+    tex = html.unescape(escaped).strip()
+    if tex.startswith('\\(') and tex.endswith('\\)'):
+        return tex[2:-2], False
+    if tex.startswith('\\[') and tex.endswith('\\]'):
+        return tex[2:-2], True
+    return tex, True  # a bare `\begin{...}` environment, which is display math
+
+
+def typeset_math(html_text: str, renderer: MathRenderer,
+                 where: Callable[[str], str] = lambda tex: 'a page') -> str:
+    """
+    Every formula of a page, typeset: the element keeps its tag and class (the layout's CSS
+    is unchanged) and gets KaTeX's HTML as content and `data-typeset="build"`. A formula KaTeX
+    cannot parse raises `MathError` with `where(tex)` (the page, the line when known) and the
+    formula; what KaTeX accepts but LaTeX would not is a warning (an error with `--strict`).
+    """
+    matches = list(_ARITHMATEX.finditer(html_text))
+    if not matches:
+        return html_text
+    formulas = [_formula(m.group(2)) for m in matches]
+    results = renderer.render(formulas)
+    for (tex, _), result in zip(formulas, results):
+        if 'error' in result:
+            raise MathError(f'{where(tex)}: KaTeX cannot typeset the formula {tex!r}: '
+                            f'{" ".join(result["error"].split())}')
+    warned = set()
+    for (tex, _), result in zip(formulas, results):
+        for warning in result.get('warnings', []):
+            if (tex, warning) not in warned:
+                warned.add((tex, warning))
+                log.warning(f'{where(tex)}: KaTeX warns about the formula {tex!r}: {warning}')
+    out, end = [], 0
+    for match, result in zip(matches, results):
+        tag = match.group(1)
+        out.append(html_text[end:match.start()])
+        out.append(f'<{tag} class="arithmatex" data-typeset="build">{result["html"]}</{tag}>')
+        end = match.end()
+    out.append(html_text[end:])
+    return ''.join(out)
+
+
 # --- mkdocs events ------------------------------------------------------------------------
 
 # Annotated sources are looked for here, relative to the folder of mkdocs.yml
 SOURCE_PACKAGES = ['labml_nn_bn']
-KATEX_DIST = Path('node_modules') / 'katex' / 'dist'
-# What the site hosts of KaTeX, under assets/katex/
-KATEX_FILES = ['katex.min.js', 'katex.min.css']
+KATEX_DIST = KATEX_PACKAGE / 'dist'
+# What the site hosts of KaTeX, under assets/katex/: its stylesheet and fonts only, since the
+# formulas arrive typeset (`typeset_math`); the browser runs no KaTeX script
+KATEX_FILES = ['katex.min.css']
 
 # Each generated page's source: its path relative to the root, and its sections
 _pages: Dict[str, Tuple[str, AnnotatedSource]] = {}
@@ -670,10 +833,11 @@ def on_files(files, config):
         files.append(File.generated(config, src_uri, content=f'---\n{front}---\n'))
         _pages[src_uri] = (rel, annotated)
 
-    # KaTeX, copied from the npm package into the site: no request leaves the site's host
+    # KaTeX's stylesheet and fonts, copied from the npm package into the site: no request
+    # leaves the site's host
     dist = root / KATEX_DIST
-    if not (dist / 'katex.min.js').exists():
-        raise PluginError(f'KaTeX not found at {dist}: run `make install` (npm ci) first')
+    if not (dist / 'katex.min.css').exists():
+        raise MathError(f'KaTeX not found at {dist}: {INSTALL_HINT}')
     for name in KATEX_FILES + [f'fonts/{p.name}' for p in sorted((dist / 'fonts').glob('*.woff2'))]:
         files.append(File(name, src_dir=str(dist), dest_dir=config.site_dir,
                           use_directory_urls=config.use_directory_urls, dest_uri=f'assets/katex/{name}'))
@@ -773,7 +937,8 @@ def _normalise_path(path: str) -> Optional[str]:
 def _typeset_titles(toc, tokens: List[dict]):
     """
     Headings with math or code keep their markup in the table of contents (Material shows
-    an entry's `typeset.title` as HTML), so that math.js typesets their formulas there too.
+    an entry's `typeset.title` as HTML), so that their formulas are typeset there too
+    (`on_post_page`).
     """
     by_id = {t['id']: t['html'] for t in tokens}
 
@@ -801,3 +966,50 @@ def on_page_content(html_text, page, config, files):
     page.toc = get_toc(rendered.toc)
     _typeset_titles(page.toc, _flat_toc(rendered.toc))
     return resolve_urls(rendered.html, page, files, rel, annotated.lines)
+
+
+# One KaTeX process per build, started by the first page with math; what it typeset is kept
+# for the next build of the same process (`mkdocs serve`)
+_math: Dict[str, MathRenderer] = {}
+_typeset_cache: Dict[Tuple[str, bool], dict] = {}
+
+
+def _where(page, config) -> Callable[[str], str]:
+    """Names a formula's page for an error: its source file, and the line when found."""
+    def where(tex: str) -> str:
+        needle = next((line.strip() for line in tex.splitlines() if line.strip()), tex)
+        if page.file.src_uri in _pages:
+            rel, annotated = _pages[page.file.src_uri]
+            line = _source_line(annotated.lines, needle)
+            return f'{rel}: line {line}' if line else rel
+        name = f'{Path(config.docs_dir).name}/{page.file.src_uri}'
+        try:
+            text = Path(page.file.abs_src_path).read_text(encoding='utf-8')
+        except (OSError, TypeError):
+            return name
+        line = _source_line(split_lines(text), needle)
+        return f'{name}: line {line}' if line else name
+    return where
+
+
+def on_post_page(output, page, config):
+    # Every formula of the page, with those in the navigation, typeset by KaTeX here
+    if 'class="arithmatex"' not in output:
+        return output
+    if 'renderer' not in _math:
+        _math['renderer'] = MathRenderer(_root(config) / KATEX_PACKAGE, _typeset_cache)
+    return typeset_math(output, _math['renderer'], _where(page, config))
+
+
+def _close_math():
+    renderer = _math.pop('renderer', None)
+    if renderer is not None:
+        renderer.close()
+
+
+def on_post_build(config):
+    _close_math()
+
+
+def on_build_error(error):
+    _close_math()

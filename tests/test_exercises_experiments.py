@@ -1,0 +1,199 @@
+"""
+The exercises at the end of the six claim-experiment pages: every page has at least four,
+each with a collapsed solution; every number a solution derives is computed here and must
+be the one the page shows; every code solution is taken from the page and run; every command
+line an exercise gives is accepted by that experiment's own parser.
+"""
+import importlib
+import math
+import re
+import shlex
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+from site_build import ROOT
+
+PAGES = ('covariate_shift', 'learning_rate', 'regularisation', 'internal_covariate_shift',
+         'detached_mean', 'population_statistics')
+HEADING = re.compile(r'^\*\*(\d+)\. (.+?)\*\* \((derivation|code|experiment)\)')
+SOLUTION = '??? success "Solution"'
+
+
+def source(page: str) -> str:
+    return (ROOT / 'labml_nn_bn' / 'experiments' / f'{page}.py').read_text(encoding='utf-8')
+
+
+def exercises_markdown(page: str) -> str:
+    """The page's `## Exercises` section as the Markdown the site renders (comments unwrapped)."""
+    lines = source(page).split('\n')
+    start = lines.index('# ## Exercises')
+    out = []
+    for line in lines[start:]:
+        if not line.startswith('#'):
+            assert not line.strip(), f'{page}: code after the exercises: {line!r}'
+            continue
+        out.append(line[2:] if line.startswith('# ') else line[1:])
+    return '\n'.join(out)
+
+
+def exercises(page: str):
+    """`(number, title, kind, question, solution)` of each exercise, in order."""
+    found = []
+    for block in re.split(r'\n(?=\*\*\d+\. )', exercises_markdown(page))[1:]:
+        m = HEADING.match(block)
+        assert m, f'{page}: an exercise that does not start with **N. Title** (kind): {block[:60]!r}'
+        question, _, solution = block.partition(SOLUTION)
+        # The solution as written: the block's lines, indented under `???`
+        found.append((int(m.group(1)), m.group(2), m.group(3), question, solution))
+    return found
+
+
+def code_blocks(text: str, language: str):
+    return [textwrap.dedent(m.group(2)) for m in
+            re.finditer(rf'^( *)```{language}\n(.*?)^\1```', text, re.S | re.M)]
+
+
+def solution_code(page: str, number: int) -> str:
+    """The Python of exercise `number`'s solution (all its ```python blocks)."""
+    for n, _, _, _, solution in exercises(page):
+        if n == number:
+            blocks = code_blocks(solution, 'python')
+            assert blocks, f'{page}: exercise {number} has no code in its solution'
+            return '\n'.join(blocks)
+    raise AssertionError(f'{page}: no exercise {number}')
+
+
+def run_solution(page: str, number: int) -> dict:
+    """Runs a code solution in the namespace of its page's module, as a reader would."""
+    module = importlib.import_module(f'labml_nn_bn.experiments.{page}')
+    namespace = dict(vars(module))
+    exec(compile(solution_code(page, number), f'{page}.py exercise {number}', 'exec'), namespace)
+    return namespace
+
+
+def shows(page: str, text: str) -> bool:
+    return text in exercises_markdown(page)
+
+
+def assert_shows(page: str, *texts: str):
+    for text in texts:
+        assert shows(page, text), f'{page}: the exercises do not show {text!r}'
+
+
+# ## Structure
+
+@pytest.mark.parametrize('page', PAGES)
+def test_each_page_ends_with_at_least_four_exercises_each_with_a_collapsed_solution(page):
+    found = exercises(page)
+    assert len(found) >= 4
+    assert [n for n, *_ in found] == list(range(1, len(found) + 1))
+    for n, title, kind, question, solution in found:
+        assert SOLUTION not in solution, f'{page}: exercise {n} has two solutions'
+        assert solution.strip(), f'{page}: exercise {n} has no solution'
+        # Inside the collapsed block: every line of the solution is indented
+        for line in solution.split('\n')[1:]:
+            assert not line.strip() or line.startswith('    '), \
+                f'{page}: exercise {n}: a solution line outside the block: {line!r}'
+    # A mix: no page is all one kind
+    assert len({kind for _, _, kind, _, _ in found}) >= 2
+
+
+# ## Command lines
+
+def parser_check(page: str, argv):
+    """Parses `argv` with the experiment's own command line; raises SystemExit if refused."""
+    module = importlib.import_module(f'labml_nn_bn.experiments.{page}')
+    if page == 'detached_mean':
+        from labml_nn_bn.experiments import cli
+        parser = cli.make_parser('detached_mean', '')
+        cli.add_figure_arguments(parser, 'detached_mean', smoke_help='', seed_help='')
+        return parser.parse_args(argv)
+    return module.parse_args(argv)
+
+
+def command_lines(page: str):
+    text = exercises_markdown(page)
+    commands = []
+    for block in code_blocks(text, 'bash') + re.findall(r'`(python -m [^`]+)`', text):
+        for line in block.replace('\\\n', ' ').split('\n'):
+            if line.strip().startswith('python -m'):
+                commands.append(shlex.split(line, comments=True))
+    return commands
+
+
+@pytest.mark.parametrize('page', PAGES)
+def test_every_command_line_in_the_exercises_is_accepted_by_its_experiment(page, tmp_path,
+                                                                          monkeypatch):
+    commands = command_lines(page)
+    kinds = [kind for _, _, kind, _, _ in exercises(page)]
+    assert len(commands) >= kinds.count('experiment') > 0
+    monkeypatch.chdir(tmp_path)  # where an --out folder may be checked
+    for argv in commands:
+        assert argv[:3] == ['python', '-m', f'labml_nn_bn.experiments.{page}'], argv
+        parser_check(page, argv[3:])
+
+
+def test_the_command_line_check_can_fail():
+    with pytest.raises(SystemExit):
+        parser_check('covariate_shift', ['--no-such-option', '1'])
+
+
+# ## Figure 1 (covariate_shift)
+
+def test_covariate_shift_percentiles_of_a_standard_normal():
+    q85 = torch.distributions.Normal(0., 1.).icdf(torch.tensor(0.85)).item()
+    assert_shows('covariate_shift', f'\\Phi^{{-1}}(0.85) = {q85:.3f}$', f'$-{q85:.2f}$',
+                 f'${q85:.2f}$')
+    # And a batch-normalised unit at initialisation does put them there, on Gaussian inputs
+    from labml_nn_bn.experiments.covariate_shift import Network
+    torch.manual_seed(0)
+    x = Network(batch_norm=True).sigmoid_input(torch.randn(4000, 1, 28, 28))
+    p = torch.quantile(x, torch.tensor([0.15, 0.5, 0.85]), dim=0).median(dim=1).values
+    assert p.tolist() == pytest.approx([-q85, 0., q85], abs=0.05)
+
+
+def spreads(network, x):
+    """The spread across examples of each hidden layer's sigmoid input, mean over units."""
+    out, h = [], x.flatten(1)
+    for linear in network.linears:
+        z = linear(h)
+        out.append(z.std(dim=0).mean().item())
+        h = torch.sigmoid(z)
+    return out
+
+
+def test_covariate_shift_scale_at_initialisation():
+    sigma, n = 0.01, 100
+    level = 0.5 * sigma * math.sqrt(n)
+    factor = sigma * math.sqrt(n) / 4
+    assert_shows('covariate_shift', f'\\sqrt{{100}} = {level:.2f}$',
+                 f'= {factor:.3f}$', f'{factor:.3f}^2 = {factor ** 2 * 1e4:.1f} \\times 10^{{-4}}$')
+    from labml_nn_bn.experiments.covariate_shift import Network
+    torch.manual_seed(0)
+    network = Network(batch_norm=False)
+    with torch.no_grad():
+        s = spreads(network, torch.randn(2000, 1, 28, 28))
+        # Levels across units: the input of the last layer, on any example
+        h = torch.sigmoid(network.linears[1](torch.sigmoid(network.linears[0](
+            torch.randn(50, 784)))))
+        levels = network.linears[2](h).mean(dim=0)
+    assert s[2] / s[0] == pytest.approx(factor ** 2, rel=0.5)
+    assert levels.std().item() == pytest.approx(level, rel=0.3)
+
+
+def test_covariate_shift_code_solution_keeps_the_spread():
+    namespace = run_solution('covariate_shift', 3)
+    torch.manual_seed(0)
+    network = namespace['Network'](batch_norm=False)
+    namespace['init_for_sigmoids'](network)
+    with torch.no_grad():
+        s = spreads(network, torch.randn(2000, 1, 28, 28))
+    assert 0.1 < s[2] / s[0] < 1
+    assert all(l.bias is None or not l.bias.any() for l in network.linears)
+    # The hidden layers' scale that exercise 4 passes as --sigma
+    assert_shows('covariate_shift', f'4 / \\sqrt{{100}} = {4 / math.sqrt(100):g}$',
+                 f'--sigma {4 / math.sqrt(100):g}')

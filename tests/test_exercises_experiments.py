@@ -197,3 +197,123 @@ def test_covariate_shift_code_solution_keeps_the_spread():
     # The hidden layers' scale that exercise 4 passes as --sigma
     assert_shows('covariate_shift', f'4 / \\sqrt{{100}} = {4 / math.sqrt(100):g}$',
                  f'--sigma {4 / math.sqrt(100):g}')
+
+
+# ## Algorithm 2 (population_statistics)
+
+def test_population_statistics_values_per_statistic_of_the_mnist_cnn():
+    from labml_nn_bn.experiments.mnist import Model
+    model = Model(batch_norm=True)
+    m = {}
+    for name in ('bn1', 'bn2', 'bn3'):
+        getattr(model, name).register_forward_pre_hook(
+            lambda bn, inputs, name=name: m.__setitem__(name, inputs[0].numel()
+                                                        // inputs[0].shape[1]))
+    model(torch.randn(4, 1, 28, 28))
+    assert m == {'bn1': 2304, 'bn2': 256, 'bn3': 4}
+    assert_shows('population_statistics', '4 \\cdot 24 \\cdot 24 = 2304',
+                 '4 \\cdot 8 \\cdot 8 = 256', '$m = 4$',
+                 f'${m["bn1"] / (m["bn1"] - 1):.4f}$ and ${m["bn2"] / (m["bn2"] - 1):.4f}$',
+                 f'\\frac{{4}}{{3}} = {4 / 3:.4f}$')
+
+
+def test_population_statistics_no_value_stands_out_in_a_small_batch():
+    from labml_nn_bn.batch_norm import BatchNorm
+    assert_shows('population_statistics', f'\\sqrt{{3}} = {math.sqrt(3):.2f}$',
+                 f'at most {math.sqrt(3):.2f} out', f'\\sqrt{{2303}} = {math.sqrt(2303):.0f}$')
+    bn = BatchNorm(1, eps=1e-12).train()
+    # The bound is reached when the other values are equal, however far the one value is
+    for far in (5., 1e3):
+        x_hat = bn(torch.tensor([[far], [0.], [0.], [0.]], dtype=torch.float64))
+        assert x_hat[0, 0].item() == pytest.approx(math.sqrt(3), rel=1e-6)
+    # and never passed
+    torch.manual_seed(0)
+    x = torch.randn(4, 1000, dtype=torch.float64) * torch.rand(4, 1000, dtype=torch.float64) * 9
+    assert BatchNorm(1000, eps=1e-12).train()(x).abs().max().item() <= math.sqrt(3) + 1e-9
+
+
+def test_population_statistics_code_solution_measures_one_batch_norm_in_training():
+    from labml_nn_bn.experiments.mnist import Model
+    namespace = run_solution('population_statistics', 3)
+    torch.manual_seed(0)
+    model = Model(batch_norm=True)
+    # Running statistics that differ from any batch's
+    for bn in (model.bn1, model.bn2, model.bn3):
+        bn.running_mean.fill_(3.)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
+    modes = set()
+    for name in ('bn1', 'bn2', 'bn3'):
+        getattr(model, name).register_forward_pre_hook(
+            lambda m, i, name=name: modes.add((name, m.training)))
+    for name in ('bn1', 'bn2', 'bn3'):
+        modes.clear()
+        accuracy = namespace['accuracy_with_one_in_training'](model, x, y, 4, name)
+        assert 0 <= accuracy <= 1
+        # Only the one named normalises with batch statistics
+        assert modes == {(n, n == name) for n in ('bn1', 'bn2', 'bn3')}
+    # It leaves the model as it found it
+    assert not model.training and not any(m.training for m in model.modules())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+# ## Normalising outside the gradient (detached_mean)
+
+def detached_bias_prediction(loss: float, steps: int = 1000) -> float:
+    from labml_nn_bn.experiments import detached_mean
+    C, lr = detached_mean.C, detached_mean.LR['mean']
+    return steps * lr * 2 / C * math.sqrt(C * loss)
+
+
+def test_detached_mean_bias_drift_predicted_from_the_loss():
+    import json
+    from labml_nn_bn.experiments import detached_mean
+    values = json.loads((ROOT / 'docs' / 'figures' / 'detached_mean.json')
+                        .read_text())['values']['mean']
+    loss, C, lr = values['detached']['loss_end'], detached_mean.C, values['lr']
+    assert values['steps'] == 1000 and lr == 0.1
+    norm = math.sqrt(C * loss)
+    speed = lr * 2 / C * norm
+    prediction = detached_bias_prediction(loss)
+    assert_shows('detached_mean', f'\\sqrt{{C \\cdot 3.125}} = {norm:.3f}$',
+                 f'= {speed:.3f}$ per step', f'\\approx {prediction:.1f}$')
+    assert values['detached']['b_end'] == pytest.approx(prediction, rel=2e-3)
+
+
+def test_detached_mean_scale_crosses_zero_when_predicted():
+    from labml_nn_bn.experiments import detached_mean
+    C, lr = detached_mean.C, detached_mean.LR['scale']
+    continuous = C / (2 * lr)
+    a, step = 1., 0
+    while a > 0:
+        a, step = a - lr / (C * a), step + 1
+    assert_shows('detached_mean', f'\\frac{{C}}{{2\\eta}} = {continuous:.0f}$',
+                 f'is step {step}', '\\frac{1}{4} + 4 \\cdot \\frac{1}{2}$')
+    # The run does it: every feature's scale changes sign at that step, all four together
+    history = detached_mean.train_scale(detached_mean.make_data(0), True, step + 2, lr)['a']
+    assert all(v > 0 for v in history[step - 1]) and all(v < 0 for v in history[step])
+    assert 1 / 4 + 4 / 2 == pytest.approx(2.25)
+
+
+def test_detached_mean_code_solution_finds_the_statistic_that_matters():
+    namespace = run_solution('detached_mean', 3)
+    u = namespace['make_data'](0)
+    C = namespace['C']
+    grad = namespace['scale_gradient']
+    assert grad(u, False, True).tolist() == pytest.approx([1 / C] * C, rel=1e-4)
+    assert grad(u, True, False).abs().max().item() < 1e-5
+    assert grad(u, False, False).abs().max().item() < 1e-5
+    assert_shows('detached_mean', f'\\frac{{1}}{{C}} = {1 / C:.2f}$',
+                 'scale_gradient(make_data(0), False, True)',
+                 'scale_gradient(make_data(0), True, False)')
+
+
+def test_detached_mean_prediction_holds_for_another_sample():
+    from labml_nn_bn.experiments import detached_mean
+    u = detached_mean.make_data(1)
+    history = detached_mean.train_bias(u, True, 1000, detached_mean.LR['mean'])
+    assert history['b_norm'][-1] == pytest.approx(detached_bias_prediction(history['loss'][-1]),
+                                                  rel=3e-3)
+    assert_shows('detached_mean', '--seed 1')

@@ -317,3 +317,125 @@ def test_detached_mean_prediction_holds_for_another_sample():
     assert history['b_norm'][-1] == pytest.approx(detached_bias_prediction(history['loss'][-1]),
                                                   rel=3e-3)
     assert_shows('detached_mean', '--seed 1')
+
+
+# ## Batch normalization and Dropout (regularisation)
+
+def test_regularisation_noise_of_the_statistics():
+    from labml_nn_bn.batch_norm import BatchNorm
+    m = 64
+    mean_var = (m - 1) / m ** 2
+    var_rel = math.sqrt(2 / (m - 1))
+    assert_shows('regularisation', f'\\frac{{63}}{{4096}} = {mean_var:.4f}$',
+                 f'{math.sqrt(mean_var):.3f}$ standard deviations',
+                 f'\\sqrt{{2 / (m - 1)}} = {var_rel:.3f}$', f'half that, ${var_rel / 2:.3f}$')
+    m = 16
+    assert_shows('regularisation', f"the mean's is ${math.sqrt((m - 1) / m ** 2):.3f}$",
+                 f"the variance's ${math.sqrt(2 / (m - 1)):.3f}$",
+                 f"the scale's ${math.sqrt(2 / (m - 1)) / 2:.3f}$")
+    # Checked by drawing: example 0 (at the population mean) in 4,000 random batches of 64
+    torch.manual_seed(0)
+    batches = torch.randn(4000, 64, 1, dtype=torch.float64)
+    batches[:, 0] = 0.
+    bn = BatchNorm(1).train()
+    x_hat = torch.stack([bn(b)[0, 0] for b in batches])
+    assert x_hat.std().item() == pytest.approx(math.sqrt((64 - 1) / 64 ** 2), rel=0.05)
+    var = batches.var(dim=1, correction=0)
+    assert (var.std() / var.mean()).item() == pytest.approx(math.sqrt(2 / 63), rel=0.05)
+
+
+def test_regularisation_code_solution_removes_the_batch_noise():
+    namespace = run_solution('regularisation', 3)
+    settings = namespace['Settings'](hidden=32)
+    torch.manual_seed(0)
+    network = namespace['reference_network'](settings, n_ref=16).train()
+    plain = namespace['make_network']('bn', settings).train()
+    reference, example = torch.randn(16, 1, 28, 28), torch.randn(1, 1, 28, 28)
+    outputs, plain_outputs = [], []
+    for _ in range(3):
+        others = torch.randn(7, 1, 28, 28)
+        outputs.append(network(torch.cat([reference, example, others]))[16])
+        plain_outputs.append(plain(torch.cat([example, others]))[0])
+    assert all(torch.allclose(o, outputs[0], atol=1e-6) for o in outputs)
+    assert not torch.allclose(plain_outputs[1], plain_outputs[0], atol=1e-3)
+    # The gradient reaches the weights through the reference statistics
+    loss = network(torch.cat([reference, example]))[16:].sum()
+    loss.backward()
+    assert network.linears[0].weight.grad.abs().sum() > 0
+
+
+def test_regularisation_batch_16_doubles_the_noise_prediction():
+    factor = math.sqrt((16 - 1) / 16 ** 2) / math.sqrt((64 - 1) / 64 ** 2)
+    assert 1.9 < factor < 2.1  # "about twice"
+    assert_shows('regularisation', 'about twice as noisy', '--batch-size 16',
+                 "exercise 2's $1/\\sqrt{m}$")
+
+
+# ## Higher learning rates (learning_rate)
+
+def bn_layer_loss(weight):
+    from labml_nn_bn.batch_norm import BatchNorm
+    torch.manual_seed(1)
+    u, target = torch.randn(60, 20), torch.randn(60, 5)
+    bn = BatchNorm(5).train()
+    return ((torch.tanh(bn(u @ weight.T)) - target) ** 2).mean()
+
+
+def test_learning_rate_gradient_of_a_scale_invariant_weight():
+    torch.manual_seed(0)
+    w = torch.randn(5, 20, dtype=torch.float32)
+    grads = {}
+    for a in (1., 2.):
+        weight = (a * w).requires_grad_()
+        bn_layer_loss(weight).backward()
+        grads[a] = weight.grad
+    # Each row is orthogonal to its gradient, and the gradient at 2 W is half that at W
+    assert (w * grads[1.]).sum(dim=1).abs().max() < 1e-6 * grads[1.].norm()
+    assert torch.allclose(grads[2.], grads[1.] / 2, rtol=1e-3, atol=1e-7)
+    assert_shows('learning_rate', 'Doubling the norm divides it by $4$',
+                 '\\eta / \\lVert W_k \\rVert^2$')
+
+
+def test_learning_rate_norm_grows_by_the_square_of_the_step():
+    torch.manual_seed(0)
+    weight = torch.randn(5, 20).requires_grad_()
+    bn_layer_loss(weight).backward()
+    lr = 3.
+    after = weight.detach() - lr * weight.grad
+    expected = weight.detach().norm(dim=1) ** 2 + lr ** 2 * weight.grad.norm(dim=1) ** 2
+    assert torch.allclose(after.norm(dim=1) ** 2, expected, rtol=1e-5)
+    assert_shows('learning_rate', f'\\sqrt{{2}} = {math.sqrt(2):.3f}$', 'halves the effective')
+
+
+def test_learning_rate_code_solution_norms_grow_more_at_a_high_rate():
+    import functools
+    namespace = run_solution('learning_rate', 3)
+    # A smaller network than the page's, for a quick test: the argument does not care
+    namespace['Network'] = functools.partial(namespace['Network'], hidden=32, layers=3)
+    generator = torch.Generator().manual_seed(0)
+    # Random images whose label depends on them, so that there is something to learn
+    x = torch.randn(40 * 32, 1, 28, 28, generator=generator)
+    y = x.flatten(1)[:, :10].argmax(dim=1)
+    batches = list(zip(x.split(32), y.split(32)))
+    torch.manual_seed(0)
+    slow = namespace['norm_growth'](0.1, batches)
+    torch.manual_seed(0)
+    fast = namespace['norm_growth'](3., batches)
+    assert min(slow + fast) >= 1 - 1e-5
+    assert max(slow) < 1.5 and all(f > 1.3 * s for s, f in zip(slow, fast))
+    # The effective rates end closer than the factor of 30 between the rates
+    effective = [3 / f ** 2 / (0.1 / s ** 2) for s, f in zip(slow, fast)]
+    assert max(effective) < 30 / 2
+
+
+def test_learning_rate_depth_experiment_is_the_failing_rates_on_two_layers():
+    import json
+    values = json.loads((ROOT / 'docs' / 'figures' / 'learning_rate.json')
+                        .read_text())['values']
+    # The rates the exercise calls failing are where the page's network diverged
+    assert values['no_bn']['runs'][5]['lr'] == 1 and values['lr_30x'] == 3
+    assert values['no_bn']['first_diverged_lr'] == 1
+    args = parser_check('learning_rate', ['--lrs', '1', '3', '--layers', '2',
+                                          '--reference-lr', '0.1'])
+    assert args.layers == 2 and args.learning_rates == [1, 3]
+    assert_shows('learning_rate', '--lrs 1 3', '--layers 2')

@@ -1,8 +1,8 @@
 """
-The exercises at the end of the six claim-experiment pages: every page has at least four,
-each with a collapsed solution; every number a solution derives is computed here and must
-be the one the page shows; every code solution is taken from the page and run; every command
-line an exercise gives is accepted by that experiment's own parser.
+The exercises at the end of the six claim-experiment pages: every page has at least
+four, each with a collapsed solution; every number a solution derives is computed here
+and must be the one the page shows; every code solution is taken from the page and run;
+every command line an exercise gives is accepted by that experiment's own parser.
 """
 import importlib
 import math
@@ -17,18 +17,19 @@ import torch.nn as nn
 
 from site_build import ROOT
 
-PAGES = ('covariate_shift', 'learning_rate', 'regularisation', 'internal_covariate_shift',
-         'detached_mean', 'population_statistics')
+PAGES = ('covariate_shift', 'learning_rate', 'regularisation',
+         'internal_covariate_shift', 'detached_mean', 'population_statistics')
 HEADING = re.compile(r'^\*\*(\d+)\. (.+?)\*\* \((derivation|code|experiment)\)')
 SOLUTION = '??? success "Solution"'
 
 
 def source(page: str) -> str:
-    return (ROOT / 'labml_nn_bn' / 'experiments' / f'{page}.py').read_text(encoding='utf-8')
+    path = ROOT / 'labml_nn_bn' / 'experiments' / f'{page}.py'
+    return path.read_text(encoding='utf-8')
 
 
 def exercises_markdown(page: str) -> str:
-    """The page's `## Exercises` section as the Markdown the site renders (comments unwrapped)."""
+    """The page's `## Exercises` section as the Markdown the site renders."""
     lines = source(page).split('\n')
     start = lines.index('# ## Exercises')
     out = []
@@ -45,7 +46,8 @@ def exercises(page: str):
     found = []
     for block in re.split(r'\n(?=\*\*\d+\. )', exercises_markdown(page))[1:]:
         m = HEADING.match(block)
-        assert m, f'{page}: an exercise that does not start with **N. Title** (kind): {block[:60]!r}'
+        assert m, (f'{page}: an exercise that does not start with **N. Title** (kind): '
+                   f'{block[:60]!r}')
         question, _, solution = block.partition(SOLUTION)
         # The solution as written: the block's lines, indented under `???`
         found.append((int(m.group(1)), m.group(2), m.group(3), question, solution))
@@ -71,7 +73,8 @@ def run_solution(page: str, number: int) -> dict:
     """Runs a code solution in the namespace of its page's module, as a reader would."""
     module = importlib.import_module(f'labml_nn_bn.experiments.{page}')
     namespace = dict(vars(module))
-    exec(compile(solution_code(page, number), f'{page}.py exercise {number}', 'exec'), namespace)
+    code = compile(solution_code(page, number), f'{page}.py exercise {number}', 'exec')
+    exec(code, namespace)
     return namespace
 
 
@@ -87,7 +90,7 @@ def assert_shows(page: str, *texts: str):
 # ## Structure
 
 @pytest.mark.parametrize('page', PAGES)
-def test_each_page_ends_with_at_least_four_exercises_each_with_a_collapsed_solution(page):
+def test_each_page_ends_with_four_or_more_exercises_with_collapsed_solutions(page):
     found = exercises(page)
     assert len(found) >= 4
     assert [n for n, *_ in found] == list(range(1, len(found) + 1))
@@ -105,7 +108,7 @@ def test_each_page_ends_with_at_least_four_exercises_each_with_a_collapsed_solut
 # ## Command lines
 
 def parser_check(page: str, argv):
-    """Parses `argv` with the experiment's own command line; raises SystemExit if refused."""
+    """Parses `argv` with the experiment's own parser; SystemExit if it refuses."""
     module = importlib.import_module(f'labml_nn_bn.experiments.{page}')
     if page == 'detached_mean':
         from labml_nn_bn.experiments import cli
@@ -126,8 +129,7 @@ def command_lines(page: str):
 
 
 @pytest.mark.parametrize('page', PAGES)
-def test_every_command_line_in_the_exercises_is_accepted_by_its_experiment(page, tmp_path,
-                                                                          monkeypatch):
+def test_every_command_line_in_the_exercises_is_accepted(page, tmp_path, monkeypatch):
     commands = command_lines(page)
     kinds = [kind for _, _, kind, _, _ in exercises(page)]
     assert len(commands) >= kinds.count('experiment') > 0
@@ -148,7 +150,7 @@ def test_covariate_shift_percentiles_of_a_standard_normal():
     q85 = torch.distributions.Normal(0., 1.).icdf(torch.tensor(0.85)).item()
     assert_shows('covariate_shift', f'\\Phi^{{-1}}(0.85) = {q85:.3f}$', f'$-{q85:.2f}$',
                  f'${q85:.2f}$')
-    # And a batch-normalised unit at initialisation does put them there, on Gaussian inputs
+    # And a batch-normalised unit at initialisation puts them there, on Gaussian inputs
     from labml_nn_bn.experiments.covariate_shift import Network
     torch.manual_seed(0)
     x = Network(batch_norm=True).sigmoid_input(torch.randn(4000, 1, 28, 28))
@@ -157,7 +159,7 @@ def test_covariate_shift_percentiles_of_a_standard_normal():
 
 
 def spreads(network, x):
-    """The spread across examples of each hidden layer's sigmoid input, mean over units."""
+    """The spread across examples of each hidden layer's sigmoid input (unit mean)."""
     out, h = [], x.flatten(1)
     for linear in network.linears:
         z = linear(h)
@@ -171,7 +173,8 @@ def test_covariate_shift_scale_at_initialisation():
     level = 0.5 * sigma * math.sqrt(n)
     factor = sigma * math.sqrt(n) / 4
     assert_shows('covariate_shift', f'\\sqrt{{100}} = {level:.2f}$',
-                 f'= {factor:.3f}$', f'{factor:.3f}^2 = {factor ** 2 * 1e4:.1f} \\times 10^{{-4}}$')
+                 f'= {factor:.3f}$',
+                 f'{factor:.3f}^2 = {factor ** 2 * 1e4:.1f} \\times 10^{{-4}}$')
     from labml_nn_bn.experiments.covariate_shift import Network
     torch.manual_seed(0)
     network = Network(batch_norm=False)
@@ -213,14 +216,16 @@ def test_population_statistics_values_per_statistic_of_the_mnist_cnn():
     assert m == {'bn1': 2304, 'bn2': 256, 'bn3': 4}
     assert_shows('population_statistics', '4 \\cdot 24 \\cdot 24 = 2304',
                  '4 \\cdot 8 \\cdot 8 = 256', '$m = 4$',
-                 f'${m["bn1"] / (m["bn1"] - 1):.4f}$ and ${m["bn2"] / (m["bn2"] - 1):.4f}$',
+                 f'${m["bn1"] / (m["bn1"] - 1):.4f}$ and '
+                 f'${m["bn2"] / (m["bn2"] - 1):.4f}$',
                  f'\\frac{{4}}{{3}} = {4 / 3:.4f}$')
 
 
 def test_population_statistics_no_value_stands_out_in_a_small_batch():
     from labml_nn_bn.batch_norm import BatchNorm
     assert_shows('population_statistics', f'\\sqrt{{3}} = {math.sqrt(3):.2f}$',
-                 f'at most {math.sqrt(3):.2f} out', f'\\sqrt{{2303}} = {math.sqrt(2303):.0f}$')
+                 f'at most {math.sqrt(3):.2f} out',
+                 f'\\sqrt{{2303}} = {math.sqrt(2303):.0f}$')
     bn = BatchNorm(1, eps=1e-12).train()
     # The bound is reached when the other values are equal, however far the one value is
     for far in (5., 1e3):
@@ -228,8 +233,9 @@ def test_population_statistics_no_value_stands_out_in_a_small_batch():
         assert x_hat[0, 0].item() == pytest.approx(math.sqrt(3), rel=1e-6)
     # and never passed
     torch.manual_seed(0)
-    x = torch.randn(4, 1000, dtype=torch.float64) * torch.rand(4, 1000, dtype=torch.float64) * 9
-    assert BatchNorm(1000, eps=1e-12).train()(x).abs().max().item() <= math.sqrt(3) + 1e-9
+    x = torch.randn(4, 1000, dtype=torch.float64) * 9
+    x_hat = BatchNorm(1000, eps=1e-12).train()(x * torch.rand_like(x))
+    assert x_hat.abs().max().item() <= math.sqrt(3) + 1e-9
 
 
 def test_population_statistics_code_solution_measures_one_batch_norm_in_training():
@@ -277,7 +283,8 @@ def test_detached_mean_bias_drift_predicted_from_the_loss():
     norm = math.sqrt(C * loss)
     speed = lr * 2 / C * norm
     prediction = detached_bias_prediction(loss)
-    assert_shows('detached_mean', f'\\sqrt{{C \\cdot 3.125}} = {norm:.3f}$',
+    # The solution works from the loss as the page quotes it
+    assert_shows('detached_mean', f'\\sqrt{{C \\cdot {loss:.3f}}} = {norm:.3f}$',
                  f'= {speed:.3f}$ per step', f'\\approx {prediction:.1f}$')
     assert values['detached']['b_end'] == pytest.approx(prediction, rel=2e-3)
 
@@ -291,8 +298,9 @@ def test_detached_mean_scale_crosses_zero_when_predicted():
         a, step = a - lr / (C * a), step + 1
     assert_shows('detached_mean', f'\\frac{{C}}{{2\\eta}} = {continuous:.0f}$',
                  f'is step {step}', '\\frac{1}{4} + 4 \\cdot \\frac{1}{2}$')
-    # The run does it: every feature's scale changes sign at that step, all four together
-    history = detached_mean.train_scale(detached_mean.make_data(0), True, step + 2, lr)['a']
+    # The run does it: every feature's scale changes sign at that step, all four at once
+    u = detached_mean.make_data(0)
+    history = detached_mean.train_scale(u, True, step + 2, lr)['a']
     assert all(v > 0 for v in history[step - 1]) and all(v < 0 for v in history[step])
     assert 1 / 4 + 4 / 2 == pytest.approx(2.25)
 
@@ -314,8 +322,8 @@ def test_detached_mean_prediction_holds_for_another_sample():
     from labml_nn_bn.experiments import detached_mean
     u = detached_mean.make_data(1)
     history = detached_mean.train_bias(u, True, 1000, detached_mean.LR['mean'])
-    assert history['b_norm'][-1] == pytest.approx(detached_bias_prediction(history['loss'][-1]),
-                                                  rel=3e-3)
+    prediction = detached_bias_prediction(history['loss'][-1])
+    assert history['b_norm'][-1] == pytest.approx(prediction, rel=3e-3)
     assert_shows('detached_mean', '--seed 1')
 
 
@@ -328,12 +336,13 @@ def test_regularisation_noise_of_the_statistics():
     var_rel = math.sqrt(2 / (m - 1))
     assert_shows('regularisation', f'\\frac{{63}}{{4096}} = {mean_var:.4f}$',
                  f'{math.sqrt(mean_var):.3f}$ standard deviations',
-                 f'\\sqrt{{2 / (m - 1)}} = {var_rel:.3f}$', f'half that, ${var_rel / 2:.3f}$')
+                 f'\\sqrt{{2 / (m - 1)}} = {var_rel:.3f}$',
+                 f'half that, ${var_rel / 2:.3f}$')
     m = 16
     assert_shows('regularisation', f"the mean's is ${math.sqrt((m - 1) / m ** 2):.3f}$",
                  f"the variance's ${math.sqrt(2 / (m - 1)):.3f}$",
                  f"the scale's ${math.sqrt(2 / (m - 1)) / 2:.3f}$")
-    # Checked by drawing: example 0 (at the population mean) in 4,000 random batches of 64
+    # Drawn: example 0 (at the population mean) in 4,000 random batches of 64
     torch.manual_seed(0)
     batches = torch.randn(4000, 64, 1, dtype=torch.float64)
     batches[:, 0] = 0.
@@ -404,7 +413,8 @@ def test_learning_rate_norm_grows_by_the_square_of_the_step():
     after = weight.detach() - lr * weight.grad
     expected = weight.detach().norm(dim=1) ** 2 + lr ** 2 * weight.grad.norm(dim=1) ** 2
     assert torch.allclose(after.norm(dim=1) ** 2, expected, rtol=1e-5)
-    assert_shows('learning_rate', f'\\sqrt{{2}} = {math.sqrt(2):.3f}$', 'halves the effective')
+    assert_shows('learning_rate', f'\\sqrt{{2}} = {math.sqrt(2):.3f}$',
+                 'halves the effective')
 
 
 def test_learning_rate_code_solution_norms_grow_more_at_a_high_rate():
@@ -439,3 +449,58 @@ def test_learning_rate_depth_experiment_is_the_failing_rates_on_two_layers():
                                           '--reference-lr', '0.1'])
     assert args.layers == 2 and args.learning_rates == [1, 3]
     assert_shows('learning_rate', '--lrs 1 3', '--layers 2')
+
+
+# ## Internal covariate shift, tested (internal_covariate_shift)
+
+def test_internal_covariate_shift_noise_moves_a_unit_as_derived():
+    from labml_nn_bn.experiments.internal_covariate_shift import DistributionNoise
+    k = 1.
+    assert_shows('internal_covariate_shift', f'by ${2 * k / 3:.2f}$ of a normalised',
+                 f'\\sqrt{{2}} = {math.sqrt(1 + k ** 2):.2f}$',
+                 f'\\sqrt{{5}} = {math.sqrt((1 + k) ** 2 + k ** 2):.2f}$',
+                 f'1 + \\frac{{k}}{{2}} = {1 + k / 2:g}$')
+    # Drawn: a normalised unit through the noise, at 3,000 steps
+    noise = DistributionNoise(1, k, torch.Generator().manual_seed(0)).train()
+    torch.manual_seed(0)
+    y = torch.randn(2000, 1)
+    y = (y - y.mean()) / y.std(correction=0)
+    out = torch.stack([noise(y)[:, 0] for _ in range(3000)])
+    means, stds = out.mean(dim=1), out.std(dim=1)
+    jump = (means[1:] - means[:-1]).abs().mean().item()
+    assert jump == pytest.approx(2 * k / 3, rel=0.05)
+    assert stds.min().item() == pytest.approx(math.sqrt(2), abs=0.05)
+    assert stds.max().item() == pytest.approx(math.sqrt(5), abs=0.05)
+    assert noise.eval()(y).div(y).mean().item() == pytest.approx(1 + k / 2)
+
+
+def test_internal_covariate_shift_code_solution_measures_the_gradient_shift():
+    namespace = run_solution('internal_covariate_shift', 3)
+    shift = namespace['gradient_shift']
+    torch.manual_seed(0)
+    model = namespace['Network']('bn', hidden=32).train()
+    x, y = torch.randn(60, 1, 28, 28), torch.randint(0, 10, (60,))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    distance, cosine = shift(model, x, y, 0.5, 0)
+    assert distance == pytest.approx(0., abs=1e-6)
+    assert cosine == pytest.approx(1., abs=1e-5)
+    distance, cosine = shift(model, x, y, 0.5, 2)
+    assert distance > 0 and -1 <= cosine < 1
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_internal_covariate_shift_weaker_noise_experiment_matches_the_page():
+    import json
+    values = json.loads((ROOT / 'docs' / 'figures' / 'internal_covariate_shift.json')
+                        .read_text())['values']
+    # The comparison the solution draws: at 0.5 and k = 1, the page's noisy standard network
+    assert values['settings']['learning_rates'][1] == 0.5
+    assert values['settings']['noise'] == 1
+    diverged = values['runs']['lr_0p5']['noisy_standard']['diverged_at']
+    # "within the first ... steps" quotes the later of the two
+    assert max(d for d in diverged if d is not None) == diverged[1]
+    args = parser_check('internal_covariate_shift',
+                        ['--lrs', '0.5', '--noise', '0.25', '--noise-sweep'])
+    assert args.noise == 0.25 and list(args.noise_sweep) == []

@@ -358,10 +358,10 @@ if __name__ == '__main__':
 # $\eta = 0.1$, and compare with the figure.
 #
 # ??? success "Solution"
-#     With the mean detached, $\hat{x} - t = -\bar{u}$ for every example, where $\bar{u}$ is
-#     the data's mean, so the loss is $\frac{1}{C}\lVert\bar{u}\rVert^2$ and
-#     $\lVert\bar{u}\rVert = \sqrt{C \cdot 3.125} = 3.536$. Every step adds
-#     $-\eta\,\frac{\partial \ell}{\partial b} = \eta\,\frac{2}{C}\,\bar{u}$: the same vector,
+#     With the mean detached, $\hat{x} - t = -\mathbb{E}[u]$ for every example (the text
+#     above shows it), so the loss is $\frac{1}{C}\lVert\mathbb{E}[u]\rVert^2$ and
+#     $\lVert\mathbb{E}[u]\rVert = \sqrt{C \cdot 3.125} = 3.536$. Every step adds
+#     $-\eta\,\frac{\partial \ell}{\partial b} = \eta\,\frac{2}{C}\,\mathbb{E}[u]$: the same vector,
 #     so $b$ moves along a straight line at a constant speed of
 #     $\eta \cdot \frac{2}{C} \cdot 3.536 = 0.177$ per step, and after 1,000 steps
 #     $\lVert b \rVert \approx 176.8$. The run ends at
@@ -424,7 +424,7 @@ if __name__ == '__main__':
 #
 # ??? success "Solution"
 #     The summary line of the detached bias gives its loss and its $\lVert b \rVert$ after
-#     the run. The loss is again $\frac{1}{C}\lVert\bar{u}\rVert^2$, now for seed 1's sample,
+#     the run. The loss is again $\frac{1}{C}\lVert\mathbb{E}[u]\rVert^2$, now for seed 1's sample,
 #     and $\lVert b \rVert$ is again within a fraction of a percent of
 #     $1000 \cdot \eta \cdot \frac{2}{C} \sqrt{C \cdot \text{loss}}$. The rate of drift is
 #     set by the part of the target that the normalisation removes, the data's mean; only

@@ -504,3 +504,22 @@ def test_internal_covariate_shift_weaker_noise_experiment_matches_the_page():
     args = parser_check('internal_covariate_shift',
                         ['--lrs', '0.5', '--noise', '0.25', '--noise-sweep'])
     assert args.noise == 0.25 and list(args.noise_sweep) == []
+
+
+def figure_values(name: str) -> dict:
+    import json
+    path = ROOT / 'docs' / 'figures' / f'{name}.json'
+    return json.loads(path.read_text(encoding='utf-8'))['values']
+
+
+def test_measured_quotes_in_the_exercises_name_what_the_text_says():
+    # Quotes by position in a list: the position must still be the step the text names
+    cs = figure_values('covariate_shift')
+    assert cs['no_bn']['steps'][:2] == [0, 500] and cs['bn']['steps'][0] == 0
+    assert_shows('covariate_shift', 'no_bn.accuracy.1 ', 'test accuracy at step 500',
+                 'bn.percentiles.0.0 ', 'bn.percentiles.2.0 ')
+    assert cs['settings']['steps'] == 50_000  # "step 5,000" is its tenth
+    reg = figure_values('regularisation')
+    assert reg['settings']['batch_size'] == 64
+    ps = figure_values('population_statistics')
+    assert ps['batch_4']['batch_size'] == 4

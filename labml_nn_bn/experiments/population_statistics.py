@@ -383,7 +383,8 @@ if __name__ == '__main__':
 #     $\hat{x}_1^2 \le (m - 1) \sum_{i \ge 2} \hat{x}_i^2 = (m - 1)(m - \hat{x}_1^2)$,
 #     so $\hat{x}_1^2 \le m - 1$. It is reached when the other $m - 1$ values are equal. At
 #     $m = 4$ the bound is $\sqrt{3} = 1.73$: a test image whose feature is five population
-#     standard deviations out shows up, in training mode, at most 1.73 out. For the first
+#     standard deviations out shows up, in training mode, at most 1.73 out (in the batch's
+#     own standard deviations). For the first
 #     convolution, $\sqrt{2303} = 48$, no limit in practice. With population statistics
 #     (evaluation mode) there is no such bound, which is one way to see why they classify
 #     better at small batches.

@@ -954,5 +954,5 @@ if __name__ == '__main__':
 #     and stays there through training, as exercise 2's $1/\sqrt{m}$ predicts. Panels (a)
 #     and (b) are the harder part to read: a batch of 16 also takes four times as many steps
 #     per epoch at the same rate, so it changes more than the noise. When we tried it (one
-#     seed), the doubled noise did not narrow the gap; the page's data cannot say whether
-#     more batch noise means more regularisation.
+#     seed), the doubled noise did not narrow the gap; one seed cannot tell whether more
+#     batch noise means more regularisation here.

@@ -351,3 +351,88 @@ def main(argv=None):
 
 if __name__ == '__main__':
     main(sys.argv[1:])
+
+
+# ## Exercises
+#
+# **1. How fast the bias drifts** (derivation). With the mean detached, the loss stays
+# at <!-- measured detached_mean:mean.detached.loss_end .3f -->3.125<!-- /measured -->
+# for the whole run. From that number alone, predict $\lVert b \rVert$ after 1,000 steps
+# of rate $\eta = 0.1$, and compare with the figure.
+#
+# ??? success "Solution"
+#     With the mean detached, $\hat{x} - t = -\mathbb{E}[u]$ for every example (the text
+#     above shows it), so the loss is $\frac{1}{C}\lVert\mathbb{E}[u]\rVert^2$ and
+#     $\lVert\mathbb{E}[u]\rVert = \sqrt{C \cdot 3.125} = 3.536$. Every step adds
+#     $-\eta\,\frac{\partial \ell}{\partial b} = \eta\,\frac{2}{C}\,\mathbb{E}[u]$: the
+#     same vector, so $b$ moves along a straight line at a constant speed of
+#     $\eta \cdot \frac{2}{C} \cdot 3.536 = 0.177$ per step, and after 1,000 steps
+#     $\lVert b \rVert \approx 176.8$. The run ends at
+#     <!-- measured detached_mean:mean.detached.b_end .1f -->176.7<!-- /measured -->
+#     (its last record is taken before the 1,000th step, from
+#     $b = (0.1, 0.1, 0.1, 0.1)$). The growth is linear and never stops: nothing in the
+#     loss ever pushes back.
+#
+# **2. When the scale crosses zero** (derivation). With the statistics detached, the
+# text gives $\frac{\partial \ell}{\partial a_c} = \frac{1}{C a_c}$ for $a_c > 0$.
+# Starting from $a_c = 1$ with rate $\eta = 0.02$, after about how many steps is the
+# scale thrown across zero? Why do all four features flip together?
+#
+# ??? success "Solution"
+#     Each step is $a \leftarrow a - \frac{\eta}{C a}$. In continuous time,
+#     $\frac{d a}{d t} = -\frac{\eta}{C a}$ gives $a^2 = 1 - \frac{2\eta}{C} t$, which
+#     reaches zero at $t = \frac{C}{2\eta} = 100$ steps. The discrete steps get there a
+#     little later: iterating the update from 1, the step that crosses zero is step 102,
+#     where the scale is small and the step $\frac{\eta}{C a}$ is large, so it jumps
+#     past zero. The gradient does not depend on the data (the $\frac{1}{C a_c}$ has no
+#     $u$ in it), so every feature follows the same path and all four flip at the same
+#     step: the loss's first jump, from
+#     <!-- measured detached_mean:scale.detached.loss_start .2f -->0.25<!-- /measured -->
+#     to
+#     <!-- measured detached_mean:scale.detached.loss_max .2f -->2.25<!-- /measured -->,
+#     is $\frac{1}{4} + 4 \cdot \frac{1}{2}$.
+#
+# **3. Which statistic must be in the gradient?** (code). For the scale, detach only the
+# mean, then only the standard deviation. Write `scale_gradient(u, detach_mean,
+# detach_std)` that returns $\frac{\partial \ell}{\partial a}$ at $a = 1$ for
+# `train_scale`'s loss, and find out which one breaks.
+#
+# ??? success "Solution"
+#     ```python
+#     def scale_gradient(u: torch.Tensor, detach_mean: bool, detach_std: bool):
+#         a = torch.ones(C, requires_grad=True)
+#         target = 0.5 * (u - u.mean(dim=0)) / u.std(dim=0, unbiased=False)
+#         x = a * u
+#         mean, std = x.mean(dim=0), x.std(dim=0, unbiased=False)
+#         if detach_mean:
+#             mean = mean.detach()
+#         if detach_std:
+#             std = std.detach()
+#         loss = ((x - mean) / std - target).pow(2).mean()
+#         return torch.autograd.grad(loss, a)[0]
+#     ```
+#
+#     `scale_gradient(make_data(0), False, True)` is $\frac{1}{C} = 0.25$ for every
+#     feature, the detached case's push; `scale_gradient(make_data(0), True, False)` is
+#     zero up to rounding. For the scale it is the standard deviation that must carry
+#     the gradient: with only the mean detached, $\partial \hat{x}_n / \partial a_c$ is
+#     the same for every example $n$, and it multiplies $\hat{x} - t$, whose sum over
+#     the examples is zero. For the bias it is the mean. Batch normalization
+#     back-propagates through both.
+#
+# **4. Another sample of the data** (experiment). The data's means set the drift. Run it
+# on another sample (seconds):
+#
+# ```bash
+# python -m labml_nn_bn.experiments.detached_mean --seed 1
+# ```
+#
+# and check exercise 1's prediction against the printed summary.
+#
+# ??? success "Solution"
+#     The summary line of the detached bias gives its loss and its $\lVert b \rVert$
+#     after the run. The loss is again $\frac{1}{C}\lVert\mathbb{E}[u]\rVert^2$, now for
+#     seed 1's sample, and $\lVert b \rVert$ is again within a fraction of a percent of
+#     $1000 \cdot \eta \cdot \frac{2}{C} \sqrt{C \cdot \text{loss}}$. The rate of drift
+#     is set by the part of the target that the normalisation removes, the data's mean;
+#     only data of mean zero would leave nothing to push.

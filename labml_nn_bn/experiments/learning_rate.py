@@ -933,3 +933,93 @@ def main(argv=None):
 
 if __name__ == '__main__':
     main(sys.argv[1:])
+
+
+# ## Exercises
+#
+# **1. Where the gradient of a scale-invariant weight points** (derivation). Let $W_k$
+# be the row of weights that computes feature $k$ of a layer followed by a batch norm,
+# and take the page's identities as given. Show that $W_k \cdot \frac{\partial
+# \ell}{\partial W_k} = 0$. Then, for one SGD step of rate $\eta$, estimate the angle by
+# which the direction of $W_k$ turns. If $\lVert W_k \rVert$ doubles, by what factor
+# does that angle fall, for the same direction?
+#
+# ??? success "Solution"
+#     The loss does not change when the row is scaled: $\ell(a W_k) = \ell(W_k)$ for all
+#     $a > 0$ (the batch norm normalises each feature on its own, so each row can be
+#     scaled alone). Differentiate with respect to $a$ at $a = 1$: $W_k \cdot
+#     \frac{\partial \ell}{\partial W_k} = 0$. The gradient is orthogonal to the
+#     weights, so a step only turns them, by an angle of about $\eta \lVert
+#     \frac{\partial \ell}{\partial W_k} \rVert / \lVert W_k \rVert$. By the page's
+#     third identity the gradient at $a W_k$ is $\frac{1}{a}$ times the gradient at
+#     $W_k$, so $\lVert \frac{\partial \ell}{\partial W_k} \rVert \lVert W_k \rVert$
+#     depends only on the direction, and the angle is $\frac{\eta}{\lVert W_k \rVert^2}$
+#     times a quantity of the direction alone: the *effective* rate on the direction is
+#     $\eta / \lVert W_k \rVert^2$. Doubling the norm divides it by $4$; a test checks
+#     the orthogonality and the $\frac{1}{a}$ with autograd.
+#
+# **2. The norm only grows** (derivation). Show that after one SGD step (no weight
+# decay) $\lVert W_k \rVert^2$ becomes $\lVert W_k \rVert^2 + \eta^2 \lVert
+# \frac{\partial \ell}{\partial W_k} \rVert^2$. What happens to the effective rate of
+# exercise 1 after a step as long as the weights themselves?
+#
+# ??? success "Solution"
+#     $\lVert W_k - \eta\,\frac{\partial \ell}{\partial W_k} \rVert^2 = \lVert W_k
+#     \rVert^2 - 2\eta\,W_k \cdot \frac{\partial \ell}{\partial W_k} + \eta^2 \lVert
+#     \frac{\partial \ell}{\partial W_k} \rVert^2$, and the middle term is zero by the
+#     first exercise. A step as long as $W_k$ multiplies its norm by $\sqrt{2} = 1.414$
+#     and halves the effective rate $\eta / \lVert W_k \rVert^2$. So a rate that is too
+#     high for the scale-invariant weights inflates their norms in its first steps until
+#     the effective rate is small enough: the "stabilising" growth of Section 3.3, which
+#     Arora, Li and Lyu later proved makes any fixed rate work for those weights. It
+#     does nothing for $\gamma$, $\beta$ and the output layer, which is where *Why the
+#     rate still has a limit* found the failure at 100 times the reference.
+#
+# **3. Watch the norms grow** (code). Write `norm_growth(learning_rate, batches)` that
+# trains a fresh `Network(batch_norm=True)` with plain SGD on the `(x, y)` batches given
+# and returns, for each scale-invariant weight, the ratio of its final to its initial
+# norm. Compare the rates $0.1$ and $3$ on a few hundred MNIST batches.
+#
+# ??? success "Solution"
+#     ```python
+#     def norm_growth(learning_rate: float, batches) -> List[float]:
+#         model = Network(batch_norm=True)
+#         optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
+#         start = [w.detach().norm().item() for w in model.scale_invariant()]
+#         for x, y in batches:
+#             loss = nn.functional.cross_entropy(model(x), y)
+#             optimizer.zero_grad()
+#             loss.backward()
+#             optimizer.step()
+#         return [w.detach().norm().item() / s
+#                 for w, s in zip(model.scale_invariant(), start)]
+#     ```
+#
+#     No ratio is ever below 1 (exercise 2). At $0.1$ the norms change little; at $3$
+#     they grow much more, most of it in the first steps, and the effective rate
+#     $\eta / \lVert W_k \rVert^2$ falls by the square of that growth: the two effective
+#     rates end up much closer than the factor of 30 between the rates (a test checks
+#     this on random data, for a smaller network).
+#
+# **4. Fewer layers to amplify through** (experiment). Section 3.3 blames the blow-up at
+# high rates on small changes amplified as they go up through the layers. Run the two
+# failing rates on a network of 2 hidden layers instead of 5 (about a minute of CPU
+# time; the option `--reference-lr` adds the runs at 0.1, 0.5 and 3 that the summary
+# compares):
+#
+# ```bash
+# python -m labml_nn_bn.experiments.learning_rate --lrs 1 3 --seeds 0 \
+#     --reference-lr 0.1 --layers 2 --dataset mnist-5k
+# ```
+#
+# ??? success "Solution"
+#     When we ran it, the network without batch normalization still diverged at 1 and at
+#     3 within a few dozen steps, as most of the page's 5-layer seeds did (<!-- measured
+#     learning_rate:no_bn.runs.5.n_diverged d -->2<!-- /measured --> of 3 at 1,
+#     <!-- measured learning_rate:no_bn.n_diverged_at_30x d -->2<!-- /measured --> at
+#     3), and it still trained at 0.5; the network with batch normalization trained at
+#     all four rates. So on this problem depth is not what sets the limit: two layers
+#     are enough to blow up. What batch normalization changes is the step the weights
+#     take, relative to their size (exercises 1 and 2), whatever the depth. The paper's
+#     amplification argument may matter more for a network as deep as Inception; this
+#     run cannot show it.

@@ -251,11 +251,11 @@ print('torch.nn.BatchNorm2d and BatchNorm agree with the hand-written statistics
 #
 # At inference there is no batch to take statistics from, so during training every batch
 # moves two buffers, $\mathbb{E}[x]$ (`running_mean`) and $\mathrm{Var}[x]$
-# (`running_var`), a little towards its own statistics: $\mathbb{E}[x] \leftarrow (1 -
-# \alpha)\,\mathbb{E}[x] + \alpha\,\mu_\mathcal{B}$, and the same for $\mathrm{Var}[x]$
-# with the unbiased $\frac{m}{m-1}\sigma^2_\mathcal{B}$. The momentum $\alpha$ is the
-# weight of the *new* batch (PyTorch's convention); `None` is the plain average of every
-# batch so far.
+# (`running_var`), a little towards its own statistics:
+# $\mathbb{E}[x] \leftarrow (1 - \alpha)\,\mathbb{E}[x] + \alpha\,\mu_\mathcal{B}$, and
+# the same for $\mathrm{Var}[x]$ with the unbiased $\frac{m}{m-1}\sigma^2_\mathcal{B}$.
+# The momentum $\alpha$ is the weight of the *new* batch (PyTorch's convention); `None`
+# is the plain average of every batch so far.
 #
 # A feature whose mean drifts from 0 to 3 over the first 100 batches of 16, then stays:
 
@@ -300,22 +300,23 @@ for alpha in momentums:
 
 # %%
 bn = BatchNorm(1, eps=EPS, momentum=0.1)
-batch_a = torch.tensor([[2.], [0.], [4.]])
-batch_b = torch.tensor([[2.], [6.], [10.]])
+first_batch = torch.tensor([[2.], [0.], [4.]])
+second_batch = torch.tensor([[2.], [6.], [10.]])
 with torch.no_grad():
     bn.train()
-    train_outputs = [bn(batch_a)[0, 0].item(), bn(batch_b)[0, 0].item()]
+    train_outputs = [bn(first_batch)[0, 0].item(), bn(second_batch)[0, 0].item()]
     bn.eval()
-    eval_outputs = [bn(batch_a)[0, 0].item(), bn(batch_b)[0, 0].item()]
+    eval_outputs = [bn(first_batch)[0, 0].item(), bn(second_batch)[0, 0].item()]
 print('training mode  :', [round(v, 4) for v in train_outputs])
 print('evaluation mode:', [round(v, 4) for v in eval_outputs])
 print('running mean', bn.running_mean.item(), ' running var', bn.running_var.item())
 
 # %% [markdown]
-# The evaluation output is one affine map of the example, $y = \gamma\,(x -
-# \mathbb{E}[x]) / \sqrt{\mathrm{Var}[x] + \epsilon} + \beta$, with the two buffers the
-# training steps left: starting from $0$ and $1$, batch $a$ has mean $2$ and unbiased
-# variance $4$, batch $b$ mean $6$ and unbiased variance $16$.
+# The evaluation output is one affine map of the example,
+# $y = \gamma\,(x - \mathbb{E}[x]) / \sqrt{\mathrm{Var}[x] + \epsilon} + \beta$, with
+# the two buffers the training steps left: starting from $0$ and $1$, the first batch
+# has mean $2$ and unbiased variance $4$, the second mean $6$ and unbiased variance
+# $16$.
 
 # %%
 expected_mean = 0.9 * (0.9 * 0. + 0.1 * 2.) + 0.1 * 6.
@@ -350,9 +351,9 @@ print(f'by hand: E[x] = {expected_mean:.2f}, Var[x] = {expected_var:.2f}, '
 # %% [markdown]
 # ### Exercise 1 (derivation)
 #
-# Show that $\sum_i \partial\ell/\partial x_i = 0$ and $\sum_i (\partial\ell/\partial
-# x_i)\,\hat{x}_i = 0$ (the second for $\epsilon = 0$), and check both numerically. What
-# does the first mean for a gradient step?
+# Show that $\sum_i \partial\ell/\partial x_i = 0$ and
+# $\sum_i (\partial\ell/\partial x_i)\,\hat{x}_i = 0$ (the second for $\epsilon = 0$),
+# and check both numerically. What does the first mean for a gradient step?
 
 # %%
 # Your attempt
@@ -362,8 +363,9 @@ print(f'by hand: E[x] = {expected_mean:.2f}, Var[x] = {expected_var:.2f}, '
 #
 # Substituting $\partial\ell/\partial\sigma^2_\mathcal{B}$ and
 # $\partial\ell/\partial\mu_\mathcal{B}$ into $\partial\ell/\partial x_i$ (the centred
-# values sum to zero, and $x_i - \mu_\mathcal{B} = \hat{x}_i\sqrt{\sigma^2_\mathcal{B} +
-# \epsilon}$) gives the compact form
+# values sum to zero, and
+# $x_i - \mu_\mathcal{B} = \hat{x}_i\sqrt{\sigma^2_\mathcal{B} + \epsilon}$) gives the
+# compact form
 #
 # $$\frac{\partial \ell}{\partial x_i} =
 #   \frac{\gamma}{m\sqrt{\sigma^2_\mathcal{B} + \epsilon}}
@@ -371,12 +373,17 @@ print(f'by hand: E[x] = {expected_mean:.2f}, Var[x] = {expected_var:.2f}, '
 #   - \sum_j \frac{\partial \ell}{\partial y_j}
 #   - \hat{x}_i \sum_j \frac{\partial \ell}{\partial y_j}\hat{x}_j\Big)$$
 #
-# Summing over $i$: the first two terms give $m\sum_j - m\sum_j = 0$, and the third is
-# $\sum_i \hat{x}_i = 0$ times a constant, so $\sum_i \partial\ell/\partial x_i = 0$
+# Summing over $i$: the first two terms give
+# $m\sum_i \partial\ell/\partial y_i - m\sum_j \partial\ell/\partial y_j = 0$, and the
+# third is $\sum_i \hat{x}_i = 0$ times a constant, so $\sum_i \partial\ell/\partial x_i = 0$
 # exactly. Multiplying by $\hat{x}_i$ and summing: the middle term vanishes again and
-# the others leave $\frac{\gamma}{m\sqrt{\sigma^2_\mathcal{B}+\epsilon}}\sum_j
-# \frac{\partial \ell}{\partial y_j}\hat{x}_j \big(m - \sum_i \hat{x}_i^2\big)$, zero
-# when $\sum_i \hat{x}_i^2 = m$, that is for $\epsilon = 0$ (with $\epsilon > 0$ it is
+# the others leave
+#
+# $$\frac{\gamma}{m\sqrt{\sigma^2_\mathcal{B}+\epsilon}}
+#   \sum_j \frac{\partial \ell}{\partial y_j}\hat{x}_j \Big(m - \sum_i \hat{x}_i^2\Big)$$
+#
+# This is zero when $\sum_i \hat{x}_i^2 = m$, that is for $\epsilon = 0$ (with
+# $\epsilon > 0$ the sum is
 # $m\,\sigma^2_\mathcal{B}/(\sigma^2_\mathcal{B} + \epsilon)$, slightly less). The
 # gradient is orthogonal to the two directions the normalisation removes, a shift and a
 # scaling of the batch: a step along it changes neither $\mu_\mathcal{B}$ nor (to first
@@ -406,9 +413,9 @@ for eps in (0., EPS):
 # %% [markdown]
 # ### Exercise 2 (derivation)
 #
-# Work the first feature of the worked example by hand: $x = 1, 3, 5, 7$ with $\gamma =
-# 2$, $\beta = 0$. What are $\mu_\mathcal{B}$, $\sigma^2_\mathcal{B}$, $\hat{x}$ and
-# $y$?
+# Work the first feature of the worked example by hand: $x = 1, 3, 5, 7$ with
+# $\gamma = 2$, $\beta = 0$. What are $\mu_\mathcal{B}$, $\sigma^2_\mathcal{B}$,
+# $\hat{x}$ and $y$?
 
 # %%
 # Your attempt
@@ -418,9 +425,9 @@ for eps in (0., EPS):
 #
 # $\mu_\mathcal{B} = (1 + 3 + 5 + 7)/4 = 4$; the deviations are $-3, -1, 1, 3$, so
 # $\sigma^2_\mathcal{B} = (9 + 1 + 1 + 9)/4 = 5$ (dividing by $m = 4$, not $3$).
-# $\hat{x} = (-3, -1, 1, 3)/\sqrt{5 + 10^{-5}} \approx (-1.3416, -0.4472, 0.4472,
-# 1.3416)$, and $y = 2\hat{x} \approx (-2.6833, -0.8944, 0.8944, 2.6833)$. The cell
-# below checks these against the first column of section 1.
+# $\hat{x} = (-3, -1, 1, 3)/\sqrt{5 + 10^{-5}} \approx (-1.3416, -0.4472, 0.4472, 1.3416)$,
+# and $y = 2\hat{x} \approx (-2.6833, -0.8944, 0.8944, 2.6833)$. The cell below checks
+# these against the first column of section 1.
 #
 # </details>
 
@@ -494,8 +501,9 @@ assert (bn_of(1e-3 * W, EPS) - bn_of(W, EPS)).abs().max() > 0.1
 # %% [markdown]
 # ### Exercise 5 (derivation)
 #
-# A fresh running mean starts at $0$. Every batch now has mean $\mu$. With $\alpha =
-# 0.1$, after how many batches is the running mean within 1 % of $\mu$?
+# A fresh running mean starts at $0$. From now on every batch has the same mean,
+# $\mu_\mathcal{B} = 5$. With $\alpha = 0.1$, after how many batches is the running mean
+# within 1 % of $5$?
 
 # %%
 # Your attempt
@@ -503,16 +511,18 @@ assert (bn_of(1e-3 * W, EPS) - bn_of(W, EPS)).abs().max() > 0.1
 # %% [markdown]
 # <details><summary>Solution</summary>
 #
-# Each update keeps $(1 - \alpha)$ of the distance to $\mu$, so after $n$ batches the
-# running mean is $\mu\,(1 - 0.9^n)$. Within 1 % means $0.9^n \le 0.01$, $n \ge \ln 0.01
-# / \ln 0.9 \approx 43.7$: after **44** batches ($0.9^{43} \approx 0.0108$, $0.9^{44}
-# \approx 0.0097$). The cell below feeds a `BatchNorm` batches whose mean is exactly
-# $\mu$.
+# Each update keeps $(1 - \alpha)$ of the distance to $5$, so after $n$ batches the
+# running mean is $5\,(1 - 0.9^n)$. Within 1 % means $0.9^n \le 0.01$,
+# $n \ge \ln 0.01 / \ln 0.9 \approx 43.7$: after **44** batches
+# ($0.9^{43} \approx 0.0108$, $0.9^{44} \approx 0.0097$). The cell below feeds a
+# `BatchNorm` batches whose mean is exactly $5$.
 #
 # </details>
 
 # %%
 #@title Solution: the check { display-mode: "form" }
+import math
+
 bn5 = BatchNorm(1, momentum=0.1, affine=False).train()
 target = 5.
 within = []
@@ -522,6 +532,8 @@ with torch.no_grad():
         within.append(abs(bn5.running_mean.item() - target) <= 0.01 * target)
 first = within.index(True) + 1
 assert first == 44 and all(within[first - 1:])
+assert round(math.log(0.01) / math.log(0.9), 1) == 43.7
+assert (round(0.9 ** 43, 4), round(0.9 ** 44, 4)) == (0.0108, 0.0097)
 print(f'within 1 % from batch {first} on')
 
 # %% [markdown]
@@ -537,13 +549,17 @@ print(f'within 1 % from batch {first} on')
 # %% [markdown]
 # <details><summary>Solution</summary>
 #
-# Write $v = \mathrm{Var}[x]$ and $\mu = \mathbb{E}[x]$. Then $m\,\sigma^2_\mathcal{B} =
-# \sum_i (x_i - \mu_\mathcal{B})^2 = \sum_i (x_i - \mu)^2 - m(\mu_\mathcal{B} - \mu)^2$.
-# The expectation of the first sum is $m v$; $\mu_\mathcal{B}$ is the mean of $m$
-# independent values, so $\mathbb{E}[(\mu_\mathcal{B} - \mu)^2] = v/m$ and the second
-# term is $v$ on average. So $\mathbb{E}[\sigma^2_\mathcal{B}] = (m - 1)\,v/m$: for $m =
-# 4$, three quarters of the variance. The mean of the batch is fitted to the batch,
-# which takes one degree of freedom.
+# Centre on the population mean $\mathbb{E}[x]$ instead of $\mu_\mathcal{B}$:
+#
+# $$m\,\sigma^2_\mathcal{B} = \sum_i (x_i - \mu_\mathcal{B})^2
+#   = \sum_i (x_i - \mathbb{E}[x])^2 - m\,(\mu_\mathcal{B} - \mathbb{E}[x])^2$$
+#
+# The first sum has expectation $m\,\mathrm{Var}[x]$. $\mu_\mathcal{B}$ is the mean of
+# $m$ independent values, so its variance is $\mathrm{Var}[x]/m$ and the second term is
+# $\mathrm{Var}[x]$ on average. So
+# $\mathbb{E}[\sigma^2_\mathcal{B}] = \frac{m - 1}{m}\mathrm{Var}[x]$: for $m = 4$,
+# three quarters of the variance. The batch mean is fitted to the batch itself, which
+# uses up one of the $m$ degrees of freedom.
 #
 # </details>
 
@@ -561,13 +577,13 @@ assert abs(mean_of_var_b / 3. - 1) < 0.03
 #
 # Batch Renormalization ([Ioffe, 2017](https://arxiv.org/abs/1702.03275)) normalises a
 # training batch with the batch statistics, then corrects towards the running ones:
-# $\hat{x}_i = \frac{x_i - \mu_\mathcal{B}}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}\,r +
-# d$ with $r = \sqrt{\sigma^2_\mathcal{B} + \epsilon}\,/\sqrt{\mathrm{Var}[x] +
-# \epsilon}$ clipped to $[1/r_{\max}, r_{\max}]$ and $d = (\mu_\mathcal{B} -
-# \mathbb{E}[x])\,/\sqrt{\mathrm{Var}[x] + \epsilon}$ clipped to $[-d_{\max},
-# d_{\max}]$, where $r$ and $d$ are treated as constants by the gradient. Write it, and
-# check that $r = 1$, $d = 0$ (that is $r_{\max} = 1$, $d_{\max} = 0$) reproduces batch
-# normalization, outputs and gradients.
+# $\hat{x}_i = \frac{x_i - \mu_\mathcal{B}}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}\,r + d$
+# with $r = \sqrt{\sigma^2_\mathcal{B} + \epsilon}\,/\sqrt{\mathrm{Var}[x] + \epsilon}$
+# clipped to $[1/r_{\max}, r_{\max}]$ and
+# $d = (\mu_\mathcal{B} - \mathbb{E}[x])\,/\sqrt{\mathrm{Var}[x] + \epsilon}$ clipped to
+# $[-d_{\max}, d_{\max}]$, where $r$ and $d$ are treated as constants by the gradient.
+# Write it, and check that $r = 1$, $d = 0$ (that is $r_{\max} = 1$, $d_{\max} = 0$)
+# reproduces batch normalization, outputs and gradients.
 
 # %%
 # Your attempt
@@ -625,12 +641,13 @@ print('r_max = 1, d_max = 0 reproduces batch normalization, outputs and gradient
 #
 # With $m = 2$ the two values of a feature lie on either side of $\mu_\mathcal{B}$, at a
 # distance $\sqrt{\sigma^2_\mathcal{B}}$ each, so
-# $\hat{x} = \pm\sqrt{\sigma^2_\mathcal{B} / (\sigma^2_\mathcal{B} + \epsilon)}$: $\pm 1$,
-# whatever the inputs, unless $\sigma^2_\mathcal{B}$ is as small as $\epsilon$. After the fully connected batch norm, an example only knows which of the two is larger
+# $\hat{x} = \pm\sqrt{\sigma^2_\mathcal{B} / (\sigma^2_\mathcal{B} + \epsilon)}$:
+# $\pm 1$, whatever the inputs, unless $\sigma^2_\mathcal{B}$ is as small as $\epsilon$.
+# After the fully connected batch norm, an example only knows which of the two is larger
 # in each feature. The network trains on that, but classifying a test batch with batch
 # statistics throws away most of what the features say about an image, while population
-# statistics keep it: expect a far larger gap between the two than at batch 4. The
-# run below (tiny in smoke mode) shows it; the first cell checks the $\pm 1$.
+# statistics keep it: expect a far larger gap between the two than at batch 4. The run
+# below (tiny in smoke mode) shows it; the first cell checks the $\pm 1$.
 #
 # </details>
 

@@ -349,7 +349,7 @@ print(f'by hand: E[x] = {expected_mean:.2f}, Var[x] = {expected_var:.2f}, '
 # first; the solutions are collapsed (on Colab, *Show code* opens one).
 
 # %% [markdown]
-# ### Exercise 1 (derivation)
+# ### Exercise 1: Two sums the gradient cannot move (derivation)
 #
 # Show that $\sum_i \partial\ell/\partial x_i = 0$ and
 # $\sum_i (\partial\ell/\partial x_i)\,\hat{x}_i = 0$ (the second for $\epsilon = 0$),
@@ -411,7 +411,7 @@ for eps in (0., EPS):
         assert along_x_hat.abs().max() < 1e-12
 
 # %% [markdown]
-# ### Exercise 2 (derivation)
+# ### Exercise 2: The worked example by hand (derivation)
 #
 # Work the first feature of the worked example by hand: $x = 1, 3, 5, 7$ with
 # $\gamma = 2$, $\beta = 0$. What are $\mu_\mathcal{B}$, $\sigma^2_\mathcal{B}$,
@@ -442,7 +442,7 @@ print('x_hat', [round(v, 4) for v in x_hat[:, 0].tolist()],
       ' y', [round(v, 4) for v in y[:, 0].tolist()])
 
 # %% [markdown]
-# ### Exercise 3 (code)
+# ### Exercise 3: The bias before a batch norm (code)
 #
 # Show in code that $\mathrm{BN}(Wu + b) = \mathrm{BN}(Wu)$ for a linear layer: the bias
 # of a layer before a batch norm does nothing. What gradient does $b$ receive?
@@ -467,7 +467,7 @@ assert with_bias.bias.grad.abs().max() < 1e-10
 print('BN(Wu + b) = BN(Wu); the gradient of b is', with_bias.bias.grad)
 
 # %% [markdown]
-# ### Exercise 4 (code)
+# ### Exercise 4: Scale invariance, and where it breaks (code)
 #
 # The paper's scale invariance, $\mathrm{BN}((aW)u) = \mathrm{BN}(Wu)$ for a scalar $a$
 # (Section 3.3). Check it for $a = 10$; then find what goes wrong for $a < 0$, and with
@@ -499,7 +499,7 @@ assert torch.allclose(bn_of(-10 * W, 0.), -bn_of(W, 0.), atol=1e-12)
 assert (bn_of(1e-3 * W, EPS) - bn_of(W, EPS)).abs().max() > 0.1
 
 # %% [markdown]
-# ### Exercise 5 (derivation)
+# ### Exercise 5: How fast the running mean catches up (derivation)
 #
 # A fresh running mean starts at $0$. From now on every batch has the same mean,
 # $\mu_\mathcal{B} = 5$. With $\alpha = 0.1$, after how many batches is the running mean
@@ -537,7 +537,7 @@ assert (round(0.9 ** 43, 4), round(0.9 ** 44, 4)) == (0.0108, 0.0097)
 print(f'within 1 % from batch {first} on')
 
 # %% [markdown]
-# ### Exercise 6 (derivation)
+# ### Exercise 6: Why Algorithm 2 multiplies by m/(m − 1) (derivation)
 #
 # Show that $\mathbb{E}[\sigma^2_\mathcal{B}] = \frac{m-1}{m}\mathrm{Var}[x]$ for
 # batches of $m$ independent values, which is why Algorithm 2 multiplies by
@@ -573,7 +573,7 @@ print(f'mean of sigma^2_B over {batches:,} batches of 4: {mean_of_var_b:.3f} '
 assert abs(mean_of_var_b / 3. - 1) < 0.03
 
 # %% [markdown]
-# ### Exercise 7 (code)
+# ### Exercise 7: Batch Renormalization's r and d (code)
 #
 # Batch Renormalization ([Ioffe, 2017](https://arxiv.org/abs/1702.03275)) normalises a
 # training batch with the batch statistics, then corrects towards the running ones:
@@ -625,7 +625,7 @@ print('r_max = 1, d_max = 0 reproduces batch normalization, outputs and gradient
       f'{(wide.detach() - plain[0]).abs().max().item():.2f}')
 
 # %% [markdown]
-# ### Exercise 8 (experiment)
+# ### Exercise 8: Algorithm 2 with other batch sizes (experiment)
 #
 # Rerun Algorithm 2's experiment ([population
 # statistics](https://labml-nn-bn.github.io/labml_nn_bn/labml_nn_bn/experiments/population_statistics.html))

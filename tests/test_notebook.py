@@ -98,3 +98,11 @@ def test_notebook_runs_end_to_end_in_smoke_mode(name, tmp_path, monkeypatch):
         # Both runs were stored by labml under the notebook's folder
         assert {p.name for p in (tmp_path / 'logs').iterdir()} == \
             {'mnist_batch_norm', 'mnist_no_batch_norm'}
+    if name == 'batch_norm':
+        # Every check the notebook asserts ran, through to the last exercise
+        for line in ('all give y', "the paper's formulas match autograd", 'gradcheck passed',
+                     'BatchNorm agree with the hand-written statistics',
+                     'within 1 % from batch 44 on', 'reproduces batch normalization',
+                     'batch   2: batch statistics'):
+            assert line in text, line
+        assert any('image/png' in o.get('data', {}) for o in outputs), 'no plot was drawn'

@@ -420,3 +420,129 @@ def main(argv=None, prog: str = PROG) -> Result:
 
 if __name__ == '__main__':
     main()
+
+
+# ## Exercises
+#
+# **1. What `bias=False` saves** (derivation). The convolutions and the hidden fully
+# connected layer before a batch norm are built without a bias $b$. How many parameters
+# does that remove, how many do the three batch norms add, and how many more parameters
+# does the network with batch normalization have than the one without? What else do the
+# batch norms keep?
+#
+# ??? success "Solution"
+#     A bias has one number per output channel: $20 + 50 + 500 = 570$ numbers in
+#     `conv1`, `conv2` and `fc1`. Each batch norm learns a $\gamma$ and a $\beta$ per
+#     channel, $2 \times 570 = 1{,}140$ numbers. So the network with batch normalization
+#     has 570 parameters more: 431,650 against 431,080 (0.13 % more). The bias would
+#     have been wasted anyway: the mean subtraction cancels it,
+#     $\mathrm{BN}(Wu + b) = \mathrm{BN}(Wu)$ (Section 3.2 of the paper), and its
+#     gradient, $\sum_i \partial\ell/\partial x_i$, is exactly zero (exercise 1 of the
+#     [BatchNorm page](../batch_norm.md)). Each batch norm also keeps buffers, which are
+#     saved with the model but not trained: `running_mean` and `running_var` per channel
+#     (another 1,140 numbers) and one `num_batches_tracked` counter.
+#
+# **2. What `eval()` changes** (code). The trainer measures the test accuracy after
+# `model.eval()` and trains after `model.train()`. Show, on an untrained `Model` and
+# random images, that in training mode the logits of an image depend on the other images
+# of its batch and that a forward pass alone changes the model, and that in evaluation
+# mode neither happens.
+#
+# ??? success "Solution"
+#     `eval()` sets `training = False` in every submodule. A batch norm then normalises
+#     with its running averages $\mathbb{E}[x]$ and $\mathrm{Var}[x]$ (the paper's
+#     Algorithm 2), the same for every batch, and stops updating them. In training mode
+#     it normalises with the batch's $\mu_\mathcal{B}$ and $\sigma^2_\mathcal{B}$, and
+#     every forward pass, even under `torch.no_grad()` and without an optimizer step,
+#     moves the running averages: evaluating in training mode changes the model.
+#
+#     ```python
+#     import torch
+#     from labml_nn_bn.experiments.mnist import Model
+#
+#     torch.manual_seed(0)
+#     model = Model()
+#     images = torch.randn(8, 1, 28, 28)
+#     with torch.no_grad():
+#         model.train()
+#         before = model.bn1.running_mean.clone()
+#         # The first two images, alone and inside the batch of eight
+#         assert not torch.allclose(model(images[:2]), model(images)[:2])
+#         assert not torch.equal(model.bn1.running_mean, before)
+#         model.eval()
+#         frozen = model.bn1.running_mean.clone()
+#         assert torch.allclose(model(images[:2]), model(images)[:2], atol=1e-5)
+#         assert torch.equal(model.bn1.running_mean, frozen)
+#     ```
+#
+# **3. A batch of 2** (experiment). Run
+# `python -m labml_nn_bn.experiments.mnist --batch-size 2 --epochs 1`. Before you do:
+# over how many values does each of the three batch norms take its statistics, and what
+# does the fully connected one, `bn3`, output in training mode? How many steps does the
+# epoch take on the offline subset?
+#
+# ??? success "Solution"
+#     A batch norm after a convolution takes its statistics over every position of the
+#     batch: $m = 2 \times 24 \times 24 = 1{,}152$ values per channel for `bn1` and
+#     $m = 2 \times 8 \times 8 = 128$ for `bn2`, enough for a stable estimate. `bn3` has
+#     only $m = 2$: the two values of a feature lie at equal distances on either side of
+#     $\mu_\mathcal{B}$, so
+#     $\hat{x} = \pm\sqrt{\sigma^2_\mathcal{B} / (\sigma^2_\mathcal{B} + \epsilon)}$,
+#     which is $\pm 1$ unless the two values nearly agree. In training, all `bn3` tells
+#     the last layer about an image is, feature by feature, whether it is above or below
+#     the other image of its pair. The test accuracy is measured in `eval()` mode, with
+#     running averages over very noisy pairs. On the
+#     <!-- measured mnist:settings.train_images ,d -->4,000<!-- /measured --> training
+#     images of the offline subset the epoch takes 2,000 steps. We did not measure a
+#     batch of 2 for this page; the nearest measurement is [Algorithm 2's
+#     run](population_statistics.md) at a batch of 4, where the network classifies
+#     <!-- measured population_statistics:batch_4.batch_statistics .1% -->93.7%<!-- /measured -->
+#     of the test images with each batch's own statistics and
+#     <!-- measured population_statistics:batch_4.recalibrated .1% -->97.7%<!-- /measured -->
+#     with population statistics: expect the gap to grow at a batch of 2.
+#
+# **4. Our batch norm or `torch.nn`'s** (experiment). Run the page's settings with
+# `--bn-impl torch`. The two modules compute the same function, yet the figure's runs
+# end at <!-- measured mnist:bn.accuracy_test .1% -->97.6%<!-- /measured --> and
+# <!-- measured mnist:torch_bn.accuracy_test .1% -->97.7%<!-- /measured -->. Why are
+# they not equal, and how large is the difference?
+#
+# ??? success "Solution"
+#     The two modules round differently: ours computes the statistics around a shift and
+#     has its own backward pass, `torch.nn` sums in another order. Their outputs agree
+#     to within `float32` rounding, not to the last bit, and
+#     <!-- measured mnist:settings.steps -->124<!-- /measured --> steps of Adam carry
+#     such differences into slightly different weights. On
+#     <!-- measured mnist:settings.test_images ,d -->1,000<!-- /measured --> test
+#     images, 0.1 percentage points is one image: the runs differ by one test image,
+#     which is noise, not a difference between the implementations.
+#
+# **5. Fold the batch norms away** (code). After training, a batch norm in evaluation
+# mode is one scale and one offset per channel, so it can be folded into the layer
+# before it. Fold a `Model` with `labml_nn_bn.fold_batch_norm` and check that its logits
+# do not change. How many parameters does the folded network have?
+#
+# ??? success "Solution"
+#     With the statistics fixed, $y = \tilde\gamma x + \tilde\beta$ with
+#     $\tilde\gamma = \gamma/\sqrt{\mathrm{Var}[x] + \epsilon}$ and
+#     $\tilde\beta = \beta - \tilde\gamma\,\mathbb{E}[x]$; folding multiplies the
+#     layer's weights $W$ of each channel by $\tilde\gamma$ and gives it back a bias
+#     $\tilde\beta$. The folded network has exactly the parameters of the network
+#     without batch normalization, 431,080.
+#
+#     ```python
+#     import torch
+#     from labml_nn_bn import fold_batch_norm
+#     from labml_nn_bn.experiments.mnist import Model
+#
+#     torch.manual_seed(0)
+#     model = Model()
+#     with torch.no_grad():
+#         for _ in range(3):  # give the running averages something to hold
+#             model.train()(torch.randn(16, 1, 28, 28) * 2 + 1)
+#         model.eval()
+#         folded = fold_batch_norm(model)
+#         images = torch.randn(8, 1, 28, 28)
+#         assert torch.allclose(folded(images), model(images), atol=1e-5)
+#     assert sum(p.numel() for p in folded.parameters()) == 431_080
+#     ```

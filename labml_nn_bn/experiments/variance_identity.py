@@ -430,3 +430,132 @@ def main(argv=None):
 
 if __name__ == '__main__':
     main(sys.argv[1:])
+
+
+# ## Exercises
+#
+# **1. The cancellation error** (derivation). Estimate the relative error of
+# $\sigma^2_\mathcal{B}$ computed in `float32` as
+# $\frac{1}{m}\sum_i x_i^2 - \mu_\mathcal{B}^2$ when $|\mu_\mathcal{B}|$ is much larger
+# than $\sqrt{\sigma^2_\mathcal{B}}$, and from it the relative error of $\hat{x}$.
+# Compare with the measurement at an offset of $10^3$.
+#
+# ??? success "Solution"
+#     Both terms are about $\mu_\mathcal{B}^2$. Rounding a number to `float32` changes
+#     it by up to $2^{-24}$ of its size (the unit roundoff), so each term carries an
+#     absolute error of about $2^{-24}\mu_\mathcal{B}^2$, and summing $m$ squares adds
+#     more. The subtraction is exact, but it keeps these errors while the result shrinks
+#     to $\sigma^2_\mathcal{B}$: its relative error is of order
+#     $2^{-24}\,\mu_\mathcal{B}^2/\sigma^2_\mathcal{B}$, the unit roundoff times the
+#     *square* of the offset. $\hat{x}$ divides by the square root of the variance,
+#     which halves a small relative error, so $\hat{x}$ is off by the same order. At an
+#     offset of $10^3$ that is $2^{-24} \times 10^6 \approx 0.06$; the measured error is
+#     <!-- measured variance_identity:float32.identity.1e3 .1e -->1.2e-01<!-- /measured -->,
+#     the same order (several roundings and the summation of 4,096 squares add up). The
+#     two-pass form subtracts $\mu_\mathcal{B}$ from each $x_i$ before squaring, so only
+#     the rounding of $\mu_\mathcal{B}$ itself, of order $2^{-24}$ times the offset, is
+#     left: linear in the offset, as the figure shows.
+#
+# **2. Where the identity loses every digit** (derivation). At which offset does the
+# error of exercise 1 reach the variance itself in `float32`? And in `float16`, whose
+# unit roundoff is $2^{-11}$? Check against the table.
+#
+# ??? success "Solution"
+#     The relative error reaches one when
+#     $2^{-24}\,\mu_\mathcal{B}^2/\sigma^2_\mathcal{B} \approx 1$, at an offset of
+#     $2^{12} = 4{,}096$. From there the computed "variance" is rounding error: not one
+#     digit is right, and it can come out negative (then the output is `NaN`). The
+#     measurements agree: at $10^3$ the output is still finite, off by
+#     <!-- measured variance_identity:float32.identity.1e3 .1e -->1.2e-01<!-- /measured -->,
+#     and at $10^4$ it is
+#     <!-- measured variance_identity:float32.identity.1e4 -->nan<!-- /measured -->. In
+#     `float16` the same estimate gives $2^{5.5} \approx 45$: the error is
+#     <!-- measured variance_identity:float16.identity.1e1 .1e -->2.8e-02<!-- /measured -->
+#     at an offset of $10$ and the output
+#     <!-- measured variance_identity:float16.identity.1e2 -->nan<!-- /measured --> at
+#     $10^2$.
+#
+# **3. When $x^2$ overflows** (derivation). From which value on does $x^2$ overflow in
+# `float16`, whose largest finite number is 65,504? Why can `bfloat16` not overflow this
+# way here?
+#
+# ??? success "Solution"
+#     $x^2 > 65{,}504$ for $|x| > \sqrt{65{,}504} \approx 255.9$: already
+#     $256^2 = 65{,}536$ is `inf`. With $4{,}096$ values of $\mathcal{N}(\mu, 1)$ per
+#     channel, the largest is a few units above $\mu$, so the identity's output is `NaN`
+#     from an offset of about 250. `bfloat16` keeps the exponent range of `float32` (its
+#     largest number is about $3.4 \times 10^{38}$) and gives up precision instead: its
+#     problem is the cancellation of exercise 1, not overflow.
+#
+# **4. Welford's update** (code). Write the one-pass algorithm of Welford (1962): after
+# each value $x_n$, update the running mean and the sum of squared deviations
+# $M_n = \sum_{i \le n} (x_i - \mu_n)^2$ by $\mu_n = \mu_{n-1} + (x_n - \mu_{n-1})/n$
+# and $M_n = M_{n-1} + (x_n - \mu_{n-1})(x_n - \mu_n)$, so that
+# $\sigma^2_\mathcal{B} = M_m/m$. Run it in `float32` on $4{,}096$ values of
+# $\mathcal{N}(10^4, 1)$ and compare it with the identity.
+#
+# ??? success "Solution"
+#     Welford's update never forms a square of size $\mu_\mathcal{B}^2$: it squares
+#     deviations from the current mean, which are of the size of the spread. It is one
+#     pass like the identity, but a sequential one (one value after the other); parallel
+#     hardware uses a shift instead, or merges Welford's statistics of pieces.
+#
+#     ```python
+#     import torch
+#
+#     def welford(values):
+#         """Mean and biased variance of a 1-D tensor, in one pass and in its dtype."""
+#         mean = torch.zeros((), dtype=values.dtype)
+#         m2 = torch.zeros((), dtype=values.dtype)
+#         for n, x in enumerate(values, start=1):
+#             delta = x - mean
+#             mean = mean + delta / n
+#             m2 = m2 + delta * (x - mean)
+#         return mean, m2 / len(values)
+#
+#     generator = torch.Generator().manual_seed(0)
+#     x = (torch.randn(4096, generator=generator, dtype=torch.float64) + 1e4).float()
+#     exact = x.double().var(unbiased=False).item()
+#     _, var = welford(x)
+#     identity = ((x * x).mean() - x.mean() ** 2).item()
+#     assert abs(var.item() / exact - 1) < 1e-2       # Welford: within 1 %
+#     assert abs(identity / exact - 1) > 0.5          # the identity: nothing left
+#     ```
+#
+# **5. Another seed** (experiment). Run
+# `python -m labml_nn_bn.experiments.variance_identity --smoke --seed 1`. Which numbers
+# of the `float32` table change, and does the offset at which the identity breaks down
+# move?
+#
+# ??? success "Solution"
+#     Every error changes a little: the input is another sample, and rounding errors
+#     depend on the exact values. How many channels go negative at $10^4$ changes too.
+#     What does not change is the pattern that exercise 2 predicts from the unit
+#     roundoff alone: the identity is finite but off by about $10^{-1}$ at $10^3$ and
+#     `NaN` at $10^4$ (the tests check seeds 0 to 3), while the shifted form stays near
+#     $10^{-7}$ throughout.
+#
+# **6. Why the shift works** (derivation). Our `BatchNorm` computes the statistics from
+# $\delta_i = x_i - K$, with $K$ a rough guess of the mean:
+# $\sigma^2_\mathcal{B} = \frac{1}{m}\sum_i \delta_i^2 - \bar\delta^2$. Redo exercise 1
+# for this form. What does it need from $K$?
+#
+# ??? success "Solution"
+#     The same argument with $\delta_i$ in place of $x_i$: the two terms are now about
+#     $(\mu_\mathcal{B} - K)^2 + \sigma^2_\mathcal{B}$ and $(\mu_\mathcal{B} - K)^2$, so
+#     the relative error is of order
+#     $2^{-24}\big(1 + (\mu_\mathcal{B} - K)^2/\sigma^2_\mathcal{B}\big)$: the unit
+#     roundoff, as long as $K$ is within a few standard deviations of the mean, whatever
+#     the offset. The $\delta_i$ themselves are exact when $K$ is within a factor of two
+#     of every $x_i$ (Sterbenz's lemma). Even one value of the batch as $K$ will do:
+#
+#     ```python
+#     import torch
+#
+#     generator = torch.Generator().manual_seed(0)
+#     x = (torch.randn(4096, generator=generator, dtype=torch.float64) + 1e4).float()
+#     exact = x.double().var(unbiased=False).item()
+#     delta = x - x[0]                      # K = the first value
+#     shifted = ((delta * delta).mean() - delta.mean() ** 2).item()
+#     assert abs(shifted / exact - 1) < 1e-5
+#     ```

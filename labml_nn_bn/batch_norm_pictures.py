@@ -95,8 +95,8 @@ WORKED_EXAMPLE_GRAD_Y = ((1., 1.), (0., 0.), (0., 0.), (0., 0.))
 
 
 def gradient_path_values(example: WorkedExample = WORKED_EXAMPLE,
-                         grad_y=WORKED_EXAMPLE_GRAD_Y) -> Dict:
-    """Each path's share of $\partial\ell/\partial x$, by autograd in float64, and the
+                         grad_y=WORKED_EXAMPLE_GRAD_Y, eps: float = EPS) -> Dict:
+    r"""Each path's share of $\partial\ell/\partial x$, by autograd in float64, and the
     module's own $\partial\ell/\partial x$ that they sum to."""
     x = torch.tensor(example.x, dtype=torch.float64)  # [m, C]
     gamma = torch.tensor(example.gamma, dtype=torch.float64)
@@ -108,11 +108,11 @@ def gradient_path_values(example: WorkedExample = WORKED_EXAMPLE,
     # the $\mu_\mathcal{B}$ inside $\sigma^2_\mathcal{B}$; that term sums to zero.)
     direct, via_mean, via_var = (x.clone().requires_grad_() for _ in range(3))
     var = ((via_var - via_var.mean(0)) ** 2).mean(0)
-    x_hat = (direct - via_mean.mean(0)) / torch.sqrt(var + EPS)
+    x_hat = (direct - via_mean.mean(0)) / torch.sqrt(var + eps)
     (grad_y * (gamma * x_hat + beta)).sum().backward()
     # The whole gradient, from the module
     x_module = x.clone().requires_grad_()
-    bn = BatchNorm(x.shape[1], eps=EPS, dtype=torch.float64).train()
+    bn = BatchNorm(x.shape[1], eps=eps, dtype=torch.float64).train()
     with torch.no_grad():
         bn.weight.copy_(gamma)
         bn.bias.copy_(beta)

@@ -68,8 +68,8 @@
       .concat(radios[0]).concat(radios[1])));
     root.appendChild(svg);
     root.appendChild(h('p', {'class': 'xp-note'}, [
-      h('span', {'class': 'xp-key', style: 'color: var(--xp-orange)'}), 'without BN  ',
-      h('span', {'class': 'xp-key', style: 'color: var(--xp-indigo)'}),
+      h('span', {'class': 'xp-key', style: 'color: var(--xp-red)'}), 'without BN  ',
+      h('span', {'class': 'xp-key', style: 'color: var(--xp-blue)'}),
       'with BN; one line per seed, ',
       h('span', {'aria-hidden': 'true', text: '×'}), ' where a run diverged']));
     root.appendChild(summary);

@@ -185,6 +185,8 @@ def batch_norm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     ```
 
     ![The 4 × 2 batch through mu, sigma², x̂ and y](../figures/bn_worked_example.svg)
+
+    <div class="explorable" data-explorable="worked-example" markdown="0"></div>
     """
     # Every dimension except the feature dimension $1$
     dims = [0] + list(range(2, x.dim()))
@@ -861,6 +863,8 @@ class BatchNorm(torch.nn.modules.batchnorm._BatchNorm, Module):
         weight of the *old* average.
 
         ![The running mean following the batch means over training steps, for momentum 0.1 and None](../figures/bn_running_mean.svg)
+
+        <div class="explorable" data-explorable="momentum" markdown="0"></div>
 
         Look at the first 100 steps, where the feature's mean drifts. With `momentum=0.1` the
         running mean follows the drift about ten steps behind, and wobbles with the noisy means

@@ -79,7 +79,47 @@ def worked_example_values(example: WorkedExample = WORKED_EXAMPLE) -> Dict:
         'mean': mean.tolist(), 'var': var.tolist(),
         'x_hat': x_hat.tolist(), 'y': y.detach().tolist(),
         'x_hat_mean': x_hat.mean(0).tolist(), 'x_hat_var': x_hat.var(0, unbiased=False).tolist(),
+        'gradient_paths': gradient_path_values(example),
     }
+
+
+# ## The three gradient paths
+#
+# The computation-graph picture splits $\partial\ell/\partial x_i$ into three paths: directly
+# into $\hat{x}_i$, through $\mu_\mathcal{B}$ and through $\sigma^2_\mathcal{B}$ (Section 3 of
+# the paper writes the same sum). The live worked example on the page shows each path's value for
+# a $\partial\ell/\partial y$ the reader types; these are the values for the default one, where
+# the loss depends on example 1's outputs only ($\ell = y_1^{(1)} + y_1^{(2)}$), so that the
+# direct path reaches example 1 alone while the statistics carry a gradient to every example.
+WORKED_EXAMPLE_GRAD_Y = ((1., 1.), (0., 0.), (0., 0.), (0., 0.))
+
+
+def gradient_path_values(example: WorkedExample = WORKED_EXAMPLE,
+                         grad_y=WORKED_EXAMPLE_GRAD_Y, eps: float = EPS) -> Dict:
+    r"""Each path's share of $\partial\ell/\partial x$, by autograd in float64, and the
+    module's own $\partial\ell/\partial x$ that they sum to."""
+    x = torch.tensor(example.x, dtype=torch.float64)  # [m, C]
+    gamma = torch.tensor(example.gamma, dtype=torch.float64)
+    beta = torch.tensor(example.beta, dtype=torch.float64)
+    grad_y = torch.tensor(grad_y, dtype=torch.float64)
+    # Three leaf copies of the batch, one per path: $x_i$ as it enters $\hat{x}_i$ directly,
+    # as it enters $\mu_\mathcal{B}$, and as it enters $\sigma^2_\mathcal{B}$. Autograd's
+    # gradient with respect to each copy is that path's share. (The third copy also enters
+    # the $\mu_\mathcal{B}$ inside $\sigma^2_\mathcal{B}$; that term sums to zero.)
+    direct, via_mean, via_var = (x.clone().requires_grad_() for _ in range(3))
+    var = ((via_var - via_var.mean(0)) ** 2).mean(0)
+    x_hat = (direct - via_mean.mean(0)) / torch.sqrt(var + eps)
+    (grad_y * (gamma * x_hat + beta)).sum().backward()
+    # The whole gradient, from the module
+    x_module = x.clone().requires_grad_()
+    bn = BatchNorm(x.shape[1], eps=eps, dtype=torch.float64).train()
+    with torch.no_grad():
+        bn.weight.copy_(gamma)
+        bn.bias.copy_(beta)
+    (grad_y * bn(x_module)).sum().backward()
+    return {'grad_y': grad_y.tolist(), 'direct': direct.grad.tolist(),
+            'via_mean': via_mean.grad.tolist(), 'via_var': via_var.grad.tolist(),
+            'grad_x': x_module.grad.tolist()}
 
 
 # ## One example in two batches
@@ -125,10 +165,17 @@ def drift(step: int) -> float:
     return 3. * min(step, 100) / 100
 
 
-def running_mean_values(steps: int = RUNNING_MEAN_STEPS, seed: int = 0) -> Dict:
+# The momenta whose running means the JSON keeps (at step 100 and at the end): the picture's
+# two, and two more that the live figure on the page is checked against
+RUNNING_MEAN_MOMENTA = (0.1, None)
+RUNNING_MEAN_CHECKED_MOMENTA = (0.01, 0.1, 0.5, None)
+
+
+def running_mean_values(steps: int = RUNNING_MEAN_STEPS, seed: int = 0,
+                        momenta=RUNNING_MEAN_MOMENTA) -> Dict:
     generator = torch.Generator().manual_seed(seed)
-    layers = {'0.1': BatchNorm(1, momentum=0.1, affine=False).train(),
-              'None': BatchNorm(1, momentum=None, affine=False).train()}
+    layers = {str(momentum): BatchNorm(1, momentum=momentum, affine=False).train()
+              for momentum in momenta}
     batch_means, running = [], {k: [] for k in layers}
     for step in range(steps):
         x = torch.randn(RUNNING_MEAN_BATCH, 1, generator=generator) + drift(step)
@@ -487,10 +534,14 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
     json_values = dict(values)
     running = values['running_mean']
     # The JSON keeps the running means' end points, not every step
+    # (for more momenta than the picture draws), and the batch means and true means, which
+    # the live running-mean figure on the page redraws for any momentum
+    checked = running_mean_values(momenta=RUNNING_MEAN_CHECKED_MOMENTA)['running_mean']
     json_values['running_mean'] = {
-        'final': {k: v[-1] for k, v in running['running_mean'].items()},
-        'at_step_100': {k: v[99] for k, v in running['running_mean'].items()},
+        'final': {k: v[-1] for k, v in checked.items()},
+        'at_step_100': {k: v[99] for k, v in checked.items()},
         'steps': running['steps'], 'batch_size': running['batch_size'],
+        'batch_means': running['batch_means'], 'true_mean': running['true_mean'],
     }
     paths.append(save_values(out_dir / 'batch_norm_pictures.json', json_values,
                              stamp('batch_norm_pictures', 'see each figure', device)))

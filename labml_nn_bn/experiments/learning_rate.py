@@ -59,6 +59,14 @@ python -m labml_nn_bn.experiments.learning_rate --help
 
 ![Final test accuracy against the learning rate, with and without batch normalization, and the test accuracy over training at the reference rate, 5 and 30 times it (ReLU)](../../figures/learning_rate.svg)
 
+Drag the slider below to step through the measured learning rates: it shows every seed's test
+accuracy over training at that rate, with and without batch normalization, and a cross where
+the record of a run that diverged stops; the switch shows the sigmoid network's runs. The
+curves are read from `docs/figures/learning_rate.json` and `learning_rate_sigmoid.json` when
+the site is built; nothing is simulated.
+
+<div class="explorable" data-explorable="learning-rate" markdown="0"></div>
+
 ### What the figure shows (ReLU)
 
 *Our reading of our runs* (3 seeds per rate; the data set and device are stamped under the

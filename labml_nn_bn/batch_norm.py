@@ -198,7 +198,6 @@ def batch_norm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     shape = [1, -1] + [1] * (x.dim() - 2)
     return weight.view(shape) * x_hat + bias.view(shape)
 
-
 # ## What the paper derives from it
 #
 # ### Where the batch norm goes, and why the bias goes away (Section 3.2)
@@ -239,177 +238,6 @@ def batch_norm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
 # its mini-batch, so the network no longer produces deterministic values for a given example.
 # The paper found this helped generalisation, to the point that in a batch-normalized network
 # Dropout could be removed or reduced in strength.
-#
-# ## The production module
-#
-# The rest of the page is the module you would put in a model. It computes the same $y$ as
-# `batch_norm_reference` (the tests check this), but in fewer passes over memory, with
-# statistics that stay accurate when the mean is large, with the paper's back-propagation
-# written by hand, and with population statistics for inference.
-#
-# It is a [`labml_helpers`](https://github.com/labmlai/labml/tree/master/helpers) module when
-# that package is installed; otherwise a plain `torch.nn.Module`, so that this file can be
-# copied into any project with only PyTorch.
-try:
-    from labml_helpers.module import Module
-except ImportError:
-    Module = torch.nn.Module
-
-
-# ### Mini-batch statistics
-#
-# The forward pass needs $\mu_\mathcal{B}$ and $\sigma^2_\mathcal{B}$ per channel. We compute
-# them around a *shift* $s$, a rough guess of the mean: with $d_i = x_i - s$,
-#
-# $$\mu_\mathcal{B} = s + r \quad \text{with} \quad r = \frac{1}{m}\sum_{i=1}^m d_i$$
-#
-# $$\sigma^2_\mathcal{B} = \frac{1}{m}\sum_{i=1}^m d_i^2 - r^2$$
-#
-# Both sums are read from the same shifted values, so two reductions give both statistics,
-# and the centred values $x_i - \mu_\mathcal{B} = d_i - r$ never need $\mu_\mathcal{B}$
-# itself. The shift costs next to nothing: it is the median of five values of each
-# channel.
-# The aside below explains why this is more accurate than the textbook formulas.
-#
-# ??? note "Numerics: why the statistics are computed around a shift (our addition, not the paper's)"
-#     The paper does not discuss floating point; this aside is ours.
-#
-#     **The one-pass identity.** $\mathrm{Var}[x] = \mathbb{E}[x^2] - \mathbb{E}[x]^2$ gives the
-#     variance from two sums in one pass, and it is exact in real arithmetic. In floating point
-#     it subtracts two large, nearly equal numbers: when the mean is much larger than the
-#     standard deviation, almost all significant bits cancel and what is left is rounding
-#     error, sometimes negative, and then the output is `NaN`.
-#
-#     **The two-pass form** $\frac{1}{m}\sum_i (x_i - \mu_\mathcal{B})^2$ does not cancel, but it
-#     still depends on how well $\mu_\mathcal{B}$ itself is stored: at $10^4$ the spacing of
-#     `float32` numbers is about $10^{-3}$, so the rounded mean is off by up to
-#     $5 \times 10^{-4}$ standard deviations before any summation error.
-#
-#     **The shifted form** above avoids both. When the mean is large compared with the spread,
-#     every $x_i$ is within a factor of two of $s$, and then $d_i = x_i - s$ is computed exactly
-#     (Sterbenz's lemma). The $d_i$ are small, of the order of the standard deviation, so
-#     $\frac{1}{m}\sum_i d_i^2 - r^2$ cancels only as much as $s$ is off from the mean, and $s$,
-#     the median of five values of the channel, is typically within a standard deviation of it.
-#     Nothing of size $\mu_\mathcal{B}$ is ever subtracted from a value of size
-#     $\sigma_\mathcal{B}$.
-#
-#     Relative error of the normalised output against a `float64` computation, for `float32`
-#     input $\mathcal{N}(\mu, 1)$: the identity, the two-pass form, the shifted form of this
-#     module, and `torch.nn.BatchNorm2d`; from [the variance-identity experiment](experiments/variance_identity.md):
-#
-#     | $\mu$ | identity | two-pass | shifted | `BatchNorm2d` |
-#     |---|---|---|---|---|
-#     | $1$ | <!-- measured variance_identity:float32.identity.1e0 .1e -->2.3e-07<!-- /measured --> | <!-- measured variance_identity:float32.two_pass.1e0 .1e -->1.4e-07<!-- /measured --> | <!-- measured variance_identity:float32.shifted.1e0 .1e -->1.5e-07<!-- /measured --> | <!-- measured variance_identity:float32.torch_batch_norm.1e0 .1e -->5.5e-08<!-- /measured --> |
-#     | $10^3$ | <!-- measured variance_identity:float32.identity.1e3 .1e -->1.2e-01<!-- /measured --> | <!-- measured variance_identity:float32.two_pass.1e3 .1e -->1.0e-04<!-- /measured --> | <!-- measured variance_identity:float32.shifted.1e3 .1e -->1.5e-07<!-- /measured --> | <!-- measured variance_identity:float32.torch_batch_norm.1e3 .1e -->2.9e-05<!-- /measured --> |
-#     | $10^4$ | <!-- measured variance_identity:float32.identity.1e4 -->nan<!-- /measured --> | <!-- measured variance_identity:float32.two_pass.1e4 .1e -->1.3e-03<!-- /measured --> | <!-- measured variance_identity:float32.shifted.1e4 .1e -->9.4e-08<!-- /measured --> | <!-- measured variance_identity:float32.torch_batch_norm.1e4 .1e -->4.8e-04<!-- /measured --> |
-#     | $10^6$ | <!-- measured variance_identity:float32.identity.1e6 .1e -->1.0e+00<!-- /measured --> | <!-- measured variance_identity:float32.two_pass.1e6 .1e -->2.1e-02<!-- /measured --> | <!-- measured variance_identity:float32.shifted.1e6 .1e -->5.6e-08<!-- /measured --> | <!-- measured variance_identity:float32.torch_batch_norm.1e6 .1e -->2.2e-02<!-- /measured --> |
-#
-#     The tests check that this module stays within $10^{-6}$ of the `float64` result from
-#     $\mathcal{N}(0, 1)$ to $\mathcal{N}(10^6, 1)$. The shifted form has one weakness: when
-#     the shift lands many standard deviations from the mean (three of its five samples would
-#     have to be outliers), the relative error grows roughly like
-#     $1 + (s - \mu_\mathcal{B})^2 / \sigma^2_\mathcal{B}$ times the unit roundoff. `float16` and
-#     `bfloat16` inputs are summed in `float32`, so the cast costs nothing extra: the
-#     subtraction $x_i - s$ promotes them.
-def batch_statistics(x: torch.Tensor, shift: torch.Tensor = None):
-    r"""
-    Returns the shift $s$, the residual $r = \mu_\mathcal{B} - s$ and the biased variance
-    $\sigma^2_\mathcal{B}$, each of shape $[1, C, 1, \dots]$ in the compute dtype (at least
-    `float32`), for an input `x` of shape $[B, C, *]$. A `shift` may be passed in, so that
-    back-propagation can rebuild the statistics around the same $s$ as the forward pass did.
-    """
-    if shift is None:
-        shift = _cheap_shift(x)
-    # $d_i = x_i - s$; $[B, C, *]$
-    d = _subtract(x, shift)
-    residual, var = _shifted_moments(d)
-    return shift, residual, var
-
-
-# The shift $s$: for each channel, the median of five of its values, taken from examples and
-# positions spread over the batch. Any $s$ gives the same statistics in exact arithmetic; one
-# within a few standard deviations of the mean keeps the cancellation in
-# $\frac{1}{m}\sum_i d_i^2 - r^2$ small, and a median of five is there unless three of the
-# five are outliers. Being one of the values, it is also exact for a channel that is constant
-# over the batch: every $d_i$ is then $0$ and the output is exactly $\beta$ for any
-# $\epsilon$ that `float32` can represent (above about $10^{-45}$). Gathering $5 \times C$ values
-# costs nothing next to a pass over the data; the calls that gather them are what cost, so
-# they are read through one strided view of $x$ (`_samples`), without an index tensor.
-def _cheap_shift(x: torch.Tensor) -> torch.Tensor:
-    shape = _channel_shape(x)
-    if x.numel() == 0:
-        return torch.zeros(shape, dtype=_compute_dtype(x), device=x.device)
-    # $[5, C]$, then the median (the third smallest) of each column; $[1, C, 1, \dots]$
-    median = _samples(x).kthvalue(3, dim=0).values
-    return median.to(_compute_dtype(x)).view(shape)
-
-
-# Five values of each channel, as a $[5, C]$ view of `x`: sample $k$ comes from example
-# $k \lfloor \frac{B - 1}{4} \rfloor$ and, along each further dimension of size $n$, from
-# position $(2k + 1) \lfloor \frac{n}{10} \rfloor$. Every index grows linearly with $k$, so the
-# five samples of a channel lie at evenly spaced places in memory, whatever the strides, and
-# one strided view reaches them all. A view makes no tensor from host data, which a step
-# captured as a CUDA graph could not replay.
-def _samples(x: torch.Tensor) -> torch.Tensor:
-    step = (x.shape[0] - 1) // 4 * x.stride(0)
-    offset = x.storage_offset()
-    for size, stride in zip(x.shape[2:], x.stride()[2:]):
-        step += 2 * (size // 10) * stride
-        offset += size // 10 * stride
-    return x.as_strided((5, x.shape[1]), (step, x.stride(1)), offset)
-
-
-# $r$ and $\sigma^2_\mathcal{B}$ from the shifted values $d_i$: two reductions over the data,
-# $\sum_i d_i$ and $\sum_i d_i^2$. Rounding could leave a tiny negative variance for a constant
-# channel; it is clamped at zero. An empty batch gets $r = \sigma^2_\mathcal{B} = 0$, so that its
-# gradients are zero, not `NaN`.
-def _shifted_moments(d: torch.Tensor, in_place: bool = False):
-    return _moments(*_shifted_sums(d, in_place), d.numel() // d.shape[1])
-
-
-def _shifted_sums(d: torch.Tensor, in_place: bool = False):
-    dims = _reduced_dims(d)
-    return d.sum(dim=dims, keepdim=True), _sum_of_squares(d, dims, in_place)
-
-
-# $\sum_i d_i^2$. On a GPU, as the square of `torch.linalg.vector_norm`: one pass that writes
-# nothing, where `d * d` and a sum are two passes and an activation-sized temporary (on an
-# H200, 0.12 ms against 0.21 ms at 256×64×56×56 `float32`, and a training step's peak memory
-# one tensor lower). On the CPU the norm is several times slower than the two steps, and when
-# autograd records the computation (a second derivative) the norm's gradient is undefined at a
-# constant channel, so both keep the product; with `in_place` (the CPU's forward pass, see
-# `_squares_over_d`) it is formed over $d$ itself, which the caller then rebuilds.
-def _sum_of_squares(d: torch.Tensor, dims, in_place: bool = False) -> torch.Tensor:
-    if _on_gpu(d) and not d.requires_grad:
-        return torch.linalg.vector_norm(d, 2, dim=dims, keepdim=True).square()
-    return (d.mul_(d) if in_place else d * d).sum(dim=dims, keepdim=True)
-
-
-def _moments(sum_d: torch.Tensor, sum_d2: torch.Tensor, m: int):
-    m = max(m, 1)
-    # $r = \frac{1}{m}\sum_i d_i$
-    residual = sum_d / m
-    # $\sigma^2_\mathcal{B} = \frac{1}{m}\sum_i d_i^2 - r^2$
-    var = torch.addcmul(sum_d2 / m, residual, residual, value=-1)
-    return residual, var.clamp_min(0.)
-
-
-# **No activation-sized temporaries** (our engineering choice, not the paper's). Where the
-# products $d_i^2$ (forward, on the CPU) and $g_i d_i$ (backward, everywhere) would need a
-# tensor of their own, they are formed over $d$, and $d$ is rebuilt from $x$ afterwards: one
-# more pass over memory, but for a `float32` input a training step then allocates nothing as
-# large as the input except its outputs $y$ and $\frac{\partial \ell}{\partial x}$. On an
-# H200 that brought the peak of a `float32` NCHW step down to native's; on the CPU it is two
-# thirds of native's, and fewer fresh tensors also mean fewer page faults (the allocator often
-# hands a freed activation-sized tensor back to the operating system, and the next one costs
-# a fault for every 4 KiB it touches; `benchmarks/bn_speed.py` counts them, and the
-# [Performance](../performance.md) page has the numbers). The forward pass does it on the
-# CPU only, since on a GPU the sum of squares writes nothing (see `_sum_of_squares`); neither
-# pass does it while `torch.compile` traces the code, which fuses the passes itself, and the
-# backward pass not when autograd records it for a second derivative, which needs $d$ as it is.
-def _squares_over_d(d: torch.Tensor) -> bool:
-    return not _on_gpu(d) and not _is_compiling()
-
 
 # ## Normalisation with the paper's back-propagation
 #
@@ -717,6 +545,22 @@ class BatchNormFunction(torch.autograd.Function):
         return y_t.to(x.dtype), None, None, None, None, None
 
 
+# ## The production module
+#
+# The rest of the page is the module you would put in a model. It computes the same $y$ as
+# `batch_norm_reference` (the tests check this), but in fewer passes over memory, with
+# statistics that stay accurate when the mean is large, with the paper's back-propagation
+# written by hand, and with population statistics for inference.
+#
+# It is a [`labml_helpers`](https://github.com/labmlai/labml/tree/master/helpers) module when
+# that package is installed; otherwise a plain `torch.nn.Module`, so that this file can be
+# copied into any project with only PyTorch.
+try:
+    from labml_helpers.module import Module
+except ImportError:
+    Module = torch.nn.Module
+
+
 # ## Batch Normalization Layer
 #
 # Besides `Module`, the layer derives from PyTorch's own base class of batch norms, so that
@@ -748,7 +592,7 @@ class BatchNorm(torch.nn.modules.batchnorm._BatchNorm, Module):
         # A plain module to start with: `_BatchNorm`'s constructor would build PyTorch's own
         # version of what follows
         torch.nn.Module.__init__(self)
-        self._check_arguments(channels, eps, momentum)
+        _check_arguments(channels, eps, momentum)
         self.channels = int(channels)
         self.eps = float(eps)
         self.momentum = None if momentum is None else float(momentum)
@@ -876,7 +720,7 @@ class BatchNorm(torch.nn.modules.batchnorm._BatchNorm, Module):
         """
         # Inside `torch.func` transforms, only where the buffers can take the batch's
         # statistics (see `_check_running_stats_can_learn`), and otherwise before any change
-        self._check_running_stats_can_learn(mean, var)
+        _check_running_stats_can_learn(self, mean, var)
         # A module whose buffers were set to `None`, or one built without running statistics
         # whose flag is switched on later, has nothing to update: PyTorch then only counts the
         # batch (if it has a counter), and so do we.
@@ -946,7 +790,7 @@ class BatchNorm(torch.nn.modules.batchnorm._BatchNorm, Module):
         # used as it is
         functional = _functional()
         if functional:
-            self._check_statistics_have_no_tangents(mean, var)
+            _check_statistics_have_no_tangents(mean, var)
         # Where the channels are innermost in memory, the input as rows of $k$ examples,
         # $[R, k, C]$ (see `_as_rows`); else `None`
         rows, k = (None, 1) if functional else _as_rows(x)
@@ -974,151 +818,162 @@ class BatchNorm(torch.nn.modules.batchnorm._BatchNorm, Module):
         y = _per_channel_affine(x, rows, scale, offset)
         return _cast(y, x.dtype)
 
-    # ## Argument checks and compatibility
-    #
-    # Mistakes are caught at the door, with messages that say what was expected and what was
-    # given, rather than surfacing later as a shape error deep inside a forward pass.
-    @staticmethod
-    def _check_arguments(channels, eps, momentum):
-        if isinstance(channels, bool) or not isinstance(channels, numbers.Integral):
-            raise TypeError(f"channels must be an int, got {type(channels).__name__}")
-        if channels < 1:
-            raise ValueError(f"channels must be at least 1, got {channels}")
-        if not _is_real(eps) or not 0 < eps < float('inf'):
-            raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
-        if momentum is not None and not (_is_real(momentum) and 0. <= momentum <= 1.):
-            raise ValueError(f"momentum must be None or a number in [0, 1], "
-                             f"got {momentum!r}")
-
-    # **`torch.func` and the running statistics.** Under `vmap` the batch statistics of
-    # a training step are batched, one set per example (or model) of the transform; under
-    # `grad`, `jacrev` or `jvp` the transform tracks them. An in-place update can write
-    # them only into buffers batched or tracked at the same levels: stacked buffers given
-    # to `torch.func.functional_call` under `vmap`, as `stack_module_state` makes them for
-    # an ensemble. PyTorch refuses the other cases, and so do we, before anything changes.
-    def _check_running_stats_can_learn(self, mean: torch.Tensor, var: torch.Tensor):
-        levels = _transform_levels(mean) | _transform_levels(var)
-        if not levels:
-            return
-        buffers = (self.running_mean, self.running_var, self.num_batches_tracked)
-        if all(levels <= _transform_levels(b) for b in buffers if b is not None):
-            return
-        raise ValueError(
-            "cannot update running_mean, running_var and num_batches_tracked inside "
-            "torch.func.vmap, grad, jacrev or jvp: the batch statistics there are "
-            "batched or differentiated and the buffers are not. Build the module with "
-            "track_running_stats=False (or call "
-            "torch.func.replace_all_batch_norm_modules_ on the model), put it in "
-            "evaluation mode, or, under vmap, pass stacked buffers to "
-            "torch.func.functional_call (torch.func.stack_module_state)")
-
-    # **Forward-mode AD in evaluation.** PyTorch's batch norm is not differentiable with
-    # respect to its running statistics: where a tangent would have to go through them,
-    # it refuses. Ours would carry the tangent through the affine map, an answer PyTorch
-    # never gives; we refuse whenever a running statistic carries a tangent.
-    @staticmethod
-    def _check_statistics_have_no_tangents(mean: torch.Tensor, var: torch.Tensor):
-        dual = [name for name, t in (('running_mean', mean), ('running_var', var))
-                if _has_tangent(t)]
-        if dual:
-            raise ValueError(
-                f"BatchNorm in evaluation is not differentiable with respect to "
-                f"running_mean and running_var, as in torch.nn.BatchNorm2d: expected "
-                f"them without forward-mode tangents, got a tangent on "
-                f"{' and '.join(dual)}")
-
-    # The input must be a floating-point $[B, C, *]$ tensor with this module's $C$. Where
-    # batch statistics are used, a single value per channel has a zero variance and no
-    # unbiased estimate, so there is nothing sensible to normalise with or learn from.
-    def _check_input(self, x):
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
-        if not x.is_floating_point():
-            raise TypeError(f"expected a floating-point tensor, got dtype {x.dtype}")
-        if x.dim() < 2:
-            raise ValueError(f"expected an input of shape [B, C, *] with at least 2 "
-                             f"dimensions, got shape {tuple(x.shape)}")
-        if x.shape[1] != self.channels:
-            raise ValueError(f"expected {self.channels} channels in dimension 1 of the "
-                             f"input, got shape {tuple(x.shape)} "
-                             f"with {x.shape[1]} channels")
-        uses_batch_statistics = (self.training or self.running_mean is None
-                                 or self.running_var is None)
-        if uses_batch_statistics and x.numel() == x.shape[1]:
-            when = ('when training' if self.training else
-                    'in evaluation without running statistics')
-            raise ValueError(f"expected more than 1 value per channel {when}, "
-                             f"got input of shape {tuple(x.shape)}")
-
-    # ### Recognised as a batch norm
-    #
-    # Code that looks for the batch norms of a model checks PyTorch's base class,
-    # `torch.nn.modules.batchnorm._BatchNorm`: training scripts that leave $\gamma$ and
-    # $\beta$ out of weight decay, `torch.nn.SyncBatchNorm.convert_sync_batchnorm`, the
-    # fusion of a convolution with the batch norm after it (`torch.nn.utils.fusion`), SWA's
-    # `update_bn`, `torch.func.replace_all_batch_norm_modules_`. A layer that is not an
-    # instance is skipped without a word, and a model would, say, decay $\gamma$ and $\beta$
-    # towards zero. So `BatchNorm` derives from that class as well as from `Module` (a
-    # `labml_helpers` module where that package is installed), and it is found as PyTorch's
-    # are. The class lends nothing else: the constructor starts from `torch.nn.Module`'s,
-    # and every method it defines is written out on this page, but `_check_input_dim`,
-    # which only PyTorch's own `forward` calls. Such code reads `num_features`, PyTorch's
-    # name for `channels`.
-    @property
-    def num_features(self) -> int:
-        return self.channels
-
-    def extra_repr(self) -> str:
-        # The same fields as PyTorch's `BatchNorm2d(20, eps=1e-05, ...)`
-        return (f"{self.channels}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, bias={self.bias is not None}, "
-                f"track_running_stats={self.track_running_stats}")
-
-    # ### Compatibility with older PyTorch checkpoints
-    #
-    # PyTorch stores a format version for each module in a state dictionary's metadata. Batch
-    # norm checkpoints written by PyTorch versions from before `num_batches_tracked` existed
-    # (format version 1, or no version at all) do not have the counter. PyTorch loads them anyway
-    # and keeps the module's own count; we declare the same format version (2) and do the same,
-    # so such checkpoints load here exactly as they do into `torch.nn.BatchNorm2d`.
-    _version = 2
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
-                              missing_keys, unexpected_keys, error_msgs):
-        version = local_metadata.get('version', None)
-        key = prefix + 'num_batches_tracked'
-        if (version is None or version < 2) and self.num_batches_tracked is not None \
-                and key not in state_dict:
-            # Nothing to read: keep the count we have (a meta tensor has no value to keep)
-            count = self.num_batches_tracked
-            state_dict[key] = (torch.tensor(0, dtype=torch.long) if count.is_meta
-                               else count)
-        # The loading itself, as for any module
-        torch.nn.Module._load_from_state_dict(self, state_dict, prefix, local_metadata,
-                                              strict, missing_keys, unexpected_keys,
-                                              error_msgs)
 
 
-# ## Helpers
+# @@ENGINEERING@@
+# ### Mini-batch statistics
 #
-# Numbers given to the constructor: any real number, NumPy's scalars included (as
-# configuration files and hyper-parameter searches hand them over), but not `True`, which
-# is an `int` to Python and not a sensible `eps`.
-def _is_real(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+# The forward pass needs $\mu_\mathcal{B}$ and $\sigma^2_\mathcal{B}$ per channel. We compute
+# them around a *shift* $s$, a rough guess of the mean: with $d_i = x_i - s$,
+#
+# $$\mu_\mathcal{B} = s + r \quad \text{with} \quad r = \frac{1}{m}\sum_{i=1}^m d_i$$
+#
+# $$\sigma^2_\mathcal{B} = \frac{1}{m}\sum_{i=1}^m d_i^2 - r^2$$
+#
+# Both sums are read from the same shifted values, so two reductions give both statistics,
+# and the centred values $x_i - \mu_\mathcal{B} = d_i - r$ never need $\mu_\mathcal{B}$
+# itself. The shift costs next to nothing: it is the median of five values of each
+# channel.
+# The aside below explains why this is more accurate than the textbook formulas.
+#
+# ??? note "Numerics: why the statistics are computed around a shift (our addition, not the paper's)"
+#     The paper does not discuss floating point; this aside is ours.
+#
+#     **The one-pass identity.** $\mathrm{Var}[x] = \mathbb{E}[x^2] - \mathbb{E}[x]^2$ gives the
+#     variance from two sums in one pass, and it is exact in real arithmetic. In floating point
+#     it subtracts two large, nearly equal numbers: when the mean is much larger than the
+#     standard deviation, almost all significant bits cancel and what is left is rounding
+#     error, sometimes negative, and then the output is `NaN`.
+#
+#     **The two-pass form** $\frac{1}{m}\sum_i (x_i - \mu_\mathcal{B})^2$ does not cancel, but it
+#     still depends on how well $\mu_\mathcal{B}$ itself is stored: at $10^4$ the spacing of
+#     `float32` numbers is about $10^{-3}$, so the rounded mean is off by up to
+#     $5 \times 10^{-4}$ standard deviations before any summation error.
+#
+#     **The shifted form** above avoids both. When the mean is large compared with the spread,
+#     every $x_i$ is within a factor of two of $s$, and then $d_i = x_i - s$ is computed exactly
+#     (Sterbenz's lemma). The $d_i$ are small, of the order of the standard deviation, so
+#     $\frac{1}{m}\sum_i d_i^2 - r^2$ cancels only as much as $s$ is off from the mean, and $s$,
+#     the median of five values of the channel, is typically within a standard deviation of it.
+#     Nothing of size $\mu_\mathcal{B}$ is ever subtracted from a value of size
+#     $\sigma_\mathcal{B}$.
+#
+#     Relative error of the normalised output against a `float64` computation, for `float32`
+#     input $\mathcal{N}(\mu, 1)$: the identity, the two-pass form, the shifted form of this
+#     module, and `torch.nn.BatchNorm2d`; from [the variance-identity experiment](experiments/variance_identity.md):
+#
+#     | $\mu$ | identity | two-pass | shifted | `BatchNorm2d` |
+#     |---|---|---|---|---|
+#     | $1$ | <!-- measured variance_identity:float32.identity.1e0 .1e -->2.3e-07<!-- /measured --> | <!-- measured variance_identity:float32.two_pass.1e0 .1e -->1.4e-07<!-- /measured --> | <!-- measured variance_identity:float32.shifted.1e0 .1e -->1.5e-07<!-- /measured --> | <!-- measured variance_identity:float32.torch_batch_norm.1e0 .1e -->5.5e-08<!-- /measured --> |
+#     | $10^3$ | <!-- measured variance_identity:float32.identity.1e3 .1e -->1.2e-01<!-- /measured --> | <!-- measured variance_identity:float32.two_pass.1e3 .1e -->1.0e-04<!-- /measured --> | <!-- measured variance_identity:float32.shifted.1e3 .1e -->1.5e-07<!-- /measured --> | <!-- measured variance_identity:float32.torch_batch_norm.1e3 .1e -->2.9e-05<!-- /measured --> |
+#     | $10^4$ | <!-- measured variance_identity:float32.identity.1e4 -->nan<!-- /measured --> | <!-- measured variance_identity:float32.two_pass.1e4 .1e -->1.3e-03<!-- /measured --> | <!-- measured variance_identity:float32.shifted.1e4 .1e -->9.4e-08<!-- /measured --> | <!-- measured variance_identity:float32.torch_batch_norm.1e4 .1e -->4.8e-04<!-- /measured --> |
+#     | $10^6$ | <!-- measured variance_identity:float32.identity.1e6 .1e -->1.0e+00<!-- /measured --> | <!-- measured variance_identity:float32.two_pass.1e6 .1e -->2.1e-02<!-- /measured --> | <!-- measured variance_identity:float32.shifted.1e6 .1e -->5.6e-08<!-- /measured --> | <!-- measured variance_identity:float32.torch_batch_norm.1e6 .1e -->2.2e-02<!-- /measured --> |
+#
+#     The tests check that this module stays within $10^{-6}$ of the `float64` result from
+#     $\mathcal{N}(0, 1)$ to $\mathcal{N}(10^6, 1)$. The shifted form has one weakness: when
+#     the shift lands many standard deviations from the mean (three of its five samples would
+#     have to be outliers), the relative error grows roughly like
+#     $1 + (s - \mu_\mathcal{B})^2 / \sigma^2_\mathcal{B}$ times the unit roundoff. `float16` and
+#     `bfloat16` inputs are summed in `float32`, so the cast costs nothing extra: the
+#     subtraction $x_i - s$ promotes them.
+def batch_statistics(x: torch.Tensor, shift: torch.Tensor = None):
+    r"""
+    Returns the shift $s$, the residual $r = \mu_\mathcal{B} - s$ and the biased variance
+    $\sigma^2_\mathcal{B}$, each of shape $[1, C, 1, \dots]$ in the compute dtype (at least
+    `float32`), for an input `x` of shape $[B, C, *]$. A `shift` may be passed in, so that
+    back-propagation can rebuild the statistics around the same $s$ as the forward pass did.
+    """
+    if shift is None:
+        shift = _cheap_shift(x)
+    # $d_i = x_i - s$; $[B, C, *]$
+    d = _subtract(x, shift)
+    residual, var = _shifted_moments(d)
+    return shift, residual, var
 
 
-# The dimensions that are reduced to get per-channel statistics: all of them except the
-# channel dimension $1$, so that a $[B, C, *]$ input gives $[1, C, 1, \dots]$ statistics which
-# broadcast back over the input.
-def _reduced_dims(x: torch.Tensor):
-    return [0] + list(range(2, x.dim()))
+# The shift $s$: for each channel, the median of five of its values, taken from examples and
+# positions spread over the batch. Any $s$ gives the same statistics in exact arithmetic; one
+# within a few standard deviations of the mean keeps the cancellation in
+# $\frac{1}{m}\sum_i d_i^2 - r^2$ small, and a median of five is there unless three of the
+# five are outliers. Being one of the values, it is also exact for a channel that is constant
+# over the batch: every $d_i$ is then $0$ and the output is exactly $\beta$ for any
+# $\epsilon$ that `float32` can represent (above about $10^{-45}$). Gathering $5 \times C$ values
+# costs nothing next to a pass over the data; the calls that gather them are what cost, so
+# they are read through one strided view of $x$ (`_samples`), without an index tensor.
+def _cheap_shift(x: torch.Tensor) -> torch.Tensor:
+    shape = _channel_shape(x)
+    if x.numel() == 0:
+        return torch.zeros(shape, dtype=_compute_dtype(x), device=x.device)
+    # $[5, C]$, then the median (the third smallest) of each column; $[1, C, 1, \dots]$
+    median = _samples(x).kthvalue(3, dim=0).values
+    return median.to(_compute_dtype(x)).view(shape)
 
 
-# The shape $[1, C, 1, \dots]$ that per-channel values ($\gamma$, $\beta$, statistics) take to
-# broadcast over a $[B, C, *]$ input.
-def _channel_shape(x: torch.Tensor):
-    return [1, x.shape[1]] + [1] * (x.dim() - 2)
+# Five values of each channel, as a $[5, C]$ view of `x`: sample $k$ comes from example
+# $k \lfloor \frac{B - 1}{4} \rfloor$ and, along each further dimension of size $n$, from
+# position $(2k + 1) \lfloor \frac{n}{10} \rfloor$. Every index grows linearly with $k$, so the
+# five samples of a channel lie at evenly spaced places in memory, whatever the strides, and
+# one strided view reaches them all. A view makes no tensor from host data, which a step
+# captured as a CUDA graph could not replay.
+def _samples(x: torch.Tensor) -> torch.Tensor:
+    step = (x.shape[0] - 1) // 4 * x.stride(0)
+    offset = x.storage_offset()
+    for size, stride in zip(x.shape[2:], x.stride()[2:]):
+        step += 2 * (size // 10) * stride
+        offset += size // 10 * stride
+    return x.as_strided((5, x.shape[1]), (step, x.stride(1)), offset)
+
+
+# $r$ and $\sigma^2_\mathcal{B}$ from the shifted values $d_i$: two reductions over the data,
+# $\sum_i d_i$ and $\sum_i d_i^2$. Rounding could leave a tiny negative variance for a constant
+# channel; it is clamped at zero. An empty batch gets $r = \sigma^2_\mathcal{B} = 0$, so that its
+# gradients are zero, not `NaN`.
+def _shifted_moments(d: torch.Tensor, in_place: bool = False):
+    return _moments(*_shifted_sums(d, in_place), d.numel() // d.shape[1])
+
+
+def _shifted_sums(d: torch.Tensor, in_place: bool = False):
+    dims = _reduced_dims(d)
+    return d.sum(dim=dims, keepdim=True), _sum_of_squares(d, dims, in_place)
+
+
+# $\sum_i d_i^2$. On a GPU, as the square of `torch.linalg.vector_norm`: one pass that writes
+# nothing, where `d * d` and a sum are two passes and an activation-sized temporary (on an
+# H200, 0.12 ms against 0.21 ms at 256×64×56×56 `float32`, and a training step's peak memory
+# one tensor lower). On the CPU the norm is several times slower than the two steps, and when
+# autograd records the computation (a second derivative) the norm's gradient is undefined at a
+# constant channel, so both keep the product; with `in_place` (the CPU's forward pass, see
+# `_squares_over_d`) it is formed over $d$ itself, which the caller then rebuilds.
+def _sum_of_squares(d: torch.Tensor, dims, in_place: bool = False) -> torch.Tensor:
+    if _on_gpu(d) and not d.requires_grad:
+        return torch.linalg.vector_norm(d, 2, dim=dims, keepdim=True).square()
+    return (d.mul_(d) if in_place else d * d).sum(dim=dims, keepdim=True)
+
+
+def _moments(sum_d: torch.Tensor, sum_d2: torch.Tensor, m: int):
+    m = max(m, 1)
+    # $r = \frac{1}{m}\sum_i d_i$
+    residual = sum_d / m
+    # $\sigma^2_\mathcal{B} = \frac{1}{m}\sum_i d_i^2 - r^2$
+    var = torch.addcmul(sum_d2 / m, residual, residual, value=-1)
+    return residual, var.clamp_min(0.)
+
+
+# **No activation-sized temporaries** (our engineering choice, not the paper's). Where the
+# products $d_i^2$ (forward, on the CPU) and $g_i d_i$ (backward, everywhere) would need a
+# tensor of their own, they are formed over $d$, and $d$ is rebuilt from $x$ afterwards: one
+# more pass over memory, but for a `float32` input a training step then allocates nothing as
+# large as the input except its outputs $y$ and $\frac{\partial \ell}{\partial x}$. On an
+# H200 that brought the peak of a `float32` NCHW step down to native's; on the CPU it is two
+# thirds of native's, and fewer fresh tensors also mean fewer page faults (the allocator often
+# hands a freed activation-sized tensor back to the operating system, and the next one costs
+# a fault for every 4 KiB it touches; `benchmarks/bn_speed.py` counts them, and the
+# [Performance](../performance.md) page has the numbers). The forward pass does it on the
+# CPU only, since on a GPU the sum of squares writes nothing (see `_sum_of_squares`); neither
+# pass does it while `torch.compile` traces the code, which fuses the passes itself, and the
+# backward pass not when autograd records it for a second derivative, which needs $d$ as it is.
+def _squares_over_d(d: torch.Tensor) -> bool:
+    return not _on_gpu(d) and not _is_compiling()
 
 
 # $t \cdot a + c$ for per-channel $a$ and $c$ of shape $[1, C, 1, \dots]$, with `inplace` over
@@ -1189,11 +1044,6 @@ def _per_channel_affine(x: torch.Tensor, rows, a: torch.Tensor, c: torch.Tensor)
         return _from_rows(torch.addcmul(c, rows, a), x)
     shape = _channel_shape(x)
     return _multiply_add(x, a.view(shape), c.view(shape))
-
-
-# A cast that costs nothing when there is nothing to cast
-def _cast(t: torch.Tensor, dtype) -> torch.Tensor:
-    return t if t.dtype == dtype else t.to(dtype)
 
 
 # **Inference in `bfloat16` on the CPU** (our engineering choice, not the paper's). PyTorch's
@@ -1293,6 +1143,175 @@ def _epsilon(eps: float, dtype):
         with torch.inference_mode(False):
             _EPSILONS[key] = torch.tensor(eps, dtype=dtype)
     return _EPSILONS[key]
+
+
+# @@REMEMBER@@
+
+
+# ## Appendix: argument checks and compatibility
+#
+# Mistakes are caught at the door, with messages that say what was expected and what was
+# given, rather than surfacing later as a shape error deep inside a forward pass.
+# The checks and the compatibility methods belong to `BatchNorm`; they are written here, at
+# the end, so that the page can show the idea first, and set on the class at the end of this
+# part (Python looks a method up only when it is called).
+def _check_arguments(channels, eps, momentum):
+    if isinstance(channels, bool) or not isinstance(channels, numbers.Integral):
+        raise TypeError(f"channels must be an int, got {type(channels).__name__}")
+    if channels < 1:
+        raise ValueError(f"channels must be at least 1, got {channels}")
+    if not _is_real(eps) or not 0 < eps < float('inf'):
+        raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
+    if momentum is not None and not (_is_real(momentum) and 0. <= momentum <= 1.):
+        raise ValueError(f"momentum must be None or a number in [0, 1], "
+                         f"got {momentum!r}")
+
+
+# **`torch.func` and the running statistics.** Under `vmap` the batch statistics of
+# a training step are batched, one set per example (or model) of the transform; under
+# `grad`, `jacrev` or `jvp` the transform tracks them. An in-place update can write
+# them only into buffers batched or tracked at the same levels: stacked buffers given
+# to `torch.func.functional_call` under `vmap`, as `stack_module_state` makes them for
+# an ensemble. PyTorch refuses the other cases, and so do we, before anything changes.
+def _check_running_stats_can_learn(bn, mean: torch.Tensor, var: torch.Tensor):
+    levels = _transform_levels(mean) | _transform_levels(var)
+    if not levels:
+        return
+    buffers = (bn.running_mean, bn.running_var, bn.num_batches_tracked)
+    if all(levels <= _transform_levels(b) for b in buffers if b is not None):
+        return
+    raise ValueError(
+        "cannot update running_mean, running_var and num_batches_tracked inside "
+        "torch.func.vmap, grad, jacrev or jvp: the batch statistics there are "
+        "batched or differentiated and the buffers are not. Build the module with "
+        "track_running_stats=False (or call "
+        "torch.func.replace_all_batch_norm_modules_ on the model), put it in "
+        "evaluation mode, or, under vmap, pass stacked buffers to "
+        "torch.func.functional_call (torch.func.stack_module_state)")
+
+
+# **Forward-mode AD in evaluation.** PyTorch's batch norm is not differentiable with
+# respect to its running statistics: where a tangent would have to go through them,
+# it refuses. Ours would carry the tangent through the affine map, an answer PyTorch
+# never gives; we refuse whenever a running statistic carries a tangent.
+def _check_statistics_have_no_tangents(mean: torch.Tensor, var: torch.Tensor):
+    dual = [name for name, t in (('running_mean', mean), ('running_var', var))
+            if _has_tangent(t)]
+    if dual:
+        raise ValueError(
+            f"BatchNorm in evaluation is not differentiable with respect to "
+            f"running_mean and running_var, as in torch.nn.BatchNorm2d: expected "
+            f"them without forward-mode tangents, got a tangent on "
+            f"{' and '.join(dual)}")
+
+
+# The input must be a floating-point `[N, C, *]` tensor with this module's `C`. Where
+# batch statistics are used, a single value per channel has a zero variance and no
+# unbiased estimate, so there is nothing sensible to normalise with or learn from.
+# (A method of `BatchNorm`, which `SyncBatchNorm` extends.)
+def _check_input(self, x):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"expected a floating-point tensor, got dtype {x.dtype}")
+    if x.dim() < 2:
+        raise ValueError(f"expected an input of shape [B, C, *] with at least 2 "
+                         f"dimensions, got shape {tuple(x.shape)}")
+    if x.shape[1] != self.channels:
+        raise ValueError(f"expected {self.channels} channels in dimension 1 of the "
+                         f"input, got shape {tuple(x.shape)} "
+                         f"with {x.shape[1]} channels")
+    uses_batch_statistics = (self.training or self.running_mean is None
+                             or self.running_var is None)
+    if uses_batch_statistics and x.numel() == x.shape[1]:
+        when = ('when training' if self.training else
+                'in evaluation without running statistics')
+        raise ValueError(f"expected more than 1 value per channel {when}, "
+                         f"got input of shape {tuple(x.shape)}")
+
+
+# ### Recognised as a batch norm
+#
+# Code that looks for the batch norms of a model checks PyTorch's base class,
+# `torch.nn.modules.batchnorm._BatchNorm`: training scripts that leave $\gamma$ and
+# $\beta$ out of weight decay, `torch.nn.SyncBatchNorm.convert_sync_batchnorm`, the
+# fusion of a convolution with the batch norm after it (`torch.nn.utils.fusion`), SWA's
+# `update_bn`, `torch.func.replace_all_batch_norm_modules_`. A layer that is not an
+# instance is skipped without a word, and a model would, say, decay $\gamma$ and $\beta$
+# towards zero. So `BatchNorm` derives from that class as well as from `Module` (a
+# `labml_helpers` module where that package is installed), and it is found as PyTorch's
+# are. The class lends nothing else: the constructor starts from `torch.nn.Module`'s,
+# and every method it defines is written out on this page, but `_check_input_dim`,
+# which only PyTorch's own `forward` calls. Such code reads `num_features`, PyTorch's
+# name for `channels`.
+def _num_features(self) -> int:
+    return self.channels
+
+
+def _extra_repr(self) -> str:
+    # The same fields as PyTorch's `BatchNorm2d(20, eps=1e-05, ...)`
+    return (f"{self.channels}, eps={self.eps}, momentum={self.momentum}, "
+            f"affine={self.affine}, bias={self.bias is not None}, "
+            f"track_running_stats={self.track_running_stats}")
+
+
+# ### Compatibility with older PyTorch checkpoints
+#
+# PyTorch stores a format version for each module in a state dictionary's metadata. Batch
+# norm checkpoints written by PyTorch versions from before `num_batches_tracked` existed
+# (format version 1, or no version at all) do not have the counter. PyTorch loads them anyway
+# and keeps the module's own count; we declare the same format version (2) and do the same,
+# so such checkpoints load here exactly as they do into `torch.nn.BatchNorm2d`.
+def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                          missing_keys, unexpected_keys, error_msgs):
+    version = local_metadata.get('version', None)
+    key = prefix + 'num_batches_tracked'
+    if (version is None or version < 2) and self.num_batches_tracked is not None \
+            and key not in state_dict:
+        # Nothing to read: keep the count we have (a meta tensor has no value to keep)
+        count = self.num_batches_tracked
+        state_dict[key] = (torch.tensor(0, dtype=torch.long) if count.is_meta
+                           else count)
+    # The loading itself, as for any module
+    torch.nn.Module._load_from_state_dict(self, state_dict, prefix, local_metadata,
+                                          strict, missing_keys, unexpected_keys,
+                                          error_msgs)
+
+
+# The methods above, set on the class
+BatchNorm._check_input = _check_input
+BatchNorm.num_features = property(_num_features)
+BatchNorm.extra_repr = _extra_repr
+BatchNorm._version = 2
+BatchNorm._load_from_state_dict = _load_from_state_dict
+
+
+# ## Helpers
+#
+# Numbers given to the constructor: any real number, NumPy's scalars included (as
+# configuration files and hyper-parameter searches hand them over), but not `True`, which
+# is an `int` to Python and not a sensible `eps`.
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+# The dimensions that are reduced to get per-channel statistics: all of them except the
+# channel dimension $1$, so that a $[B, C, *]$ input gives $[1, C, 1, \dots]$ statistics which
+# broadcast back over the input.
+def _reduced_dims(x: torch.Tensor):
+    return [0] + list(range(2, x.dim()))
+
+
+# The shape $[1, C, 1, \dots]$ that per-channel values ($\gamma$, $\beta$, statistics) take to
+# broadcast over a $[B, C, *]$ input.
+def _channel_shape(x: torch.Tensor):
+    return [1, x.shape[1]] + [1] * (x.dim() - 2)
+
+
+# A cast that costs nothing when there is nothing to cast
+def _cast(t: torch.Tensor, dtype) -> torch.Tensor:
+    return t if t.dtype == dtype else t.to(dtype)
+
 
 
 # Whether `torch.compile` or `torch.export` is tracing the code: `torch.compiler.is_compiling`

@@ -52,7 +52,7 @@ The paper's Figure 1 shows such a drift on MNIST; we rerun it in
 A network is known to train faster when its inputs are *whitened*: shifted to zero mean, scaled
 to unit variance and decorrelated. Whitening the inputs of every layer would fix their means
 and covariances, which the paper sees as a step towards fixed distributions. For a vector $x$
-of $d$ inputs, whitening needs the covariance matrix, which the paper writes (Section 2) as
+of $p$ inputs, whitening needs the covariance matrix, which the paper writes (Section 2) as
 $$\mathrm{Cov}[x] = \mathbb{E}_{x \in \mathcal{X}}[x x^\top] - \mathbb{E}[x]\,\mathbb{E}[x]^\top$$
 over the training set $\mathcal{X}$. Exact in real arithmetic, this is the one-pass form that
 loses its digits in floating point when the mean is large against the spread (our remark,
@@ -61,9 +61,9 @@ not the paper's: see the numerics aside in *Making it fast and exact* below, and
 three reasons not to whiten fully: it is costly (the covariance matrix of a layer's inputs,
 its inverse square root, and the derivatives of both for back-propagation, at every step); it
 is not everywhere differentiable; and with statistics estimated from a mini-batch of $m$
-examples, the covariance of $d > m$ features is singular. To put a size on the cost (our
-estimate, not the paper's): a $d \times d$ matrix, $O(d^2)$ numbers, and a decomposition of
-$O(d^3)$ operations per layer and step.
+examples, the covariance of $p > m$ features is singular. To put a size on the cost (our
+estimate, not the paper's): a $p \times p$ matrix, $O(p^2)$ numbers, and a decomposition of
+$O(p^3)$ operations per layer and step.
 
 ### Normalising outside the gradient does not work
 
@@ -113,8 +113,8 @@ reduces over every dimension except `C`.
 from the mini-batch being trained on, so they are cheap to compute and, crucially,
 differentiable functions of the batch: gradients flow through them. The paper points out that
 the first simplification is what makes the second one workable: a per-feature variance can be
-estimated from a handful of examples, while the joint covariance of $d$ features from a batch
-of $m < d$ examples would be singular.
+estimated from a handful of examples, while the joint covariance of $p$ features from a batch
+of $m < p$ examples would be singular.
 
 ### Scale and shift
 
@@ -436,8 +436,8 @@ class BatchNormFunction(torch.autograd.Function):
         \sum_j \frac{\partial \ell}{\partial y_j}$; and substituting both,
         $$\begin{aligned}\frac{\partial \ell}{\partial x_i}
           = \frac{\gamma}{m \sqrt{\sigma^2_\mathcal{B} + \epsilon}}
-          \Big(&m \frac{\partial \ell}{\partial y_i}
-             - \sum_j \frac{\partial \ell}{\partial y_j} \\
+          \Big(&m \frac{\partial \ell}{\partial y_i} -
+             \sum_j \frac{\partial \ell}{\partial y_j} \\
           &- \hat{x}_i \sum_j \frac{\partial \ell}{\partial y_j} \hat{x}_j\Big)\end{aligned}$$
         Only two sums per channel are needed, $\sum_j \frac{\partial \ell}{\partial y_j}$ and
         $\sum_j \frac{\partial \ell}{\partial y_j} \hat{x}_j$, and they are also
@@ -485,8 +485,8 @@ class BatchNormFunction(torch.autograd.Function):
                                        for p, g in parts)
         # $\sum_j \frac{\partial \ell}{\partial y_j} \hat{x}_j
         #   = \frac{1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}
-        #   \big(\sum_j \frac{\partial \ell}{\partial y_j} \delta_j
-        #   - \bar\delta \sum_j \frac{\partial \ell}{\partial y_j}\big)$
+        #   \big(\sum_j \frac{\partial \ell}{\partial y_j} \delta_j -
+        #   \bar\delta \sum_j \frac{\partial \ell}{\partial y_j}\big)$
         sum_g_x_hat = torch.addcmul(sum_g_d, residual, sum_g, value=-1) * inv_std
 
         grad_x = grad_weight = grad_bias = None
@@ -1353,8 +1353,8 @@ def _epsilon(eps: float, dtype):
 # ??? success "Solution"
 #     Start from the compact form of the backward pass,
 #     $\frac{\partial \ell}{\partial x_i} = \frac{\gamma}{m\sqrt{\sigma^2_\mathcal{B} + \epsilon}}
-#     \big(m \frac{\partial \ell}{\partial y_i} - \sum_j \frac{\partial \ell}{\partial y_j}
-#     - \hat{x}_i \sum_j \frac{\partial \ell}{\partial y_j}\hat{x}_j\big)$.
+#     \big(m \frac{\partial \ell}{\partial y_i} - \sum_j \frac{\partial \ell}{\partial y_j} -
+#     \hat{x}_i \sum_j \frac{\partial \ell}{\partial y_j}\hat{x}_j\big)$.
 #     Summing over $i$, the first two terms cancel and the third is a multiple of
 #     $\sum_i \hat{x}_i = 0$, so $\sum_i \frac{\partial \ell}{\partial x_i} = 0$ exactly.
 #     Multiplying by $\hat{x}_i$ first, the middle term vanishes for the same reason and
@@ -1422,8 +1422,9 @@ def _epsilon(eps: float, dtype):
 # average of the batch variances underestimate $\mathrm{Var}[x]$ for $m = 4$?
 #
 # ??? success "Solution"
-#     With $\mu$ the true mean,
-#     $\sum_i (x_i - \mu_\mathcal{B})^2 = \sum_i (x_i - \mu)^2 - m(\mu_\mathcal{B} - \mu)^2$.
+#     Around the true mean $\mathbb{E}[x]$,
+#     $\sum_i (x_i - \mu_\mathcal{B})^2 = \sum_i (x_i - \mathbb{E}[x])^2 -
+#     m(\mu_\mathcal{B} - \mathbb{E}[x])^2$.
 #     The expectation of the first sum is $m\,\mathrm{Var}[x]$; the batch mean has variance
 #     $\mathrm{Var}[x]/m$, so the second term's is $\mathrm{Var}[x]$. Dividing by $m$,
 #     $\mathbb{E}[\sigma^2_\mathcal{B}] = \frac{m-1}{m}\mathrm{Var}[x]$. For $m = 4$ that is

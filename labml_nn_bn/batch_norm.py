@@ -445,10 +445,10 @@ class BatchNormFunction(torch.autograd.Function):
         Summing over $i$ shows what the gradient cannot do:
         $\sum_i \frac{\partial \ell}{\partial x_i} = 0$ exactly, so a step along it never
         moves the batch mean, while
-        $$\sum_i \hat{x}_i \frac{\partial \ell}{\partial x_i}
-          = \frac{\gamma}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}
+        $$\begin{aligned}&\sum_i \hat{x}_i \frac{\partial \ell}{\partial x_i} \\
+          &\quad = \frac{\gamma}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}
           \sum_j \frac{\partial \ell}{\partial y_j} \hat{x}_j
-          \Big(1 - \frac{1}{m}\sum_i \hat{x}_i^2\Big)$$
+          \Big(1 - \frac{1}{m}\sum_i \hat{x}_i^2\Big)\end{aligned}$$
         is zero only in the limit $\epsilon \to 0$, where
         $\frac{1}{m}\sum_i \hat{x}_i^2 = \frac{\sigma^2_\mathcal{B}}{\sigma^2_\mathcal{B} + \epsilon}$
         reaches one (Exercise 1).
@@ -551,9 +551,10 @@ class BatchNormFunction(torch.autograd.Function):
 
         $$\dot{\mu}_\mathcal{B} = \frac{1}{m} \sum_{j=1}^m \dot{x}_j$$
 
-        $$\dot{\sigma}^2_\mathcal{B} = \frac{2}{m} \sum_{j=1}^m (x_j - \mu_\mathcal{B})
-          (\dot{x}_j - \dot{\mu}_\mathcal{B})
-          = \frac{2}{m} \sum_{j=1}^m (x_j - \mu_\mathcal{B}) \dot{x}_j$$
+        $$\begin{aligned}\dot{\sigma}^2_\mathcal{B}
+          &= \frac{2}{m} \sum_{j=1}^m (x_j - \mu_\mathcal{B})
+          (\dot{x}_j - \dot{\mu}_\mathcal{B}) \\
+          &= \frac{2}{m} \sum_{j=1}^m (x_j - \mu_\mathcal{B}) \dot{x}_j\end{aligned}$$
 
         (the centred values sum to zero, so $\dot{\mu}_\mathcal{B}$ drops out)
 
@@ -568,9 +569,9 @@ class BatchNormFunction(torch.autograd.Function):
         $x_i - \mu_\mathcal{B} = \hat{x}_i \sqrt{\sigma^2_\mathcal{B} + \epsilon}$ as before,
         $\dot{\sigma}^2_\mathcal{B} = \frac{2}{m} \sqrt{\sigma^2_\mathcal{B} + \epsilon}
         \sum_j \hat{x}_j \dot{x}_j$, and
-        $$\dot{\hat{x}}_i = \frac{1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}
-          \Big(\dot{x}_i - \frac{1}{m} \sum_j \dot{x}_j
-          - \hat{x}_i \frac{1}{m} \sum_j \hat{x}_j \dot{x}_j\Big)$$
+        $$\begin{aligned}\dot{\hat{x}}_i = \frac{1}{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}
+          \Big(&\dot{x}_i - \frac{1}{m} \sum_j \dot{x}_j \\
+          &- \hat{x}_i \frac{1}{m} \sum_j \hat{x}_j \dot{x}_j\Big)\end{aligned}$$
         This is the backward pass's compact form with $\dot{x}$ in the place of
         $\frac{\partial \ell}{\partial y}$ (and without $\gamma$): the
         Jacobian of $\hat{x}$ with respect to $x$,
@@ -1273,8 +1274,8 @@ def _epsilon(eps: float, dtype):
 # and the gradient flows *through* $\mu_\mathcal{B}$ and $\sigma^2_\mathcal{B}$. In inference
 # (Algorithm 2) the population statistics replace them, and each feature is one affine map,
 # the same for every example:
-# $$y = \tilde\gamma x + \tilde\beta, \qquad
-#   \tilde\gamma = \frac{\gamma}{\sqrt{\mathrm{Var}[x] + \epsilon}}, \qquad
+# $$y = \tilde\gamma x + \tilde\beta$$
+# $$\tilde\gamma = \frac{\gamma}{\sqrt{\mathrm{Var}[x] + \epsilon}} \qquad
 #   \tilde\beta = \beta - \tilde\gamma\,\mathbb{E}[x]$$
 # with $\mathbb{E}[x]$ and $\mathrm{Var}[x]$ (unbiased, the factor $\frac{m}{m-1}$) tracked as
 # moving averages during training.
@@ -1435,8 +1436,8 @@ def _epsilon(eps: float, dtype):
 # on the batch's statistics alone: with the running statistics $\mathbb{E}[x]$ and
 # $\mathrm{Var}[x]$,
 # $$r = \mathrm{clip}_{[1/r_{\max},\, r_{\max}]}
-#   \frac{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}{\sqrt{\mathrm{Var}[x] + \epsilon}}, \qquad
-#   d = \mathrm{clip}_{[-d_{\max},\, d_{\max}]}
+#   \frac{\sqrt{\sigma^2_\mathcal{B} + \epsilon}}{\sqrt{\mathrm{Var}[x] + \epsilon}}$$
+# $$d = \mathrm{clip}_{[-d_{\max},\, d_{\max}]}
 #   \frac{\mu_\mathcal{B} - \mathbb{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}}$$
 # and $\hat{x}_i \leftarrow \hat{x}_i r + d$, where $r$ and $d$ are treated as constants by
 # back-propagation. Write it as a function in the style of `batch_norm_reference`. What does
@@ -1444,16 +1445,20 @@ def _epsilon(eps: float, dtype):
 #
 # ??? success "Solution"
 #     ```python
-#     def batch_renorm(x, weight, bias, running_mean, running_var,
-#                      r_max, d_max, eps=1e-5):
+#     def batch_renorm(x, weight, bias, running_mean,
+#                      running_var, r_max, d_max, eps=1e-5):
 #         dims = [0] + list(range(2, x.dim()))
 #         shape = [1, -1] + [1] * (x.dim() - 2)
 #         mean = x.mean(dim=dims, keepdim=True)
-#         std = torch.sqrt(x.var(dim=dims, unbiased=False, keepdim=True) + eps)
-#         running_std = torch.sqrt(running_var.view(shape) + eps)
-#         # r and d are constants for back-propagation: detach them
-#         r = (std / running_std).detach().clamp(1 / r_max, r_max)
-#         d = ((mean - running_mean.view(shape)) / running_std).detach()
+#         var = x.var(dim=dims, unbiased=False,
+#                     keepdim=True)
+#         std = torch.sqrt(var + eps)
+#         run_mean = running_mean.view(shape)
+#         run_std = torch.sqrt(running_var.view(shape) + eps)
+#         # r and d: constants for back-propagation
+#         r = (std / run_std).detach()
+#         r = r.clamp(1 / r_max, r_max)
+#         d = ((mean - run_mean) / run_std).detach()
 #         d = d.clamp(-d_max, d_max)
 #         x_hat = (x - mean) / std * r + d
 #         return weight.view(shape) * x_hat + bias.view(shape)

@@ -56,7 +56,7 @@ of $p$ inputs, whitening needs the covariance matrix, which the paper writes (Se
 $$\mathrm{Cov}[x] = \mathbb{E}_{x \in \mathcal{X}}[x x^\top] - \mathbb{E}[x]\,\mathbb{E}[x]^\top$$
 over the training set $\mathcal{X}$. Exact in real arithmetic, this is the one-pass form that
 loses its digits in floating point when the mean is large against the spread (our remark,
-not the paper's: see the numerics aside in *Making it fast and exact* below, and
+not the paper's: see the numerics aside in [Making it fast and exact](#making-it-fast-and-exact-our-engineering-not-the-papers-skippable), and
 [the variance identity](experiments/variance_identity.md)). The paper gives
 three reasons not to whiten fully: it is costly (the covariance matrix of a layer's inputs,
 its inverse square root, and the derivatives of both for back-propagation, at every step); it
@@ -155,9 +155,9 @@ import torch
 # where $\epsilon$ is a small constant that keeps the division finite when a feature is
 # constant over the batch, and $\sigma^2_\mathcal{B}$ divides by $m$, not $m - 1$.
 # The function below is exactly that, for every feature at once. It is slow (several passes
-# over the data) and, as the numerics aside in *Making it fast and exact* shows, inaccurate
-# for inputs whose mean is far larger than their spread; the tests use it as the reference
-# the fast module must match.
+# over the data) and, as the numerics aside in *Making it fast and exact* below shows,
+# inaccurate for inputs whose mean is far larger than their spread; the tests use it as the
+# reference the fast module must match.
 def batch_norm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                          eps: float = 1e-5) -> torch.Tensor:
     r"""
@@ -315,7 +315,8 @@ class BatchNormFunction(torch.autograd.Function):
         $\bar\delta = \frac{1}{m}\sum_i \delta_i$, the mean is $\mu_\mathcal{B} = K + \bar\delta$
         and the centred values are $x_i - \mu_\mathcal{B} = \delta_i - \bar\delta$, so the
         algorithm is unchanged; why this keeps the statistics accurate, and how they are
-        computed fast, is in *Making it fast and exact* below (our engineering, skippable).
+        computed fast, is in [Making it fast and exact](#making-it-fast-and-exact-our-engineering-not-the-papers-skippable)
+        (our engineering, skippable).
         """
         shape = _channel_shape(x)
         # Under a `torch.func` transform or forward-mode AD, plain operations that write

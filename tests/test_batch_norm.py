@@ -1031,9 +1031,12 @@ def test_scale_invariance_holds_for_positive_scales_up_to_eps():
 
 def test_the_page_shows_the_algorithm_before_the_machinery():
     source = open(batch_norm_module.__file__).read()
-    order = ['def batch_norm_reference', 'def batch_statistics', 'class BatchNormFunction',
-             'def _update_running_stats', 'def _normalise_for_inference', 'def _check_input',
-             'def extra_repr']
+    # The learning path: Algorithm 1, back-propagation, the layer's moving averages and
+    # inference, then our engineering, what to remember, exercises, and the appendix
+    order = ['def batch_norm_reference', 'class BatchNormFunction',
+             'def _update_running_stats', 'def _normalise_for_inference',
+             '## Making it fast and exact', 'def batch_statistics', '## What to remember',
+             '## Pitfalls', '## Exercises', 'def _check_input', 'def _extra_repr']
     positions = [source.index(name) for name in order]
     assert positions == sorted(positions)
     # The numerics are one collapsible aside, and the page links the later-work page

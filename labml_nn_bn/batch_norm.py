@@ -23,6 +23,9 @@ which is our engineering, not the paper's, and can be skipped; then what to reme
 usual pitfalls, and exercises. Argument checks and compatibility are an appendix at the end.
 Every symbol means one thing on every page of this site; the [notation](../notation.md)
 table lists them.
+A [Colab notebook](https://colab.research.google.com/github/labml-nn-bn/labml_nn_bn/blob/main/notebooks/batch_norm.ipynb)
+builds batch normalization step by step on a tiny batch, checks the backward pass against
+autograd, and holds runnable solutions to the exercises at the end of this page.
 
 ### The problem the paper set out to solve
 
@@ -202,6 +205,13 @@ def batch_norm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     ```
 
     ![The 4 × 2 batch through mu, sigma², x̂ and y](../figures/bn_worked_example.svg)
+
+    The same batch, live (with JavaScript): edit any entry of the batch, $\gamma$, $\beta$ or
+    $\epsilon$ and watch $\mu_\mathcal{B}$, $\sigma^2_\mathcal{B}$, $\hat{x}$ and $y$ follow;
+    change $x^*$ or its companions to see one example get two outputs in training mode and
+    one in evaluation mode; type a gradient $\partial\ell/\partial y$ to see the three paths
+    by which it reaches each $x_i$ (directly, through $\mu_\mathcal{B}$, through
+    $\sigma^2_\mathcal{B}$) add up to $\partial\ell/\partial x_i$.
 
     <div class="explorable" data-explorable="worked-example" markdown="0"></div>
 
@@ -778,6 +788,11 @@ class BatchNorm(torch.nn.modules.batchnorm._BatchNorm, Module):
         weight of the *old* average.
 
         ![The running mean following the batch means over training steps, for momentum 0.1 and None](../figures/bn_running_mean.svg)
+
+        Drag the slider under the picture (with JavaScript) to redraw the running mean for
+        any momentum $\alpha$ from 0.01 to 1, or tick `None` for the plain average: the
+        smaller $\alpha$, the longer the lag behind the drift; the larger, the more of each
+        batch's noise it copies.
 
         <div class="explorable" data-explorable="momentum" markdown="0"></div>
 

@@ -20,6 +20,8 @@ the other changes they cut the L2 weight decay by a factor of 5 and shuffled the
 examples more thoroughly, so that the same examples do not keep meeting in a mini-batch
 (worth about 1% of validation accuracy, they report). The paper gives no ablation of Dropout
 against batch normalization. This claim is one row of [the claims page](../../claims.md).
+The symbols ($\mu_\mathcal{B}$, $\sigma^2_\mathcal{B}$, ...) are the site's
+[notation](../../notation.md).
 
 **What we test, and how.** A setting in which overfitting is easy to see: the 4,000 training
 images of the offline MNIST subset and a fully connected ReLU network of two hidden layers of

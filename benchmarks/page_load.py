@@ -18,6 +18,8 @@ navigation; median, quartiles and extremes):
   KaTeX's output); when the math arrives typeset, at the latest when the HTML is parsed.
   `None` when some formula is never typeset (KaTeX in the browser, JavaScript off);
 * `ready_ms`: the later of the two, the time until a reader sees the finished page;
+* `first_paint_ms`: the first contentful paint, when the reader first sees the top of the
+  page (with the math pre-rendered, already typeset; with KaTeX in the browser, as raw TeX);
 * `main_thread_cpu_ms`: the CPU time the page's main thread (parsing, scripts, style,
   layout, paint) spent from the navigation until the page was loaded and typeset, read from
   a Chromium trace. Unlike the times above it hardly changes with the machine's load, so it
@@ -70,7 +72,9 @@ READ_TIMINGS = '''() => {
   const formulas = document.querySelectorAll('.arithmatex').length;
   const typeset = [...document.querySelectorAll('.arithmatex')]
     .filter(e => e.querySelector('.katex')).length;
+  const paint = performance.getEntriesByName('first-contentful-paint')[0];
   return {load: nav.loadEventEnd, dcl: nav.domContentLoadedEventEnd, formulas, typeset,
+          paint: paint ? paint.startTime : null,
           watched: window.__typeset === undefined ? null : window.__typeset};
 }'''
 
@@ -147,7 +151,8 @@ def load_once(browser, url: str, javascript: bool) -> dict:
         typeset = found['dcl']  # typeset in the HTML: there when it is parsed
     return {'load_ms': found['load'], 'typeset_ms': typeset,
             'ready_ms': None if typeset is None else max(found['load'], typeset),
-            'main_thread_cpu_ms': cpu, 'formulas': found['formulas']}
+            'main_thread_cpu_ms': cpu, 'first_paint_ms': found['paint'],
+            'formulas': found['formulas']}
 
 
 def summary(values):
@@ -191,7 +196,8 @@ def measure(sites: dict, page: str, repeats: int, port: int) -> dict:
             runs = loads[label][js]
             result[label]['javascript_on' if js else 'javascript_off'] = {
                 key: summary([r[key] for r in runs])
-                for key in ('load_ms', 'typeset_ms', 'ready_ms', 'main_thread_cpu_ms')}
+                for key in ('first_paint_ms', 'load_ms', 'typeset_ms', 'ready_ms',
+                            'main_thread_cpu_ms')}
     return {'chromium': version, 'sites': result}
 
 
@@ -268,7 +274,7 @@ def main(argv=None):
     for label, found in measured['sites'].items():
         for setting in ('javascript_on', 'javascript_off'):
             cells = []
-            for key in ('load_ms', 'ready_ms', 'main_thread_cpu_ms'):
+            for key in ('first_paint_ms', 'load_ms', 'ready_ms', 'main_thread_cpu_ms'):
                 s = found[setting][key]
                 cells.append(f'{key[:-3].replace("_", " ")} ' + ('never typeset' if s is None else
                              f'{s["median"]:.0f} ms ({s["p25"]:.0f}-{s["p75"]:.0f})'))

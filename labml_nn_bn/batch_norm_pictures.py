@@ -600,16 +600,13 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
     paths = [
         draw_axes(values['axes'], out_dir / 'bn_axes.svg', None),
         draw_worked_example(values['worked_example'], out_dir / 'bn_worked_example.svg',
-                            computed_stamp('labml_nn_bn.BatchNorm, training mode, on '
-                                           'WORKED_EXAMPLE', device)),
+                            computed_stamp('BatchNorm on WORKED_EXAMPLE', device)),
         draw_graph(out_dir / 'bn_graph.svg', None),
         draw_running_mean(values['running_mean'], out_dir / 'bn_running_mean.svg',
-                          computed_stamp(f'labml_nn_bn.BatchNorm on {RUNNING_MEAN_STEPS} '
-                                         f'synthetic batches of {RUNNING_MEAN_BATCH}, seed 0',
-                                         device)),
+                          computed_stamp(f'BatchNorm, {RUNNING_MEAN_STEPS} batches of '
+                                         f'{RUNNING_MEAN_BATCH}', device)),
         draw_train_eval(values['train_eval'], out_dir / 'bn_train_eval.svg',
-                        computed_stamp('labml_nn_bn.BatchNorm(1): 2 batches of 3 in training '
-                                       'mode, then the same in eval mode', device)),
+                        computed_stamp('BatchNorm(1), 2 batches of 3', device)),
         draw_norm_axes(values['norm_axes'], out_dir / 'norm_axes.svg', None),
     ]
     json_values = dict(values)

@@ -139,9 +139,10 @@ def test_diagrams_carry_no_stamp_and_computed_pictures_say_what_computed_them(tm
         if name in pictures.DIAGRAMS:
             assert stamps == [], f'{name} is a diagram: no run made it, so no stamp'
         else:
-            assert len(stamps) == 1 and stamps[0].startswith('computed by labml_nn_bn.'), \
+            # What computed it, short enough to fit under a 4.5-inch picture
+            assert len(stamps) == 1 and stamps[0].startswith('computed by BatchNorm'), \
                 (name, stamps)
-            assert 'steps' not in stamps[0]
+            assert 'steps' not in stamps[0] and len(stamps[0]) <= 95
 
 
 def test_committed_pictures_show_the_current_numbers():

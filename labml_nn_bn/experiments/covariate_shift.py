@@ -37,7 +37,7 @@ values are in `docs/figures/covariate_shift.json`).
   5,000 steps, where almost everything happens, take half the width. Look at the dashed line at
   step 5,000, where the text compares the two networks first (the dots). With batch normalization the network reaches
   <!-- measured covariate_shift:bn.accuracy_tenth .1% -->92.7%<!-- /measured --> test accuracy within the first 5,000 steps and ends at
-  <!-- measured covariate_shift:bn.accuracy_final .1% -->92.3%<!-- /measured -->. Without it, the network sits at chance for its first
+  <!-- measured covariate_shift:bn.accuracy_final .1% -->93.0%<!-- /measured -->. Without it, the network sits at chance for its first
   steps, is at <!-- measured covariate_shift:no_bn.accuracy_tenth .1% -->78.3%<!-- /measured --> after 5,000 steps, and ends at
   <!-- measured covariate_shift:no_bn.accuracy_final .1% -->88.7%<!-- /measured -->: slower, and lower.
 * **(b) Without batch normalization** the input of the sigmoid moves a long way. All three
@@ -47,11 +47,11 @@ values are in `docs/figures/covariate_shift.json`).
   percentiles at <!-- measured covariate_shift:no_bn.final.p15 .1f -->-7.0<!-- /measured --> and <!-- measured covariate_shift:no_bn.final.p85 .1f -->-0.7<!-- /measured -->: far into the
   sigmoid's lower, flat tail for the median example and below. Each layer above has had to follow.
 * **(c) With batch normalization** the median stays near 0 (it ends at
-  <!-- measured covariate_shift:bn.final.p50 .2f -->-0.04<!-- /measured -->) and the percentiles widen once, in the first few thousand steps
-  (as $\gamma$ grows), to <!-- measured covariate_shift:bn.final.p15 .1f -->-2.2<!-- /measured --> and <!-- measured covariate_shift:bn.final.p85 .1f -->2.2<!-- /measured -->, then stay
+  <!-- measured covariate_shift:bn.final.p50 .2f -->-0.20<!-- /measured -->) and the percentiles widen once, in the first few thousand steps
+  (as $\gamma$ grows), to <!-- measured covariate_shift:bn.final.p15 .1f -->-2.1<!-- /measured --> and <!-- measured covariate_shift:bn.final.p85 .1f -->2.1<!-- /measured -->, then stay
   there. Measured over all 100 units of the layer, the median distance that the three
   percentiles travel from where they end is <!-- measured covariate_shift:no_bn.drift_median .2f -->3.93<!-- /measured --> without batch
-  normalization and <!-- measured covariate_shift:bn.drift_median .2f -->0.81<!-- /measured --> with it (`Run.drift` below; the figure shows
+  normalization and <!-- measured covariate_shift:bn.drift_median .2f -->0.82<!-- /measured --> with it (`Run.drift` below; the figure shows
   the unit with the median drift of each network).
 
 This is the paper's qualitative result: less internal covariate shift, and faster, better
@@ -86,7 +86,7 @@ trained for 5,000 steps; the values are in `docs/figures/covariate_shift_activat
   Without batch normalization the small weights squeeze every layer after the first into a
   spike: across the probe images, the median unit's input varies by a standard deviation of
   <!-- measured covariate_shift_activations:no_bn.unit_spread.init.1 .1g -->0.006<!-- /measured --> in the second layer and
-  <!-- measured covariate_shift_activations:no_bn.unit_spread.init.2 .1g -->0.0003<!-- /measured --> in the third: to those layers every image
+  <!-- measured covariate_shift_activations:no_bn.unit_spread.init.2 .1g -->0.0001<!-- /measured --> in the third: to those layers every image
   looks alike. With batch normalization each unit's input has a spread of about 1 in every layer
   (<!-- measured covariate_shift_activations:bn.unit_spread.init.0 .2f -->1.00<!-- /measured -->,
   <!-- measured covariate_shift_activations:bn.unit_spread.init.1 .2f -->0.99<!-- /measured --> and
@@ -94,19 +94,19 @@ trained for 5,000 steps; the values are in `docs/figures/covariate_shift_activat
 * **After 5,000 steps without batch normalization**
   <!-- measured covariate_shift_activations:no_bn.saturated.trained.0 .0% -->79%<!-- /measured --> of the first layer's inputs,
   <!-- measured covariate_shift_activations:no_bn.saturated.trained.1 .0% -->4%<!-- /measured --> of the second's and
-  <!-- measured covariate_shift_activations:no_bn.saturated.trained.2 .0% -->26%<!-- /measured --> of the third's are saturated: many units
+  <!-- measured covariate_shift_activations:no_bn.saturated.trained.2 .0% -->25%<!-- /measured --> of the third's are saturated: many units
   have moved into the flat tails of the sigmoid. **With batch
   normalization** the shares are <!-- measured covariate_shift_activations:bn.saturated.trained.0 .1% -->1.0%<!-- /measured -->,
   <!-- measured covariate_shift_activations:bn.saturated.trained.1 .1% -->0.0%<!-- /measured --> and
   <!-- measured covariate_shift_activations:bn.saturated.trained.2 .1% -->0.1%<!-- /measured -->: the normalisation holds each unit's input
   near 0, with a spread set by $\gamma$, which grows slowly.
 * **At the end of the run** (50,000 steps, the run of Figure 1 only) the shares are
-  <!-- measured covariate_shift_activations:no_bn.saturated_end.0 .0% -->0%<!-- /measured -->,
-  <!-- measured covariate_shift_activations:no_bn.saturated_end.1 .0% -->0%<!-- /measured --> and
-  <!-- measured covariate_shift_activations:no_bn.saturated_end.2 .0% -->0%<!-- /measured --> without batch normalization, and
-  <!-- measured covariate_shift_activations:bn.saturated_end.0 .1% -->0.0%<!-- /measured -->,
+  <!-- measured covariate_shift_activations:no_bn.saturated_end.0 .0% -->79%<!-- /measured -->,
+  <!-- measured covariate_shift_activations:no_bn.saturated_end.1 .0% -->5%<!-- /measured --> and
+  <!-- measured covariate_shift_activations:no_bn.saturated_end.2 .0% -->36%<!-- /measured --> without batch normalization, and
+  <!-- measured covariate_shift_activations:bn.saturated_end.0 .1% -->1.8%<!-- /measured -->,
   <!-- measured covariate_shift_activations:bn.saturated_end.1 .1% -->0.0%<!-- /measured --> and
-  <!-- measured covariate_shift_activations:bn.saturated_end.2 .1% -->0.0%<!-- /measured --> with it.
+  <!-- measured covariate_shift_activations:bn.saturated_end.2 .1% -->0.3%<!-- /measured --> with it.
 
 The figure is made with Figure 1's by `make_figures` below; the two extra seeds train for a
 tenth of the run each.
@@ -573,6 +573,15 @@ SMOKE = Settings(steps=300, record_every=50, probe_size=200, dataset='mnist-5k',
                  download=False)
 
 
+def activations_stamp(dataset: str, settings: Settings, trained: int, device: str) -> str:
+    """The activation figure's stamp: the data set's short name (the figure is narrower than
+    Figure 1), and the steps of each seed."""
+    from labml_nn_bn import figure_tools
+    return figure_tools.stamp(
+        dataset.split(' (')[0], f'seed {settings.seed}: {settings.steps:,} steps per network; '
+        f'seeds {settings.seed + 1}–{settings.seed + EXTRA_SEEDS}: {trained:,}', device)
+
+
 def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
     """
     Writes `covariate_shift.svg` and `.json`, and `covariate_shift_activations.svg` and
@@ -596,10 +605,8 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
     paths = [out_dir / 'covariate_shift.svg', out_dir / 'covariate_shift.json']
     plot(values, stamp_text, paths[0])
     figure_tools.save_values(paths[1], values, stamp_text)
-    stamp_text = figure_tools.stamp(
-        result['dataset'], f'seed {settings.seed}: {settings.steps:,} steps per network; seeds '
-        f'{settings.seed + 1}–{settings.seed + EXTRA_SEEDS}: {trained:,}',
-        figure_tools.describe_device(result['device']))
+    stamp_text = activations_stamp(result['dataset'], settings, trained,
+                                   figure_tools.describe_device(result['device']))
     paths += [out_dir / 'covariate_shift_activations.svg',
               out_dir / 'covariate_shift_activations.json']
     figure_tools.save_svg(draw_activations(activations, figure_tools.pyplot()), paths[2],

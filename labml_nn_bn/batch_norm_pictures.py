@@ -2,20 +2,23 @@ r"""
 The pictures of the [BatchNorm page](batch_norm.md), drawn from numbers that `BatchNorm`
 computes.
 
-Five SVGs under `docs/figures/`, each placed beside the text it illustrates:
+Six SVGs under `docs/figures/`, each placed beside the text it illustrates:
 
-* `bn_axes.svg`: which values of a $[B, C, H, W]$ batch one channel's statistics are over;
+* `bn_axes.svg`: which values of an `[N, C, H, W]` batch one channel's statistics are over;
 * `bn_worked_example.svg`: a $4 \times 2$ batch through $\mu_\mathcal{B}$, $\sigma^2_\mathcal{B}$,
   $\hat{x}$ and $y$ (`WORKED_EXAMPLE`);
 * `bn_graph.svg`: the computation graph, and the three ways an input reaches the loss;
 * `bn_running_mean.svg`: the running mean following the batch means, for `momentum=0.1` and
   `momentum=None`;
 * `bn_train_eval.svg`: one example in two different batches, in training and in evaluation
-  mode.
+  mode;
+* `norm_axes.svg` (on the later-work page): which values batch, layer, instance and group
+  normalization each average over.
 
 No number on a picture is typed in: each is computed here, with `labml_nn_bn.BatchNorm` where
 the picture is about what the layer does, and saved in `batch_norm_pictures.json` so that the
-tests can recompute it independently. `python -m labml_nn_bn.figures --only batch_norm_pictures`
+tests can recompute it independently. The pictures computed from numbers carry a line saying
+what computed them; the diagrams (`DIAGRAMS`) carry none. `python -m labml_nn_bn.figures --only batch_norm_pictures`
 redraws them.
 """
 from pathlib import Path
@@ -200,6 +203,51 @@ def axes_values() -> Dict:
             'm': x.numel() // x.shape[1], 'statistics': bn.running_mean.numel()}
 
 
+# ## Which values each normalisation averages over
+#
+# The [later-work page](../later_work.md) compares batch normalization with the normalisations
+# that drop the batch: layer, instance and group normalization. All four compute a mean and a
+# variance over some of the values of an `[N, C, H, W]` tensor and differ only in which. The
+# picture does not take that from a description: it changes one value of a random tensor
+# (example 1, channel 1, first position) and marks every output of `torch.nn.functional`'s
+# normalisation that moves. Those are the values that share that value's statistics.
+NORM_SHAPE = (4, 6, 3, 3)
+NORM_GROUPS = 3
+NORMS = ('batch', 'layer', 'instance', 'group')
+
+
+def _normalise(kind: str, x: torch.Tensor) -> torch.Tensor:
+    import torch.nn.functional as F
+    if kind == 'batch':
+        return F.batch_norm(x, None, None, training=True)
+    if kind == 'layer':
+        return F.layer_norm(x, x.shape[1:])
+    if kind == 'instance':
+        return F.instance_norm(x)
+    return F.group_norm(x, NORM_GROUPS)
+
+
+def norm_axes_values(seed: int = 0) -> Dict:
+    """For each normalisation, the `[N, C]` cells (example, channel) whose outputs share the
+    statistics of example 1, channel 1; the values per statistic and the number of statistics."""
+    x = torch.randn(NORM_SHAPE, generator=torch.Generator().manual_seed(seed),
+                    dtype=torch.float64)
+    nudged = x.clone()
+    nudged[0, 0, 0, 0] += 1.
+    values = {'shape': list(NORM_SHAPE), 'groups': NORM_GROUPS}
+    for kind in NORMS:
+        moved = (_normalise(kind, nudged) - _normalise(kind, x)).abs() > 1e-9
+        # A cell is in the set with all its height × width positions, or with none
+        cells = moved.flatten(2)
+        if not bool((cells.all(dim=2) | ~cells.any(dim=2)).all()):
+            raise ValueError(f'{kind} normalization shares statistics across part of a channel')
+        shared = cells.all(dim=2)
+        m = int(moved.sum())
+        values[kind] = {'cells': shared.int().tolist(), 'm': m,
+                        'statistics': x.numel() // m}
+    return values
+
+
 # ## Drawing
 #
 # The BatchNorm page shows these pictures in its notes column, about 420 CSS pixels wide
@@ -230,13 +278,13 @@ def _sheet(ax, x0, y0, w, h, skew, rows, cols, face, edge, lw=0.8, zorder=1):
                 zorder=zorder)
 
 
-def draw_axes(values: Dict, path: Path, stamp_text: str) -> Path:
+def draw_axes(values: Dict, path: Path, stamp_text=None) -> Path:
     from labml_nn_bn.figure_tools import pyplot, save_svg
     from matplotlib.patches import FancyBboxPatch
     plt = pyplot()
     b, c, h, w = values['shape']
     channel = values['channel']
-    fig, ax = _card(plt, 4.6, 2.9)
+    fig, ax = _card(plt, 4.6, 2.72)
     sheet_w, sheet_h, skew, gap_y, gap_x = 0.9, 0.42, 0.32, 0.62, 1.45
     left, top = 1.0, 2.55
     for i in range(b):
@@ -261,15 +309,89 @@ def draw_axes(values: Dict, path: Path, stamp_text: str) -> Path:
                                 facecolor='none', edgecolor=INDIGO, lw=1.4, ls=(0, (4, 2)),
                                 zorder=3))
     ax.text(left + 0.5 * ((b - 1) * gap_x + sheet_w + skew), top - (c - 1) * gap_y - 0.3,
-            f'one $\\mu$, $\\sigma^2$ per channel: $m = B \\cdot H \\cdot W = '
-            f'{b} \\cdot {h} \\cdot {w} = {values["m"]}$ values',
+            f'one $\\mu_\\mathcal{{B}}$, $\\sigma^2_\\mathcal{{B}}$ per channel: $m$ = {b} examples'
+            f' × {h} × {w} positions = {values["m"]} values',
             ha='center', va='top', fontsize=9.5, color=INDIGO)
     ax.text(left + 0.5 * ((b - 1) * gap_x + sheet_w + skew), top - (c - 1) * gap_y - 0.68,
-            f'$[B, C, H, W] = [{b}, {c}, {h}, {w}]$: '
+            f'[N, C, H, W] = [{b}, {c}, {h}, {w}]: '
             f'{values["statistics"]} means and {values["statistics"]} variances',
             ha='center', va='top', fontsize=8.5, color='#546E7A')
     ax.set_xlim(0, 6.75)
-    ax.set_ylim(0.1, 3.4)
+    ax.set_ylim(0.3, 3.4)
+    return save_svg(fig, path, stamp_text)
+
+
+def _block(ax, x0, y0, cells, cell, depth, label_axes: bool):
+    """An `[N, C, H × W]` block: examples across, channels down, positions going back; the
+    cells set in `cells` ([N][C]) highlighted on every face that shows them."""
+    from matplotlib.patches import Polygon
+    n, c = len(cells), len(cells[0])
+    dx, dy = depth
+
+    def face(corners, on):
+        ax.add_patch(Polygon(corners, closed=True, lw=0.6 if not on else 0.9,
+                             facecolor=INDIGO_LIGHT if on else GREY_LIGHT,
+                             edgecolor=INDIGO if on else GREY, zorder=3 if on else 2))
+
+    top = y0 + c * cell
+    for i in range(n):
+        for k in range(c):
+            left, bottom = x0 + i * cell, top - (k + 1) * cell
+            face([(left, bottom), (left + cell, bottom), (left + cell, bottom + cell),
+                  (left, bottom + cell)], cells[i][k])
+        # The top face shows channel 1 of each example
+        left = x0 + i * cell
+        face([(left, top), (left + cell, top), (left + cell + dx, top + dy), (left + dx, top + dy)],
+             cells[i][0])
+    right = x0 + n * cell
+    for k in range(c):
+        # The right face shows the last example's channels
+        bottom = top - (k + 1) * cell
+        face([(right, bottom), (right + dx, bottom + dy), (right + dx, bottom + cell + dy),
+              (right, bottom + cell)], cells[n - 1][k])
+    if label_axes:
+        ax.annotate('', (x0 + n * cell, y0 - 0.1), (x0, y0 - 0.1),
+                    arrowprops=dict(arrowstyle='->', color='#546E7A', lw=0.8))
+        ax.text(x0 + n * cell / 2, y0 - 0.14, 'N: examples', ha='center', va='top',
+                fontsize=7.5, color='#546E7A')
+        ax.annotate('', (x0 - 0.1, y0), (x0 - 0.1, top),
+                    arrowprops=dict(arrowstyle='->', color='#546E7A', lw=0.8))
+        ax.text(x0 - 0.14, y0 + c * cell / 2, 'C: channels', ha='right', va='center',
+                fontsize=7.5, color='#546E7A', rotation=90)
+        ax.text(right + dx + 0.05, top + dy / 2 - 0.04, 'height × width:\npositions', ha='left',
+                va='center', fontsize=7.5, color='#546E7A')
+
+
+def draw_norm_axes(values: Dict, path: Path, stamp_text=None) -> Path:
+    from labml_nn_bn.figure_tools import pyplot, save_svg
+    plt = pyplot()
+    fig, ax = _card(plt, 4.6, 4.4)
+    n, c, h, w = values['shape']
+    titles = {'batch': 'Batch norm', 'layer': 'Layer norm', 'instance': 'Instance norm',
+              'group': f'Group norm ({values["groups"]} groups)'}
+    over = {'batch': 'one channel, all examples', 'layer': 'one example, all channels',
+            'instance': 'one example, one channel',
+            'group': 'one example, one group of channels'}
+    cell, depth = 0.2, (0.42, 0.3)
+    for j, kind in enumerate(NORMS):
+        column, row = j % 2, j // 2
+        x0, y0 = 0.5 + column * 2.5, 2.55 - row * 2.4
+        v = values[kind]
+        _block(ax, x0, y0, v['cells'], cell, depth, label_axes=j == 0)
+        centre = x0 + (n * cell + depth[0]) / 2
+        title_y = y0 + c * cell + depth[1] + 0.32
+        ax.text(centre, title_y, titles[kind], ha='center', va='bottom', fontsize=9.5,
+                color=INK, fontweight='bold')
+        ax.text(centre, title_y - 0.04, over[kind], ha='center', va='top', fontsize=7.5,
+                color=INDIGO)
+        ax.text(x0 + n * cell + depth[0] + 0.08, y0 + 0.1,
+                f'{v["statistics"]} means,\n{v["m"]} values each', ha='left',
+                va='bottom', fontsize=7.5, color='#546E7A')
+    ax.text(2.55, 0.02, f'[N, C, H, W] = [{n}, {c}, {h}, {w}]; highlighted: the values that share '
+            f'the statistics of example 1, channel 1', ha='center', va='bottom', fontsize=7,
+            color='#546E7A')
+    ax.set_xlim(0, 5.1)
+    ax.set_ylim(-0.05, 4.75)
     return save_svg(fig, path, stamp_text)
 
 
@@ -355,7 +477,7 @@ def _text_row(fig, ax, centre: float, y: float, parts, fontsize: float, gap: flo
         t.set_x(t.get_position()[0] + shift)
 
 
-def draw_graph(path: Path, stamp_text: str) -> Path:
+def draw_graph(path: Path, stamp_text=None) -> Path:
     from labml_nn_bn.figure_tools import pyplot, save_svg
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
     plt = pyplot()
@@ -503,13 +625,15 @@ def draw_train_eval(values: Dict, path: Path, stamp_text: str) -> Path:
 
 # ## The figure maker
 FILES = ['bn_axes.svg', 'bn_worked_example.svg', 'bn_graph.svg', 'bn_running_mean.svg',
-         'bn_train_eval.svg']
+         'bn_train_eval.svg', 'norm_axes.svg']
+# The pictures that show how the computation is laid out, not what it gave: no stamp
+DIAGRAMS = ['bn_axes.svg', 'bn_graph.svg', 'norm_axes.svg']
 
 
 def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
-    """The figure maker `batch_norm_pictures` (see `labml_nn_bn.figures`): the five SVGs and
+    """The figure maker `batch_norm_pictures` (see `labml_nn_bn.figures`): the six SVGs and
     `batch_norm_pictures.json`. They are cheap, so a smoke run draws the same pictures."""
-    from labml_nn_bn.figure_tools import describe_device, save_values, stamp
+    from labml_nn_bn.figure_tools import computed_stamp, describe_device, save_values
     torch.manual_seed(0)
     out_dir = Path(out_dir)
     device = describe_device('cpu')
@@ -518,18 +642,19 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
         'worked_example': worked_example_values(),
         'train_eval': train_eval_values(),
         'running_mean': running_mean_values(),
+        'norm_axes': norm_axes_values(),
     }
     paths = [
-        draw_axes(values['axes'], out_dir / 'bn_axes.svg',
-                  stamp('random [4, 3, 4, 4]', '1 step', device)),
+        draw_axes(values['axes'], out_dir / 'bn_axes.svg', None),
         draw_worked_example(values['worked_example'], out_dir / 'bn_worked_example.svg',
-                            stamp('WORKED_EXAMPLE', '1 step', device)),
-        draw_graph(out_dir / 'bn_graph.svg', stamp('diagram', 'no steps', device)),
+                            computed_stamp('BatchNorm on WORKED_EXAMPLE', device)),
+        draw_graph(out_dir / 'bn_graph.svg', None),
         draw_running_mean(values['running_mean'], out_dir / 'bn_running_mean.svg',
-                          stamp(f'synthetic, {RUNNING_MEAN_BATCH} per batch',
-                                f'{RUNNING_MEAN_STEPS} steps', device)),
+                          computed_stamp(f'BatchNorm, {RUNNING_MEAN_STEPS} batches of '
+                                         f'{RUNNING_MEAN_BATCH}', device)),
         draw_train_eval(values['train_eval'], out_dir / 'bn_train_eval.svg',
-                        stamp('2 batches of 3', '2 steps', device)),
+                        computed_stamp('BatchNorm(1), 2 batches of 3', device)),
+        draw_norm_axes(values['norm_axes'], out_dir / 'norm_axes.svg', None),
     ]
     json_values = dict(values)
     running = values['running_mean']
@@ -544,5 +669,5 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
         'batch_means': running['batch_means'], 'true_mean': running['true_mean'],
     }
     paths.append(save_values(out_dir / 'batch_norm_pictures.json', json_values,
-                             stamp('batch_norm_pictures', 'see each figure', device)))
+                             computed_stamp('labml_nn_bn.batch_norm_pictures', device)))
     return paths

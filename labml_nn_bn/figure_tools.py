@@ -10,7 +10,9 @@ one way.
 
 * `save_svg` saves a Matplotlib figure as an SVG with its text drawn as paths (no fonts, no
   requests to other hosts) and stable ids, so that an unchanged figure gives an unchanged file,
-  stamped with `stamp(data set, steps, describe_device(device))`;
+  stamped with `stamp(data set, steps, describe_device(device))` when a run made its data, with
+  `computed_stamp(what computed it, describe_device(device))` when a small computation did, and
+  with nothing when it is a diagram (a stamp there would name a run that never happened);
 * `save_values` keeps the measured values a figure's text quotes in a JSON file beside it
   (`docs/figures/<name>.json`, see `labml_nn_bn.measured`);
 * `write_atomically` writes through a temporary file in the same folder and renames it into
@@ -52,8 +54,13 @@ def today() -> str:
 
 
 def stamp(dataset: str, steps: str, device: str, date: Optional[str] = None) -> str:
-    """The line printed under every figure: where its data came from."""
+    """The line printed under a figure of a training run: where its data came from."""
     return f'{dataset} · {steps} · {device} · {date or today()}'
+
+
+def computed_stamp(computation: str, device: str, date: Optional[str] = None) -> str:
+    """The line printed under a figure whose numbers a small computation gave, not a run."""
+    return f'computed by {computation} · {device} · {date or today()}'
 
 
 def pyplot():
@@ -94,11 +101,14 @@ def _umask() -> int:
     return mask
 
 
-def save_svg(fig, path: Path, stamp_text: str) -> Path:
-    """Saves `fig` as a stamped, self-contained SVG at `path` and closes it."""
+def save_svg(fig, path: Path, stamp_text: Optional[str]) -> Path:
+    """Saves `fig` as a self-contained SVG at `path`, stamped unless `stamp_text` is `None`
+    (a diagram), and closes it."""
     import io
     plt = pyplot()
-    fig.text(0.005, 0.005, stamp_text, fontsize=6.5, color='#777777', ha='left', va='bottom')
+    if stamp_text is not None:
+        fig.text(0.005, 0.005, stamp_text, fontsize=6.5, color='#777777', ha='left',
+                 va='bottom')
     buffer = io.BytesIO()
     # No creation date in the metadata: the stamp says when the data was made
     fig.savefig(buffer, format='svg', bbox_inches='tight', metadata={'Date': None})

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from labml_nn_bn import BatchNorm
+from labml_nn_bn import BatchNorm, figure_tools
 from labml_nn_bn.experiments import covariate_shift as cs
 
 
@@ -145,3 +145,77 @@ def test_a_figure_of_an_earlier_run_may_be_written_again(monkeypatch, tmp_path):
     (tmp_path / 'figure.svg').write_text('<svg/>')
     settings = _settings_of(['--smoke', '--figure', 'figure.svg'], monkeypatch, tmp_path)
     assert settings == cs.SMOKE
+
+
+# ## Activation histograms
+def test_saturated_means_a_twentieth_of_the_largest_slope():
+    threshold = cs.saturation_threshold()
+    g = torch.sigmoid(torch.tensor([threshold, -threshold], dtype=torch.float64))
+    # The slope g(1 - g) is 1/20 of its value at 0, 1/4
+    assert (g * (1 - g)).tolist() == pytest.approx([1 / 80, 1 / 80], rel=1e-12)
+    # The numbers the page gives: |x| > 4.36, output within 1.3% of 0 or 1
+    assert f'{threshold:.2f}' == '4.36' and '$|x| > 4.36$' in cs.__doc__
+    assert 0.012 < g[1].item() < 0.013
+    z = torch.tensor([-5., -4., 0., 4.3, 4.4, 9.])
+    assert cs.saturated_fraction(z) == pytest.approx(3 / 6)
+
+
+@pytest.fixture(scope='module')
+def activation_runs():
+    # Two seeds of 20 steps, snapshots at 0, 10 and 20: the structure of the figure's values
+    settings = cs.Settings(steps=20, record_every=20, probe_size=200, dataset='mnist-5k',
+                           download=False)
+    loaded = cs.load_data(settings, log=lambda *_: None)
+    runs = {}
+    for seed in (0, 1):
+        s = cs.dataclasses.replace(settings, seed=seed)
+        runs[seed] = cs.run_both(s, log=lambda *_: None, loaded=loaded,
+                                 snapshots=(0, 10, 20))['runs']
+    return runs
+
+
+def test_activation_values_have_every_layer_seed_and_bin(activation_runs, tmp_path):
+    values = cs.activation_values(activation_runs, trained=10, end=20)
+    s = values['settings']
+    assert s['seeds'] == [0, 1] and s['layers'] == 3 and s['bins'] == cs.HISTOGRAM_BINS
+    for key in ('no_bn', 'bn'):
+        v = values[key]
+        for when in ('init', 'trained'):
+            assert len(v['histograms'][when]) == 3
+            # Every value of the probe is counted, outliers in the end bins
+            assert all(sum(h) == 200 * 100 and len(h) == cs.HISTOGRAM_BINS
+                       for h in v['histograms'][when])
+            assert len(v['saturated_seeds'][when]) == 2
+            for layer in range(3):
+                shares = [seed[layer] for seed in v['saturated_seeds'][when]]
+                assert v['saturated'][when][layer] == pytest.approx(sum(shares) / 2)
+                assert v['saturated_max'][when][layer] == max(shares)
+        assert len(v['saturated_end']) == 3
+    # A snapshot holds every unit's input for every probe image
+    assert activation_runs[0]['bn'].snapshots[0][0].shape == (200, 100)
+    fig = cs.draw_activations(values, figure_tools.pyplot())
+    assert len(fig.axes) == 6
+    figure_tools.pyplot().close(fig)
+
+
+def test_at_initialisation_batch_norm_gives_every_unit_unit_spread(activation_runs):
+    values = cs.activation_values(activation_runs, trained=10, end=20)
+    # With BN every unit's input over the probe is normalised: spread 1 in every layer (a bit
+    # under where the layer's variance is not large against eps; the spread is the unbiased
+    # standard deviation, so a bit over 1 by sqrt(P / (P - 1)))
+    for spread in values['bn']['unit_spread']['init']:
+        assert 0.95 < spread < 1.01
+    # Without it the small weights squeeze the layers above the first into a spike
+    no_bn = values['no_bn']['unit_spread']['init']
+    assert no_bn[1] < 0.05 and no_bn[2] < 0.05 and no_bn[0] > 10 * no_bn[2]
+    assert values['no_bn']['saturated']['init'] == [0., 0., 0.]
+
+
+def test_snapshots_leave_figure_1_unchanged(activation_runs):
+    # The same seed trained without snapshots records the same accuracies and percentiles
+    settings = cs.Settings(steps=20, record_every=20, probe_size=200, dataset='mnist-5k',
+                           download=False)
+    plain = cs.run_both(settings, log=lambda *_: None)['runs']
+    for key in ('no_bn', 'bn'):
+        assert plain[key].accuracy == activation_runs[0][key].accuracy
+        assert torch.equal(plain[key].percentiles, activation_runs[0][key].percentiles)

@@ -36,6 +36,35 @@ def test_svg_is_self_contained_and_stamped(tmp_path):
     assert figure_tools.save_svg(fig, tmp_path / 'b.svg', text).read_text() == svg
 
 
+def _stamps(svg: str):
+    # Matplotlib keeps each text as a comment before its glyphs; a stamp joins its parts by " · "
+    return [t for t in re.findall(r'<!-- (.*?) -->', svg) if ' · ' in t]
+
+
+def test_a_diagram_gets_no_stamp_and_a_computation_says_what_computed_it(tmp_path):
+    plt = figure_tools.pyplot()
+    for name, text in (('diagram', None),
+                       ('computed', figure_tools.computed_stamp('labml_nn_bn.BatchNorm', 'CPU',
+                                                                date='2026-01-02'))):
+        fig, ax = plt.subplots(figsize=(3, 2))
+        ax.set_title('A title')
+        svg = figure_tools.save_svg(fig, tmp_path / f'{name}.svg', text).read_text()
+        assert _stamps(svg) == ([] if text is None else
+                                ['computed by labml_nn_bn.BatchNorm · CPU · 2026-01-02'])
+
+
+def test_committed_diagrams_carry_no_run_stamp_and_every_other_figure_one():
+    from labml_nn_bn.batch_norm_pictures import DIAGRAMS
+    svgs = sorted(figures.FIGURES_DIR.glob('*.svg'))
+    assert set(DIAGRAMS) <= {p.name for p in svgs}
+    for path in svgs:
+        stamps = _stamps(path.read_text())
+        if path.name in DIAGRAMS:
+            assert stamps == [], f'{path.name} is a diagram, stamped {stamps}'
+        else:
+            assert len(stamps) == 1 and 'torch ' in stamps[0], (path.name, stamps)
+
+
 def test_write_atomically_leaves_nothing_on_failure(tmp_path, monkeypatch):
     target = tmp_path / 'x.json'
     target.write_text('old')

@@ -4,6 +4,7 @@ recomputed here by plain arithmetic, independently of `BatchNorm`, and the figur
 """
 import json
 import math
+import re
 
 import pytest
 
@@ -84,10 +85,36 @@ def test_axes_picture_counts_values_per_channel():
     assert values['m'] == b * h * w and values['statistics'] == c
 
 
-def test_make_figures_writes_the_five_pictures_and_their_numbers(tmp_path):
+def test_each_normalisation_shares_its_statistics_over_its_own_axes():
+    # Independently of the picture's method: the [N, C] cells that share the statistics of
+    # example 1, channel 1, from the definitions of the four normalisations
+    values = pictures.norm_axes_values()
+    n, c, h, w = values['shape']
+    groups = values['groups']
+    expected = {
+        'batch': lambda i, k: k == 0,
+        'layer': lambda i, k: i == 0,
+        'instance': lambda i, k: i == 0 and k == 0,
+        'group': lambda i, k: i == 0 and k < c // groups,
+    }
+    assert list(pictures.NORMS) == list(expected)
+    for kind, shared in expected.items():
+        cells = [[int(shared(i, k)) for k in range(c)] for i in range(n)]
+        assert values[kind]['cells'] == cells, kind
+        m = sum(map(sum, cells)) * h * w
+        assert values[kind]['m'] == m
+        assert values[kind]['statistics'] * m == n * c * h * w
+    # The picture is worth drawing: four different sets, group norm strictly between the
+    # instance and the layer
+    assert len({str(values[k]['cells']) for k in expected}) == 4
+    assert values['instance']['m'] < values['group']['m'] < values['layer']['m']
+
+
+def test_make_figures_writes_the_pictures_and_their_numbers(tmp_path):
     paths = pictures.make_figures(tmp_path, smoke=True)
     names = sorted(p.name for p in paths)
     assert names == sorted(pictures.FILES + ['batch_norm_pictures.json'])
+    assert 'norm_axes.svg' in pictures.FILES
     for name in pictures.FILES:
         svg = (tmp_path / name).read_text()
         assert svg.lstrip().startswith('<?xml') and '</svg>' in svg and len(svg) > 5000
@@ -95,6 +122,27 @@ def test_make_figures_writes_the_five_pictures_and_their_numbers(tmp_path):
     saved = json.loads((tmp_path / 'batch_norm_pictures.json').read_text())['values']
     assert saved['worked_example'] == pictures.worked_example_values()
     assert saved['train_eval'] == pictures.train_eval_values()
+    assert saved['norm_axes'] == pictures.norm_axes_values()
+
+
+def _stamp_lines(svg: str):
+    # Matplotlib keeps each text of the figure as a comment before its glyphs; a stamp is the
+    # one with the device and date, joined by " · "
+    return [t for t in re.findall(r'<!-- (.*?) -->', svg) if ' · ' in t]
+
+
+def test_diagrams_carry_no_stamp_and_computed_pictures_say_what_computed_them(tmp_path):
+    pictures.make_figures(tmp_path, smoke=True)
+    assert set(pictures.DIAGRAMS) < set(pictures.FILES)
+    for name in pictures.FILES:
+        stamps = _stamp_lines((tmp_path / name).read_text())
+        if name in pictures.DIAGRAMS:
+            assert stamps == [], f'{name} is a diagram: no run made it, so no stamp'
+        else:
+            # What computed it, short enough to fit under a 4.5-inch picture
+            assert len(stamps) == 1 and stamps[0].startswith('computed by BatchNorm'), \
+                (name, stamps)
+            assert 'steps' not in stamps[0] and len(stamps[0]) <= 95
 
 
 def test_committed_pictures_show_the_current_numbers():
@@ -104,3 +152,6 @@ def test_committed_pictures_show_the_current_numbers():
             'run `python -m labml_nn_bn.figures --only batch_norm_pictures`'
     assert committed['worked_example'] == pictures.worked_example_values()
     assert committed['train_eval'] == pictures.train_eval_values()
+    assert committed['norm_axes'] == pictures.norm_axes_values()
+    for name in pictures.DIAGRAMS:
+        assert _stamp_lines((FIGURES_DIR / name).read_text()) == [], name

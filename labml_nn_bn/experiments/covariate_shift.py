@@ -33,10 +33,11 @@ python -m labml_nn_bn.experiments.covariate_shift --help
 *Our reading of our run* (the data set, steps and device are stamped under the figure; the
 values are in `docs/figures/covariate_shift.json`).
 
-* **(a) Accuracy.** The x-axis is linear over all 50,000 steps, so step 5,000, where the two
-  networks are compared first, sits a tenth of the way along panel (a). With batch normalization the network reaches
+* **(a) Accuracy.** The step axis of every panel is logarithmic after step 500, so the first
+  5,000 steps, where almost everything happens, take half the width. Look at the dashed line at
+  step 5,000, where the text compares the two networks first (the dots). With batch normalization the network reaches
   <!-- measured covariate_shift:bn.accuracy_tenth .1% -->92.7%<!-- /measured --> test accuracy within the first 5,000 steps and ends at
-  <!-- measured covariate_shift:bn.accuracy_final .1% -->92.3%<!-- /measured -->. Without it, the network sits at chance for its first
+  <!-- measured covariate_shift:bn.accuracy_final .1% -->93.0%<!-- /measured -->. Without it, the network sits at chance for its first
   steps, is at <!-- measured covariate_shift:no_bn.accuracy_tenth .1% -->78.3%<!-- /measured --> after 5,000 steps, and ends at
   <!-- measured covariate_shift:no_bn.accuracy_final .1% -->88.7%<!-- /measured -->: slower, and lower.
 * **(b) Without batch normalization** the input of the sigmoid moves a long way. All three
@@ -46,11 +47,11 @@ values are in `docs/figures/covariate_shift.json`).
   percentiles at <!-- measured covariate_shift:no_bn.final.p15 .1f -->-7.0<!-- /measured --> and <!-- measured covariate_shift:no_bn.final.p85 .1f -->-0.7<!-- /measured -->: far into the
   sigmoid's lower, flat tail for the median example and below. Each layer above has had to follow.
 * **(c) With batch normalization** the median stays near 0 (it ends at
-  <!-- measured covariate_shift:bn.final.p50 .2f -->-0.04<!-- /measured -->) and the percentiles widen once, in the first few thousand steps
-  (as $\gamma$ grows), to <!-- measured covariate_shift:bn.final.p15 .1f -->-2.2<!-- /measured --> and <!-- measured covariate_shift:bn.final.p85 .1f -->2.2<!-- /measured -->, then stay
+  <!-- measured covariate_shift:bn.final.p50 .2f -->-0.20<!-- /measured -->) and the percentiles widen once, in the first few thousand steps
+  (as $\gamma$ grows), to <!-- measured covariate_shift:bn.final.p15 .1f -->-2.1<!-- /measured --> and <!-- measured covariate_shift:bn.final.p85 .1f -->2.1<!-- /measured -->, then stay
   there. Measured over all 100 units of the layer, the median distance that the three
   percentiles travel from where they end is <!-- measured covariate_shift:no_bn.drift_median .2f -->3.93<!-- /measured --> without batch
-  normalization and <!-- measured covariate_shift:bn.drift_median .2f -->0.81<!-- /measured --> with it (`Run.drift` below; the figure shows
+  normalization and <!-- measured covariate_shift:bn.drift_median .2f -->0.82<!-- /measured --> with it (`Run.drift` below; the figure shows
   the unit with the median drift of each network).
 
 This is the paper's qualitative result: less internal covariate shift, and faster, better
@@ -63,6 +64,52 @@ rate; we use plain SGD with a fixed learning rate of 0.5, chosen so that the net
 batch normalization does learn, but visibly slower. On a GPU,
 [the notebook](https://colab.research.google.com/github/labml-nn-bn/labml_nn_bn/blob/main/notebooks/covariate_shift.ipynb)
 runs the full 50,000 steps for both networks on full MNIST.
+
+### Every layer at once: how many sigmoids are saturated
+
+![Histograms of the sigmoid inputs of each hidden layer, without and with batch normalization, at initialisation and after 5,000 steps; the saturated regions are shaded](../../figures/covariate_shift_activations.svg)
+
+Figure 1 follows one sigmoid of the last layer. This figure shows all 100 sigmoids of each of
+the three hidden layers on the 1,000 probe images: their inputs $x$ at initialisation (grey)
+and after 5,000 steps (colour), the step where panel (a) compares the networks first, from the
+same runs. The shaded sides are where a sigmoid is *saturated*: we call it that when its slope
+$g'(x)$ is under a twentieth of its slope at 0, which is $|x| > 4.36$
+(`saturation_threshold` below); there a unit passes back less than a twentieth of the gradient
+it receives. **Look at how much of each coloured histogram lies in the shade**, top row against
+bottom row. The paper's introduction gives this as a reason to keep the distribution of
+sigmoid inputs stable: inputs that drift to large $|x|$ get stuck where the gradient vanishes.
+
+*Our reading of our run* (the saturated shares are the mean of the run and two more seeds
+trained for 5,000 steps; the values are in `docs/figures/covariate_shift_activations.json`):
+
+* **At initialisation** no input is saturated in either network, for different reasons.
+  Without batch normalization the small weights squeeze every layer after the first into a
+  spike: across the probe images, the median unit's input varies by a standard deviation of
+  <!-- measured covariate_shift_activations:no_bn.unit_spread.init.1 .1g -->0.006<!-- /measured --> in the second layer and
+  <!-- measured covariate_shift_activations:no_bn.unit_spread.init.2 .1g -->0.0001<!-- /measured --> in the third: to those layers every image
+  looks alike. With batch normalization each unit's input has a spread of about 1 in every layer
+  (<!-- measured covariate_shift_activations:bn.unit_spread.init.0 .2f -->1.00<!-- /measured -->,
+  <!-- measured covariate_shift_activations:bn.unit_spread.init.1 .2f -->0.99<!-- /measured --> and
+  <!-- measured covariate_shift_activations:bn.unit_spread.init.2 .2f -->0.99<!-- /measured -->), whatever the scale of the weights.
+* **After 5,000 steps without batch normalization**
+  <!-- measured covariate_shift_activations:no_bn.saturated.trained.0 .0% -->79%<!-- /measured --> of the first layer's inputs,
+  <!-- measured covariate_shift_activations:no_bn.saturated.trained.1 .0% -->4%<!-- /measured --> of the second's and
+  <!-- measured covariate_shift_activations:no_bn.saturated.trained.2 .0% -->25%<!-- /measured --> of the third's are saturated: many units
+  have moved into the flat tails of the sigmoid. **With batch
+  normalization** the shares are <!-- measured covariate_shift_activations:bn.saturated.trained.0 .1% -->1.0%<!-- /measured -->,
+  <!-- measured covariate_shift_activations:bn.saturated.trained.1 .1% -->0.0%<!-- /measured --> and
+  <!-- measured covariate_shift_activations:bn.saturated.trained.2 .1% -->0.1%<!-- /measured -->: the normalisation holds each unit's input
+  near 0, with a spread set by $\gamma$, which grows slowly.
+* **At the end of the run** (50,000 steps, the run of Figure 1 only) the shares are
+  <!-- measured covariate_shift_activations:no_bn.saturated_end.0 .0% -->79%<!-- /measured -->,
+  <!-- measured covariate_shift_activations:no_bn.saturated_end.1 .0% -->5%<!-- /measured --> and
+  <!-- measured covariate_shift_activations:no_bn.saturated_end.2 .0% -->36%<!-- /measured --> without batch normalization, and
+  <!-- measured covariate_shift_activations:bn.saturated_end.0 .1% -->1.8%<!-- /measured -->,
+  <!-- measured covariate_shift_activations:bn.saturated_end.1 .1% -->0.0%<!-- /measured --> and
+  <!-- measured covariate_shift_activations:bn.saturated_end.2 .1% -->0.3%<!-- /measured --> with it.
+
+The figure is made with Figure 1's by `make_figures` below; the two extra seeds train for a
+tenth of the run each.
 """
 
 import argparse
@@ -72,7 +119,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -117,16 +164,22 @@ class Network(Module):
             if linear.bias is not None:
                 nn.init.zeros_(linear.bias)
 
-    def sigmoid_input(self, x: torch.Tensor) -> torch.Tensor:
-        r"""The input of the last hidden layer's sigmoids, $[B, 100]$, for a $[B, 1, 28, 28]$ batch."""
+    def sigmoid_inputs(self, x: torch.Tensor) -> List[torch.Tensor]:
+        r"""The input of every hidden layer's sigmoids, $[B, 100]$ each, for a $[B, 1, 28, 28]$
+        batch, from the first hidden layer to the last."""
         # $[B, 1, 28, 28] \to [B, 784]$
         h = x.flatten(1)
+        inputs = []
         for i, (linear, norm) in enumerate(zip(self.linears, self.norms)):
             # The sigmoid's input: $\mathrm{BN}(W h)$, or $W h + b$ without batch normalization
-            z = norm(linear(h))
-            if i == len(self.linears) - 1:
-                return z
-            h = torch.sigmoid(z)
+            inputs.append(norm(linear(h)))
+            if i < len(self.linears) - 1:
+                h = torch.sigmoid(inputs[-1])
+        return inputs
+
+    def sigmoid_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The input of the last hidden layer's sigmoids, $[B, 100]$: the one Figure 1 draws."""
+        return self.sigmoid_inputs(x)[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The logits, $[B, 10]$
@@ -171,6 +224,9 @@ class Run:
     percentiles: Optional[torch.Tensor] = None
     # Wall-clock time of the training, records included
     seconds: float = 0.
+    # Every hidden layer's sigmoid inputs on the probe batch, $[P, 100]$ each, at the steps
+    # asked for (the activation histograms below)
+    snapshots: Dict[int, List[torch.Tensor]] = field(default_factory=dict)
 
     def drift(self) -> torch.Tensor:
         r"""
@@ -194,7 +250,8 @@ class Run:
 # probe's percentiles. The percentiles stay on the device until the end, so that a GPU does
 # not wait for the host between records.
 def train(settings: Settings, batch_norm: bool, tensors: data.DeviceData,
-          on_record: Optional[Callable[[int, float], None]] = None) -> Run:
+          on_record: Optional[Callable[[int, float], None]] = None,
+          snapshots: Sequence[int] = ()) -> Run:
     device = tensors.train_x.device
     generator = trainer.seed_everything(settings.seed)
     model = Network(batch_norm, settings.sigma).to(device)
@@ -221,12 +278,23 @@ def train(settings: Settings, batch_norm: bool, tensors: data.DeviceData,
         if on_record is not None:
             on_record(step, accuracy)
 
+    @torch.no_grad()
+    def snapshot(step: int):
+        # Like the percentiles: in training mode, nothing of the run changed
+        with trainer.statistics_kept(model):
+            model.train()
+            run.snapshots[step] = [z.cpu() for z in model.sigmoid_inputs(probe)]
+
     def on_step(s: trainer.Step):
         if s.step % settings.record_every == 0 or s.step == settings.steps:
             record(s.step)
+        if s.step in snapshots:
+            snapshot(s.step)
 
     start = time.perf_counter()
     record(0)
+    if 0 in snapshots:
+        snapshot(0)
     trainer.train_steps(model, optimizer,
                         trainer.batch_stream(tensors.train_x, tensors.train_y,
                                              settings.batch_size, generator),
@@ -261,7 +329,8 @@ def check_settings(settings: Settings):
 
 
 def run_both(settings: Settings, log=print, on_record=None,
-             loaded: Optional[Tuple[data.DeviceData, str]] = None) -> Dict[str, object]:
+             loaded: Optional[Tuple[data.DeviceData, str]] = None,
+             snapshots: Sequence[int] = ()) -> Dict[str, object]:
     """Trains the network without and with batch normalization on the same data."""
     tensors, dataset = loaded or load_data(settings, log)
     device = tensors.train_x.device
@@ -274,7 +343,7 @@ def run_both(settings: Settings, log=print, on_record=None,
     try:
         for key, batch_norm in (('no_bn', False), ('bn', True)):
             runs[key] = train(settings, batch_norm, tensors,
-                              on_record(key) if on_record is not None else None)
+                              on_record(key) if on_record is not None else None, snapshots)
     finally:
         torch.set_num_threads(threads)
     for key, batch_norm in (('no_bn', False), ('bn', True)):
@@ -326,7 +395,6 @@ def draw(values: Dict, plt):
         axes[0].plot(values[key]['steps'], values[key]['accuracy'], line, color=colour,
                      label=label)
     axes[0].set_title('(a) test accuracy', fontsize=10)
-    axes[0].set_xlabel('training steps')
     axes[0].set_ylim(0, 1)
     axes[0].legend(loc='lower right', fontsize=8)
     for ax, key, name in ((axes[1], 'no_bn', '(b) without BN'), (axes[2], 'bn', '(c) with BN')):
@@ -335,19 +403,36 @@ def draw(values: Dict, plt):
             ax.plot(steps, series, color='#333333', lw=1.4 if q == 0.5 else 0.9,
                     ls='-' if q == 0.5 else ':', label=f'{q:.0%}')
         ax.set_title(f'{name}: sigmoid input, unit {values[key]["unit"]}', fontsize=10)
-        ax.set_xlabel('training steps')
     lows = [min(min(p) for p in values[k]['percentiles']) for k in ('no_bn', 'bn')]
     highs = [max(max(p) for p in values[k]['percentiles']) for k in ('no_bn', 'bn')]
     pad = 0.05 * (max(highs) - min(lows))
     for ax in axes[1:]:
         ax.set_ylim(min(lows) - pad, max(highs) + pad)
     axes[1].legend(title='percentile', fontsize=7, title_fontsize=7, loc='best')
+    compared = values['no_bn']['steps'][len(values['no_bn']['steps']) // 10]
     for ax in axes:
+        _step_axis(ax, s['record_every'], values['no_bn']['steps'][-1], compared)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.25)
+    for key, (label, colour, line) in styles.items():
+        axes[0].plot([compared], [values[key]['accuracy_tenth']], 'o', ms=4, color=colour)
     fig.suptitle(f'MLP 3×100 sigmoid, batch {s["batch_size"]}, SGD lr {s["learning_rate"]}, '
                  f'weights N(0, {s["sigma"]}²), {s["steps"]:,} steps', fontsize=9, y=1.02)
     return fig
+
+
+def _step_axis(ax, record_every: int, last: int, compared: int):
+    """Steps on a log scale after the first record, so that the first tenth of the run, where
+    the two networks part, takes half the width; the step where the text compares them first is
+    marked."""
+    from matplotlib.ticker import NullLocator
+    ax.set_xscale('symlog', linthresh=record_every, linscale=0.4)
+    ticks = sorted({0} | {t for t in (record_every, compared, last) if 0 < t <= last})
+    ax.set_xticks(ticks, [f'{t:,}' for t in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlim(0, last * 1.05)
+    ax.set_xlabel(f'training steps (log scale after {record_every:,})', fontsize=9)
+    ax.axvline(compared, color='#888888', lw=0.8, ls=(0, (2, 2)), zorder=0)
 
 
 def plot(values: Dict, stamp_text: str, path: Path):
@@ -356,25 +441,177 @@ def plot(values: Dict, stamp_text: str, path: Path):
     figure_tools.save_svg(draw(values, figure_tools.pyplot()), path, stamp_text)
 
 
+# ## Activation histograms
+#
+# Figure 1 follows one sigmoid. The picture a learner remembers from lectures on training deep
+# networks shows every layer at once: the distribution of each hidden layer's sigmoid inputs,
+# and how many of them sit where the sigmoid is flat. We call a sigmoid input $x$
+# **saturated** when the sigmoid's slope there is under a twentieth of its largest slope,
+# $g'(x) < \frac{1}{20}\,g'(0) = \frac{1}{80}$ with $g$ the sigmoid, which holds exactly when
+# $|x| > 4.36$ (`saturation_threshold`): there the gradient that flows back through the unit is
+# cut at least twentyfold, and the unit's output is within 1.3% of 0 or 1.
+#
+# The histograms are taken on the probe batch, as training sees it (training mode), at
+# initialisation and after a tenth of the run (step 5,000 of 50,000: where the text above
+# compares the two networks first), from the very runs of Figure 1; two more seeds, trained
+# for the same tenth only, give the range of the saturated fractions.
+SATURATION_SLOPE = 0.05
+# The histograms' range and bins; values outside the range are counted in the end bins
+HISTOGRAM_RANGE = 16.
+HISTOGRAM_BINS = 128
+# Seeds beyond the run's own, for the saturated fractions
+EXTRA_SEEDS = 2
+
+
+def saturation_threshold(slope: float = SATURATION_SLOPE) -> float:
+    r"""The $|x|$ above which the sigmoid's slope $g(x)(1 - g(x))$ is under `slope` times its
+    slope at 0, $\frac{1}{4}$: solving $g(1 - g) = \frac{\text{slope}}{4}$ for $g$ and taking
+    the logit."""
+    g = (1 - math.sqrt(1 - slope)) / 2
+    return math.log((1 - g) / g)
+
+
+def saturated_fraction(z: torch.Tensor, threshold: Optional[float] = None) -> float:
+    """The share of the values of `z` that are saturated."""
+    threshold = saturation_threshold() if threshold is None else threshold
+    return (z.abs() > threshold).double().mean().item()
+
+
+def histogram(z: torch.Tensor) -> List[int]:
+    """Counts of `z` in `HISTOGRAM_BINS` equal bins over ±`HISTOGRAM_RANGE`, outliers in the
+    end bins."""
+    clipped = z.double().clamp(-HISTOGRAM_RANGE, HISTOGRAM_RANGE)
+    counts = torch.histc(clipped, HISTOGRAM_BINS, -HISTOGRAM_RANGE, HISTOGRAM_RANGE)
+    return [int(c) for c in counts]
+
+
+def activation_values(runs: Dict[int, Dict[str, Run]], trained: int, end: int) -> Dict:
+    """
+    The activation figure's values. `runs[seed][key]` holds snapshots at step 0 and at
+    `trained` for every seed; the first seed's runs also at `end` (Figure 1's last step).
+    Histograms and spreads are of the first seed; saturated fractions of every seed.
+    """
+    seeds = list(runs)
+    first = runs[seeds[0]]
+    threshold = saturation_threshold()
+    values = {'settings': {'trained_steps': trained, 'end_steps': end, 'seeds': seeds,
+                           'saturation_slope': SATURATION_SLOPE, 'threshold': threshold,
+                           'range': HISTOGRAM_RANGE, 'bins': HISTOGRAM_BINS,
+                           'layers': len(first['bn'].snapshots[0])}}
+    for key in ('no_bn', 'bn'):
+        when = {'init': 0, 'trained': trained}
+        shown = first[key].snapshots
+        per_seed = {name: [[saturated_fraction(z, threshold) for z in runs[s][key].snapshots[step]]
+                           for s in seeds] for name, step in when.items()}
+        values[key] = {
+            'histograms': {name: [histogram(z) for z in shown[step]]
+                           for name, step in when.items()},
+            # The spread of all values of a layer (every unit, every probe example)
+            'spread': {name: [z.std().item() for z in shown[step]] for name, step in when.items()},
+            # The spread of one unit over the probe examples, the median over the layer's units
+            'unit_spread': {name: [z.std(dim=0).median().item() for z in shown[step]]
+                            for name, step in when.items()},
+            'saturated_seeds': per_seed,
+            # The mean over the seeds, per layer, and the largest share of any seed
+            'saturated': {name: [sum(f) / len(f) for f in zip(*fractions)]
+                          for name, fractions in per_seed.items()},
+            'saturated_max': {name: [max(f) for f in zip(*fractions)]
+                              for name, fractions in per_seed.items()},
+            # Where Figure 1's run ends, first seed only
+            'saturated_end': [saturated_fraction(z, threshold) for z in shown[end]],
+        }
+    return values
+
+
+def draw_activations(values: Dict, plt):
+    """Rows: without and with batch normalization; columns: the hidden layers. Each panel: the
+    layer's sigmoid inputs at initialisation (grey) and after a tenth of the run (colour)."""
+    s = values['settings']
+    layers, bins, limit = s['layers'], s['bins'], s['range']
+    fig, axes = plt.subplots(2, layers, figsize=(7.2, 4.2), sharex=True)
+    fig.subplots_adjust(hspace=0.3, wspace=0.12, bottom=0.16, top=0.84)
+    width = 2 * limit / bins
+    centres = [-limit + (i + 0.5) * width for i in range(bins)]
+    rows = (('no_bn', 'without BN', '#d62728'), ('bn', 'with BN', '#1f77b4'))
+    for r, (key, name, colour) in enumerate(rows):
+        v = values[key]
+        for layer in range(layers):
+            ax = axes[r][layer]
+            for side in (-1, 1):
+                ax.axvspan(side * s['threshold'], side * limit, color='#FFE0B2', lw=0,
+                           zorder=0)
+            for when, style in (('init', dict(color='#9E9E9E', alpha=0.55, step='mid')),
+                                ('trained', dict(color=colour, alpha=0.35, step='mid'))):
+                counts = v['histograms'][when][layer]
+                # Each histogram scaled to its own peak: its shape, whatever its spread
+                peak = max(counts) or 1
+                heights = [c / peak for c in counts]
+                ax.fill_between(centres, heights, **style)
+                ax.plot(centres, heights, drawstyle='steps-mid', lw=0.9,
+                        color=style['color'])
+            init, trained = v['saturated']['init'][layer], v['saturated']['trained'][layer]
+            ax.text(0.03, 0.95, f'saturated\n{init:.0%} → {trained:.0%}', fontsize=7,
+                    transform=ax.transAxes, ha='left', va='top', color='#333333')
+            ax.set_ylim(0, 1.08)
+            ax.set_yticks([])
+            ax.set_xlim(-limit, limit)
+            ax.tick_params(labelsize=7.5)
+            if r == 0:
+                ax.set_title(f'hidden layer {layer + 1}', fontsize=9)
+            if layer == 0:
+                ax.set_ylabel(name, fontsize=9, color=colour)
+            if r == 1:
+                ax.set_xlabel('sigmoid input', fontsize=8.5)
+    fig.suptitle(f'Sigmoid inputs of every hidden layer: at initialisation (grey) and after '
+                 f'{s["trained_steps"]:,} steps (colour)\nshaded: saturated, '
+                 f'|x| > {s["threshold"]:.2f}; each histogram scaled to its peak; '
+                 f'saturated shares: mean of {len(s["seeds"])} seeds', fontsize=8.5, y=0.99)
+    return fig
+
+
 SMOKE = Settings(steps=300, record_every=50, probe_size=200, dataset='mnist-5k',
                  download=False)
 
 
+def activations_stamp(dataset: str, settings: Settings, trained: int, device: str) -> str:
+    """The activation figure's stamp: the data set's short name (the figure is narrower than
+    Figure 1), and the steps of each seed."""
+    from labml_nn_bn import figure_tools
+    return figure_tools.stamp(
+        dataset.split(' (')[0], f'seed {settings.seed}: {settings.steps:,} steps per network; '
+        f'seeds {settings.seed + 1}–{settings.seed + EXTRA_SEEDS}: {trained:,}', device)
+
+
 def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
     """
-    Writes `covariate_shift.svg` and `.json`. The full run is the paper's 50,000 steps per
-    network; smoke mode trains 300.
+    Writes `covariate_shift.svg` and `.json`, and `covariate_shift_activations.svg` and
+    `.json`. The full run is the paper's 50,000 steps per network, and a tenth of that for each
+    extra seed of the activation histograms; smoke mode trains 300 (and 30).
     """
     from labml_nn_bn import figure_tools
     settings = SMOKE if smoke else Settings()
-    result = run_both(settings)
+    loaded = load_data(settings)
+    trained = max(settings.steps // 10, 1)
+    result = run_both(settings, loaded=loaded, snapshots=(0, trained, settings.steps))
     values = values_of(result, settings)
+    runs = {settings.seed: result['runs']}
+    for seed in range(settings.seed + 1, settings.seed + 1 + EXTRA_SEEDS):
+        extra = dataclasses.replace(settings, seed=seed, steps=trained, record_every=trained)
+        runs[seed] = run_both(extra, loaded=loaded, snapshots=(0, trained))['runs']
+    activations = activation_values(runs, trained, settings.steps)
     stamp_text = figure_tools.stamp(result['dataset'], f'{settings.steps:,} steps per network',
                                     figure_tools.describe_device(result['device']))
     out_dir = Path(out_dir)
     paths = [out_dir / 'covariate_shift.svg', out_dir / 'covariate_shift.json']
     plot(values, stamp_text, paths[0])
     figure_tools.save_values(paths[1], values, stamp_text)
+    stamp_text = activations_stamp(result['dataset'], settings, trained,
+                                   figure_tools.describe_device(result['device']))
+    paths += [out_dir / 'covariate_shift_activations.svg',
+              out_dir / 'covariate_shift_activations.json']
+    figure_tools.save_svg(draw_activations(activations, figure_tools.pyplot()), paths[2],
+                          stamp_text)
+    figure_tools.save_values(paths[3], activations, stamp_text)
     return paths
 
 

@@ -17,8 +17,9 @@ examples, once as it is and once with batch normalization on each hidden layer. 
 shows (a) that the batch-normalised network reaches a higher test accuracy, faster, and
 (b, c) that over training the distribution of the input to a typical sigmoid of the last
 hidden layer, drawn as its 15th, 50th and 85th percentiles, changes a lot, in both mean and
-variance, without batch normalization and is much more stable with it. That moving distribution is the internal covariate shift
-of the title, seen directly.
+variance, without batch normalization and is much more stable with it. That moving
+distribution is the internal covariate shift of the title, seen directly. (Symbols such as
+$\mu_\mathcal{B}$ and $\hat{x}$ are the site's [notation](../../notation.md).)
 
 ```bash
 python -m labml_nn_bn.experiments.covariate_shift           # both networks, 50,000 steps
@@ -709,8 +710,8 @@ if __name__ == '__main__':
 #     $\Phi^{-1}(0.85) = 1.036$, so the three percentiles should sit near $-1.04$, $0$
 #     and $1.04$. The unit in panel (c) starts at
 #     <!-- measured covariate_shift:bn.percentiles.0.0 .2f -->-1.02<!-- /measured -->,
-#     <!-- measured covariate_shift:bn.percentiles.1.0 .2f -->0.04<!-- /measured --> and
-#     <!-- measured covariate_shift:bn.percentiles.2.0 .2f -->1.03<!-- /measured -->.
+#     <!-- measured covariate_shift:bn.percentiles.1.0 .2f -->0.02<!-- /measured --> and
+#     <!-- measured covariate_shift:bn.percentiles.2.0 .2f -->1.02<!-- /measured -->.
 #     The normalisation fixes the first two moments; the shape is the data's. The band
 #     widens later because $\gamma$ and $\beta$ learn, not because the statistics move.
 #

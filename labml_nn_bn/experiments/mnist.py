@@ -13,6 +13,7 @@ This experiment trains a small convolutional network on MNIST using our
 for comparison, the same network without batch normalization. It runs on a laptop's CPU in well
 under a minute on the offline 5,000-digit subset, and on Colab's GPUs on full MNIST. The
 training loop is the [shared trainer](trainer.md) of all the experiments.
+Symbols such as $\mu_\mathcal{B}$ and $\hat{x}$ are the site's [notation](../../notation.md).
 
 Run it with batch normalization, without it, or see every option and its default (epochs,
 batch size, optimizer, device, data set, seed, where runs go, a compiled or CUDA-graph step):
@@ -517,8 +518,8 @@ if __name__ == '__main__':
 #
 # **4. Our batch norm or `torch.nn`'s** (experiment). Run the page's settings with
 # `--bn-impl torch`. The two modules compute the same function, yet the figure's runs
-# end at <!-- measured mnist:bn.accuracy_test .1% -->97.6%<!-- /measured --> and
-# <!-- measured mnist:torch_bn.accuracy_test .1% -->97.7%<!-- /measured -->. Why are
+# end at <!-- measured mnist:bn.accuracy_test .1% -->97.7%<!-- /measured --> and
+# <!-- measured mnist:torch_bn.accuracy_test .1% -->97.6%<!-- /measured -->. Why are
 # they not equal, and how large is the difference?
 #
 # ??? success "Solution"

@@ -234,21 +234,3 @@ def test_code_in_the_notes_does_not_scroll_sideways(measured, width):
              if w == width and (scrolls := result['notes_code'])}
     assert found == {}, found
 
-
-def test_wrapped_code_in_the_notes_copies_as_written(browser, served_site):
-    # Each line of a wrapped block is a box of its own: the copy button must still give the
-    # source line for line, with no blank line added between them
-    tab = Tab(browser, served_site, 1280, permissions=['clipboard-read', 'clipboard-write'])
-    try:
-        page = tab.open('labml_nn_bn/batch_norm/')
-        block = page.locator('.annotated-notes .highlight').first
-        block.scroll_into_view_if_needed()
-        block.hover()
-        block.locator('[data-md-type="copy"], .md-clipboard').first.click()
-        page.wait_for_function('async () => (await navigator.clipboard.readText()).length > 0')
-        copied = page.evaluate('navigator.clipboard.readText()')
-        written = block.locator('pre > code').evaluate('code => code.textContent')
-        assert '>>>' in written and written.count('\n') > 3
-        assert copied.rstrip('\n') == written.rstrip('\n')
-    finally:
-        tab.context.close()

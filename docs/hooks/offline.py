@@ -1,14 +1,16 @@
 """
-The offline build of the site, for a reader without a network: `OFFLINE=true mkdocs build`
-makes a folder that works opened from disk (`file:///.../site/index.html`), search included.
+The offline build of the site, for a reader without a network: `OFFLINE=true mkdocs
+build` makes a folder that works opened from disk (`file:///.../site/index.html`),
+search included.
 
-mkdocs-material's `offline` plugin (listed, switched off, in mkdocs.yml; `OFFLINE` switches
-it on here) does most of it: it turns off directory URLs, so that each link names an `.html`
-file, and puts the search index into a script, since a page opened from disk may not fetch
-files. A page opened from disk may not start a Web Worker either, so the search worker runs
-through a small shim, `iframe-worker`, which the plugin would load from a public CDN. That
-would be the one request leaving the reader's disk, and it fails without a network; so this
-hook serves the copy that npm fetched (package.json), as the site already does with KaTeX.
+mkdocs-material's `offline` plugin (listed, switched off, in mkdocs.yml; `OFFLINE`
+switches it on here) does most of it: it turns off directory URLs, so that each link
+names an `.html` file, and puts the search index into a script, since a page opened
+from disk may not fetch files. A page opened from disk may not start a Web Worker
+either, so the search worker runs through a small shim, `iframe-worker`, which the
+plugin would load from a public CDN. That would be the one request leaving the
+reader's disk, and it fails without a network; so this hook serves the copy that npm
+fetched (package.json), as the site already does with KaTeX.
 """
 import os
 from pathlib import Path
@@ -36,8 +38,8 @@ def offline_enabled(config) -> bool:
     return plugin is not None and plugin.config.enabled
 
 
-# Before the offline plugin's own `on_config`, which reads `enabled` and adds the CDN's shim
-# only when no polyfill named `iframe-worker` is there yet
+# Before the offline plugin's own `on_config`, which reads `enabled` and adds the CDN's
+# shim only when no polyfill named `iframe-worker` is there yet
 @event_priority(100)
 def on_config(config):
     plugin = _offline_plugin(config)
@@ -49,7 +51,8 @@ def on_config(config):
     elif value not in ('', '0', 'false', 'no', 'off'):
         raise PluginError(f'OFFLINE must be true or false, got {value!r}')
     if plugin.config.enabled:
-        polyfills = [p for p in config.extra.get('polyfills', []) if 'iframe-worker' not in p]
+        polyfills = [p for p in config.extra.get('polyfills', [])
+                     if 'iframe-worker' not in p]
         config.extra['polyfills'] = polyfills + [SHIM_URI]
     return config
 
@@ -59,9 +62,11 @@ def on_files(files, config):
         return files
     shim = _root(config) / SHIM
     if not shim.exists():
-        raise PluginError(f'iframe-worker not found at {shim}: run `make install` (npm ci) first')
-    files.append(File(SHIM.as_posix(), src_dir=str(_root(config)), dest_dir=config.site_dir,
-                      use_directory_urls=config.use_directory_urls, dest_uri=SHIM_URI))
+        raise PluginError(f'iframe-worker not found at {shim}: '
+                          'run `make install` (npm ci) first')
+    files.append(File(SHIM.as_posix(), src_dir=str(_root(config)),
+                      dest_dir=config.site_dir, dest_uri=SHIM_URI,
+                      use_directory_urls=config.use_directory_urls))
     return files
 
 

@@ -1,7 +1,8 @@
 """
-The page layout in a real browser, on every page of the site (issue 20): display equations
-sit in the text column on wide screens and are never cut on a phone, the prose of the plain
-pages keeps a readable line length, and code in the notes (doctests) does not scroll sideways.
+The page layout in a real browser, on every page of the site (issue 20): display
+equations sit in the text column on wide screens and are never cut on a phone, the prose
+of the plain pages keeps a readable line length, and code in the notes (doctests) does
+not scroll sideways.
 Screenshots go to test-output/screenshots/.
 """
 import shutil
@@ -10,8 +11,9 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 CHROMIUM = '/usr/bin/chromium'
-CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-                 '--disable-component-update', '--disable-sync', '--no-first-run']
+CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu',
+                 '--disable-background-networking', '--disable-component-update',
+                 '--disable-sync', '--no-first-run']
 
 # The longest prose line a reader should meet, in characters (about 90 is the aim)
 MAX_LINE_CHARS = 95
@@ -50,65 +52,78 @@ def site_pages(site_dir):
 
 
 class Tab:
-    """A browser tab at a viewport width; `open` waits until the math is typeset (in the
-    browser or before, at build time: either way no `.arithmatex` is left without `.katex`)."""
+    """A browser tab at a viewport width; `open` waits until the math is typeset (in
+    the browser or at build time: no `.arithmatex` is left without a `.katex`)."""
 
     def __init__(self, browser, base, width, **options):
         self.base = base
-        self.context = browser.new_context(viewport={'width': width, 'height': 900}, **options)
+        self.context = browser.new_context(viewport={'width': width, 'height': 900},
+                                           **options)
         self.page = self.context.new_page()
 
     def open(self, path):
         self.page.goto(self.base + path)
         self.page.wait_for_load_state('load')
-        self.page.wait_for_function('''() => [...document.querySelectorAll('.arithmatex')]
-            .every(el => el.querySelector('.katex'))''')
+        self.page.wait_for_function('[...document.querySelectorAll(".arithmatex")]'
+                                    '.every(el => el.querySelector(".katex"))')
         return self.page
 
 
-# For each display equation: its box (the element that holds it and may scroll) and the text
-# column it belongs to (the paragraph it is in, or else the paragraphs beside it); whether
-# the box lies inside the column, whether the equation fits its box or else the box scrolls
-# sideways, and whether any part of it is cut (an element between the equation and the page
-# that hides what overflows it, the box cut at the top or bottom, or a box past the window).
+# For each display equation: its box (the element that holds it and may scroll) and the
+# text column it belongs to (the paragraph it is in, or else the paragraphs beside it);
+# whether the box lies inside the column, whether the equation fits its box or else the
+# box scrolls sideways, and whether any part of it is cut (an element between the
+# equation and the page that hides what overflows it, the box cut at the top or bottom,
+# or a box past the window).
 DISPLAY_PROBLEMS = '''() => {
   const problems = {outside: [], cut: []};
-  const containers = '.annotated-notes, .md-content__inner, li, td, th, details, .admonition, blockquote';
+  const containers = '.annotated-notes, .md-content__inner, li, td, th, details, ' +
+                     '.admonition, blockquote';
+  const paragraph = (first, next) => {
+    for (let s = first; s; s = next(s)) if (s.matches('p')) return s;
+    return null;
+  };
   const column = box => {
     let block = box;
-    while (block.parentElement && !block.parentElement.matches(containers)) block = block.parentElement;
+    while (block.parentElement && !block.parentElement.matches(containers))
+      block = block.parentElement;
     if (block.matches('p')) return block;
-    for (let s = block.previousElementSibling; s; s = s.previousElementSibling) if (s.matches('p')) return s;
-    for (let s = block.nextElementSibling; s; s = s.nextElementSibling) if (s.matches('p')) return s;
-    return block.parentElement;
+    return paragraph(block.previousElementSibling, s => s.previousElementSibling) ||
+           paragraph(block.nextElementSibling, s => s.nextElementSibling) ||
+           block.parentElement;
   };
+  const px = x => Math.round(x);
   for (const display of document.querySelectorAll('.katex-display')) {
     const box = display.closest('div.arithmatex') || display;
-    const tex = ((display.querySelector('annotation') || {}).textContent || '').trim().slice(0, 50);
+    const annotation = display.querySelector('annotation');
+    const tex = (annotation ? annotation.textContent : '').trim().slice(0, 50);
     const b = box.getBoundingClientRect(), c = column(box).getBoundingClientRect();
     if (b.left < c.left - 1 || b.right > c.right + 1)
-      problems.outside.push(`${tex}: box ${Math.round(b.left)}-${Math.round(b.right)} px, ` +
-                            `column ${Math.round(c.left)}-${Math.round(c.right)} px`);
-    const math = display.querySelector('.katex-html') || display.querySelector('.katex');
+      problems.outside.push(`${tex}: box ${px(b.left)}-${px(b.right)} px, ` +
+                            `column ${px(c.left)}-${px(c.right)} px`);
+    const math = display.querySelector('.katex-html') ||
+                 display.querySelector('.katex');
     const m = math.getBoundingClientRect();
-    // Every element from the equation up to the page: one that is narrower than the equation
-    // must let it scroll; one that hides its overflow cuts it
-    for (let el = math.parentElement; el && el !== document.documentElement; el = el.parentElement) {
+    // Every element from the equation up to the page: one that is narrower than the
+    // equation must let it scroll; one that hides its overflow cuts it
+    const top = document.documentElement;
+    for (let el = math.parentElement; el && el !== top; el = el.parentElement) {
       const s = getComputedStyle(el), r = el.getBoundingClientRect();
       const scrolls = ['auto', 'scroll'].includes(s.overflowX);
-      if (el.scrollWidth > el.clientWidth + 1 && !scrolls && s.overflowX !== 'visible') {
-        problems.cut.push(`${tex}: cut by ${el.tagName}.${el.className} (overflow ${s.overflowX})`);
+      const wider = el.scrollWidth > el.clientWidth + 1;
+      if (wider && !scrolls && s.overflowX !== 'visible') {
+        problems.cut.push(`${tex}: cut by ${el.tagName}.${el.className}`);
         break;
       }
       if (scrolls) {
-        if (el.scrollHeight > el.clientHeight + 1)
-          problems.cut.push(`${tex}: ${el.scrollHeight - el.clientHeight} px cut at top or bottom`);
+        const hidden = el.scrollHeight - el.clientHeight;
+        if (hidden > 1) problems.cut.push(`${tex}: ${hidden} px cut at top or bottom`);
         if (r.left < -1 || r.right > window.innerWidth + 1)
           problems.cut.push(`${tex}: its scrolling box reaches past the window`);
         break;
       }
       if (m.right > r.right + 1 && el.matches(containers)) {
-        problems.cut.push(`${tex}: ${Math.round(m.right - r.right)} px past its column, not scrolling`);
+        problems.cut.push(`${tex}: ${px(m.right - r.right)} px past its column`);
         break;
       }
     }
@@ -119,16 +134,18 @@ DISPLAY_PROBLEMS = '''() => {
 }'''
 
 
-NOTES_CODE_SCROLLS = '''() => [...document.querySelectorAll('.annotated-notes pre, .annotated-notes pre > code')]
+NOTES_CODE_SCROLLS = '''() => [...document.querySelectorAll(
+        '.annotated-notes pre, .annotated-notes pre > code')]
     .filter(el => el.scrollWidth > el.clientWidth + 1)
     .map(el => el.textContent.trim().split('\\n')[0].slice(0, 60))'''
 
-# The characters of each rendered line of a paragraph: its text, character by character (the
-# hidden MathML copy of each formula left out), with a new line wherever a character starts
-# to the left of the one before it and lower down
+# The characters of each rendered line of a paragraph: its text, character by
+# character (the hidden MathML copy of each formula left out), with a new line wherever
+# a character starts to the left of the one before it and lower down
 LINE_LENGTHS = '''(p) => {
   const walker = document.createTreeWalker(p, NodeFilter.SHOW_TEXT, {acceptNode: n =>
-      n.parentElement.closest('.katex-mathml') ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT});
+      n.parentElement.closest('.katex-mathml') ? NodeFilter.FILTER_REJECT
+                                               : NodeFilter.FILTER_ACCEPT});
   const lines = [];
   let count = 0, last = null;
   const range = document.createRange();
@@ -138,7 +155,10 @@ LINE_LENGTHS = '''(p) => {
       range.setEnd(node, i + 1);
       const r = range.getBoundingClientRect();
       if (r.width === 0 && r.height === 0) continue;
-      if (last && r.left < last.left - 2 && r.top > last.top + 4) { lines.push(count); count = 0; }
+      if (last && r.left < last.left - 2 && r.top > last.top + 4) {
+        lines.push(count);
+        count = 0;
+      }
       count += 1;
       last = r;
     }
@@ -154,9 +174,10 @@ WIDTHS = [1440, 1280, 390]
 @pytest.fixture(scope='module')
 def measured(browser, served_site, site_dir, screenshots):
     """
-    Every page opened once, at 1440 px, then resized to 1280 and 390 px: for each (page, width)
-    the display equations' problems, the notes' code blocks that scroll sideways and, on the
-    plain pages at 1440 px, the characters per line of the five longest paragraphs.
+    Every page opened once, at 1440 px, then resized to 1280 and 390 px: for each (page,
+    width) the display equations' problems, the notes' code blocks that scroll sideways
+    and, on the plain pages at 1440 px, the characters per line of the five longest
+    paragraphs.
     """
     tab = Tab(browser, served_site, WIDTHS[0])
     plain = plain_pages(site_dir)
@@ -171,8 +192,10 @@ def measured(browser, served_site, site_dir, screenshots):
                 if path in plain and width == 1440:
                     paragraphs = page.locator('.md-content__inner p')
                     texts = paragraphs.all_inner_texts()
-                    longest = sorted(range(len(texts)), key=lambda i: -len(texts[i]))[:5]
-                    result['lines'] = {i: paragraphs.nth(i).evaluate(LINE_LENGTHS) for i in longest}
+                    longest = sorted(range(len(texts)),
+                                     key=lambda i: -len(texts[i]))[:5]
+                    result['lines'] = {i: paragraphs.nth(i).evaluate(LINE_LENGTHS)
+                                       for i in longest}
                 results[path, width] = result
                 _screenshot(page, path, width, screenshots)
     finally:
@@ -183,7 +206,8 @@ def measured(browser, served_site, site_dir, screenshots):
 def _screenshot(page, path, width, screenshots):
     name = path.strip('/').replace('/', '-') or 'home'
     if path == 'labml_nn_bn/batch_norm/':
-        for what, selector in [('equation', '.katex-display'), ('doctest', '.annotated-notes pre')]:
+        for what, selector in [('equation', '.katex-display'),
+                               ('doctest', '.annotated-notes pre')]:
             page.locator(selector).first.scroll_into_view_if_needed()
             page.screenshot(path=str(screenshots / f'layout-{name}-{what}-{width}.png'))
     elif path in ('', 'later_work/') and width == 1440:
@@ -193,8 +217,8 @@ def _screenshot(page, path, width, screenshots):
 
 def plain_pages(site_dir):
     """The pages written in Markdown (no side-by-side source)."""
-    return [path for path in site_pages(site_dir)
-            if 'annotated-section' not in (site_dir / path / 'index.html').read_text(encoding='utf-8')]
+    return [path for path in site_pages(site_dir) if 'annotated-section'
+            not in (site_dir / path / 'index.html').read_text(encoding='utf-8')]
 
 
 def _problems(measured, widths, kind):

@@ -19,7 +19,8 @@ $x = u + b$, and centre it, $\hat{x} = x - \mathbb{E}[x]$, where the mean is com
 training data but the optimiser ignores that it depends on $b$. A gradient step
 $b \leftarrow b + \Delta b$ with $\Delta b \propto -\frac{\partial \ell}{\partial \hat{x}}$ then gives
 
-$$u + (b + \Delta b) - \mathbb{E}[u + (b + \Delta b)] = u + b - \mathbb{E}[u + b]$$
+$$\begin{aligned}&u + (b + \Delta b) - \mathbb{E}[u + (b + \Delta b)] \\
+  &\quad = u + b - \mathbb{E}[u + b]\end{aligned}$$
 
 The output and the loss are what they were before the step, so the next step sees the same
 gradient, and $b$ keeps moving. The paper adds that the problem can get worse when the

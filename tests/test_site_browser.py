@@ -261,11 +261,7 @@ def test_introduction_spans_the_page_at_a_readable_measure(visit, test_output):
     assert 'annotated-section--notes-only' in intro.get_attribute('class')
     section, notes = _box(intro, ':scope'), _box(intro, '.annotated-notes')
     assert intro.locator('.annotated-code').count() == 0
-    # The section's content box (with JavaScript its padding on the left holds the `#` anchor)
-    padding = page.evaluate("(() => { const s = getComputedStyle(document.querySelector("
-                            "'.annotated-section')); return parseFloat(s.paddingLeft)"
-                            " + parseFloat(s.paddingRight); })()")
-    assert notes['width'] >= 0.98 * (section['width'] - padding)
+    assert notes['width'] >= 0.98 * section['width']
     # Wider than the notes column beside code, but no wider than a comfortable line
     side = _box(page.locator('#batchnormfunction-backward'), '.annotated-notes')
     paragraph = _box(intro, '.annotated-notes > p')

@@ -188,7 +188,8 @@ LAYOUT_PROBLEMS = '''() => {
     if (el.scrollWidth > el.clientWidth + 1) problems.scrolls.push(el.id || el.tagName);
   }
   for (const pre of document.querySelectorAll('.annotated-code pre')) {
-    const button = pre.querySelector('.md-clipboard');
+    // Material's copy button (`.md-clipboard` before 9.7, a `.md-code__button` since)
+    const button = pre.querySelector('.md-clipboard, .md-code__button[data-md-type="copy"]');
     const b = button && button.getBoundingClientRect();
     for (const line of pre.querySelectorAll('.annotated-line')) {
       const range = document.createRange();
@@ -377,7 +378,7 @@ def test_batch_norm_page_in_dark_mode_at_1440(visit, test_output):
 # The visible text of the page outside code: what a reader sees of the notes and pages
 VISIBLE_PROSE = '''() => {
   const body = document.querySelector('.md-content').cloneNode(true);
-  body.querySelectorAll('pre, code, script, style, .katex, .md-clipboard').forEach(e => e.remove());
+  body.querySelectorAll('pre, code, script, style, .katex, .md-clipboard, .md-code__nav').forEach(e => e.remove());
   return body.innerText;
 }'''
 

@@ -4,9 +4,9 @@ served on 127.0.0.1, the page loaded again and again in headless Chromium (Debia
 Playwright), with JavaScript on and off, each load in a fresh browser context (an empty
 cache, as for a first visit).
 
-Not a test: timings depend on the machine and its load. With `--baseline`, a second built
-site (say, one built by an older renderer) is measured in the same run, its loads taken in
-turn with this one's, so that a change in the machine's load hits both alike. Writes
+Not a test: timings depend on the machine and its load. With `--baseline` (once or more),
+other built sites (say, ones built by older commits) are measured in the same run, their loads
+taken in turn with this one's, so that a change in the machine's load hits all alike. Writes
 `benchmarks/results/page_load-cpu.json` (with `--smoke`, by default
 `test-output/bench-smoke/`).
 
@@ -18,6 +18,10 @@ navigation; median, quartiles and extremes):
   KaTeX's output); when the math arrives typeset, at the latest when the HTML is parsed.
   `None` when some formula is never typeset (KaTeX in the browser, JavaScript off);
 * `ready_ms`: the later of the two, the time until a reader sees the finished page;
+* `laid_out_ms`: when every section of the page is laid out. A long annotated page, with
+  JavaScript, lets the browser skip the sections far from the screen while it loads and lays
+  them out afterwards in short slices (docs/assets/javascripts/lazy-layout.js); this is when
+  that ends. For any other page, the load event;
 * `first_paint_ms`: the first contentful paint, when the reader first sees the top of the
   page (with the math pre-rendered, already typeset; with KaTeX in the browser, as raw TeX);
 * `main_thread_cpu_ms`: the CPU time the page's main thread (parsing, scripts, style,
@@ -27,6 +31,8 @@ navigation; median, quartiles and extremes):
 
     .venv/bin/python benchmarks/page_load.py
     .venv/bin/python benchmarks/page_load.py --baseline /tmp/site-main --repeats 15
+    .venv/bin/python benchmarks/page_load.py --baseline /tmp/a --baseline-label a \
+        --baseline /tmp/b --baseline-label b
 """
 import argparse
 import datetime
@@ -64,6 +70,14 @@ document.addEventListener('DOMContentLoaded', () => {
   };
   setTimeout(check, 0);
 });
+// When the page's last section is laid out (lazy-layout.js marks the html element)
+window.__laidOut = null;
+new MutationObserver((changes, observer) => {
+  if (document.documentElement.classList.contains('annotated-laid-out')) {
+    window.__laidOut = performance.now();
+    observer.disconnect();
+  }
+}).observe(document.documentElement, {attributes: true, attributeFilter: ['class']});
 '''
 
 # The navigation's timings, and the page's formulas (read after the load)
@@ -75,7 +89,8 @@ READ_TIMINGS = '''() => {
   const paint = performance.getEntriesByName('first-contentful-paint')[0];
   return {load: nav.loadEventEnd, dcl: nav.domContentLoadedEventEnd, formulas, typeset,
           paint: paint ? paint.startTime : null,
-          watched: window.__typeset === undefined ? null : window.__typeset};
+          watched: window.__typeset === undefined ? null : window.__typeset,
+          lazy: document.documentElement.classList.contains('annotated-lazy')};
 }'''
 
 
@@ -138,6 +153,10 @@ def load_once(browser, url: str, javascript: bool) -> dict:
             found = page.evaluate(READ_TIMINGS)
         finally:
             cpu = main_thread_cpu_ms(browser.stop_tracing())
+        laid_out = found['load']
+        if found['lazy']:
+            page.wait_for_function('window.__laidOut !== null', timeout=60_000)
+            laid_out = page.evaluate('window.__laidOut')
     finally:
         context.close()
     if errors:
@@ -152,6 +171,7 @@ def load_once(browser, url: str, javascript: bool) -> dict:
     return {'load_ms': found['load'], 'typeset_ms': typeset,
             'ready_ms': None if typeset is None else max(found['load'], typeset),
             'main_thread_cpu_ms': cpu, 'first_paint_ms': found['paint'],
+            'laid_out_ms': laid_out,
             'formulas': found['formulas']}
 
 
@@ -197,7 +217,7 @@ def measure(sites: dict, page: str, repeats: int, port: int) -> dict:
             result[label]['javascript_on' if js else 'javascript_off'] = {
                 key: summary([r[key] for r in runs])
                 for key in ('first_paint_ms', 'load_ms', 'typeset_ms', 'ready_ms',
-                            'main_thread_cpu_ms')}
+                            'laid_out_ms', 'main_thread_cpu_ms')}
     return {'chromium': version, 'sites': result}
 
 
@@ -208,10 +228,12 @@ def main(argv=None):
                         help='a built site to measure; when not given, this tree\'s site is '
                              'built into a temporary folder')
     parser.add_argument('--label', default='this tree', help='the name of --site in the results')
-    parser.add_argument('--baseline', default=None,
-                        help='another built site, measured in the same run (loads in turn)')
-    parser.add_argument('--baseline-label', default='baseline',
-                        help='the name of --baseline in the results')
+    parser.add_argument('--baseline', action='append', default=[],
+                        help='another built site, measured in the same run (loads in turn); '
+                             'may be given more than once')
+    parser.add_argument('--baseline-label', action='append', default=[],
+                        help='the name of each --baseline in the results, in the same order '
+                             '(by default baseline, baseline 2, ...)')
     parser.add_argument('--page', default='labml_nn_bn/batch_norm/',
                         help='the page, a folder of the site with an index.html')
     parser.add_argument('--repeats', type=int, default=None,
@@ -230,11 +252,18 @@ def main(argv=None):
     if args.port > 65535:
         parser.error(f'--port: expected at most 65535, got {args.port}')
     page = args.page.strip('/') + '/'
-    for option, site in (('--site', args.site), ('--baseline', args.baseline)):
+    for option, site in [('--site', args.site)] + [('--baseline', b) for b in args.baseline]:
         if site is not None and not (Path(site) / page / 'index.html').is_file():
             parser.error(f'{option}: expected a built site with {page}index.html, got {site}')
-    if args.baseline is not None and args.label == args.baseline_label:
-        parser.error(f'--baseline-label: expected a name other than --label, got {args.label!r}')
+    if len(args.baseline_label) > len(args.baseline):
+        parser.error(f'--baseline-label: expected at most one per --baseline '
+                     f'({len(args.baseline)}), got {len(args.baseline_label)}')
+    labels = args.baseline_label + [
+        'baseline' if i == 0 else f'baseline {i + 1}'
+        for i in range(len(args.baseline_label), len(args.baseline))]
+    if len({args.label, *labels}) != 1 + len(labels):
+        parser.error(f'--baseline-label: expected names different from each other and from '
+                     f'--label, got {[args.label] + labels}')
     if not Path(CHROMIUM).exists():
         parser.error(f'chromium: expected {CHROMIUM} (run `make system-deps`)')
     if args.smoke and args.out is not None:
@@ -251,8 +280,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix='page-load-site-') as tmp:
         site = Path(args.site) if args.site else build_site(Path(tmp) / 'site')
         sites = {args.label: site.resolve()}
-        if args.baseline:
-            sites[args.baseline_label] = Path(args.baseline).resolve()
+        for label, baseline in zip(labels, args.baseline):
+            sites[label] = Path(baseline).resolve()
         load_before = os.getloadavg()
         measured = measure(sites, page, repeats, args.port)
     result = {
@@ -274,7 +303,8 @@ def main(argv=None):
     for label, found in measured['sites'].items():
         for setting in ('javascript_on', 'javascript_off'):
             cells = []
-            for key in ('first_paint_ms', 'load_ms', 'ready_ms', 'main_thread_cpu_ms'):
+            for key in ('first_paint_ms', 'load_ms', 'ready_ms', 'laid_out_ms',
+                        'main_thread_cpu_ms'):
                 s = found[setting][key]
                 cells.append(f'{key[:-3].replace("_", " ")} ' + ('never typeset' if s is None else
                              f'{s["median"]:.0f} ms ({s["p25"]:.0f}-{s["p75"]:.0f})'))

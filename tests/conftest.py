@@ -3,6 +3,7 @@ Shared fixtures and helpers of the test suite.
 """
 import ast
 import importlib.util
+import shutil
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,40 @@ def assert_bad_out_is_refused_before_the_run(module: str, tmp_path):
         assert last.startswith(f'python -m {module}: error: argument --out: ')
         assert message in last and 'Traceback' not in done.stderr
         assert not (tmp_path / 'logs').exists()
+
+
+# --- the browser tests ------------------------------------------------------------------------
+
+# Debian's chromium, driven by Playwright (never `playwright install`)
+CHROMIUM = '/usr/bin/chromium'
+CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+                 '--disable-component-update', '--disable-sync', '--no-first-run']
+
+
+@pytest.fixture(scope='module')
+def browser():
+    """One Chromium for the test module."""
+    from playwright.sync_api import sync_playwright
+
+    # A missing browser is a failure, not a skip: `make test` installs it (scripts/system-deps.sh)
+    assert shutil.which('chromium') or Path(CHROMIUM).exists(), \
+        'chromium is not installed: run `make system-deps`'
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+# True once the page is laid out whole. A long annotated page, with JavaScript, lets the browser
+# skip the sections far from the screen while it loads and lays them out just after
+# (docs/assets/javascripts/lazy-layout.js), marking the html element when it is done.
+LAID_OUT = '''(() => {
+  const marks = document.documentElement.classList;
+  return !marks.contains('annotated-lazy') || marks.contains('annotated-laid-out');
+})()'''
+
+
+def wait_until_laid_out(page, timeout=60_000):
+    """Waits until every section of the page is laid out (see LAID_OUT), for the tests that
+    measure where things are on the finished page."""
+    page.wait_for_function(LAID_OUT, timeout=timeout)

@@ -9,20 +9,14 @@ elsewhere, and read in dark mode. Screenshots go to test-output/screenshots/.
 import importlib.util
 import json
 import math
-import shutil
 
 import pytest
 import torch
-from playwright.sync_api import sync_playwright
 
-from conftest import ROOT
+from conftest import ROOT, wait_until_laid_out
 from labml_nn_bn import BatchNorm
 from labml_nn_bn import batch_norm_pictures as pictures
 
-CHROMIUM = '/usr/bin/chromium'
-CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu',
-                 '--disable-background-networking', '--disable-component-update',
-                 '--disable-sync', '--no-first-run']
 BN_PAGE = 'labml_nn_bn/batch_norm/'
 LR_PAGE = 'labml_nn_bn/experiments/learning_rate/'
 WORKED = '.explorable[data-explorable="worked-example"]'
@@ -105,14 +99,6 @@ def test_hook_embeds_the_json_and_names_what_is_missing(tmp_path):
 
 # --- in the browser ----------------------------------------------------------------------------
 
-@pytest.fixture(scope='module')
-def browser():
-    assert shutil.which('chromium') or shutil.os.path.exists(CHROMIUM), \
-        'chromium is not installed: run `make system-deps`'
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 class Visit:
@@ -129,6 +115,7 @@ class Visit:
         self.page.route('**/*', self._route)
         self.page.goto(base + path)
         self.page.wait_for_load_state('networkidle')
+        wait_until_laid_out(self.page)
 
     def _console(self, message):
         if message.type == 'error':

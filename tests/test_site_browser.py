@@ -2,32 +2,16 @@
 The site in a real browser: Debian's chromium driven by Playwright, the site served on 127.0.0.1.
 Screenshots go to test-output/screenshots/ (ignored by git).
 """
-import shutil
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 
-from conftest import ROOT, load_annotate_hook
+from conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, load_annotate_hook, wait_until_laid_out  # noqa: F401
 from site_build import AnnotatedPageParser, SPLITLINES_ONLY
 
 annotate = load_annotate_hook()
 
 
-CHROMIUM = '/usr/bin/chromium'
-CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-                 '--disable-component-update', '--disable-sync', '--no-first-run']
-
-
-@pytest.fixture(scope='module')
-def browser():
-    # A missing browser is a failure, not a skip: `make test` installs it (scripts/system-deps.sh)
-    assert shutil.which('chromium') or shutil.os.path.exists(CHROMIUM), \
-        'chromium is not installed: run `make system-deps`'
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 class Visit:
@@ -46,6 +30,7 @@ class Visit:
         self.page.route('**/*', self._route)
         self.page.goto(base + path)
         self.page.wait_for_load_state('networkidle')
+        wait_until_laid_out(self.page)
 
     def _route(self, route):
         if route.request.url.startswith(self.base) or route.request.url.startswith('data:'):

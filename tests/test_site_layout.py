@@ -5,28 +5,14 @@ of the plain pages keeps a readable line length, and code in the notes (doctests
 not scroll sideways.
 Screenshots go to test-output/screenshots/.
 """
-import shutil
-
 import pytest
-from playwright.sync_api import sync_playwright
 
-CHROMIUM = '/usr/bin/chromium'
-CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu',
-                 '--disable-background-networking', '--disable-component-update',
-                 '--disable-sync', '--no-first-run']
+from conftest import wait_until_laid_out
 
 # The longest prose line a reader should meet, in characters (about 90 is the aim)
 MAX_LINE_CHARS = 95
 
 
-@pytest.fixture(scope='module')
-def browser():
-    assert shutil.which('chromium') or shutil.os.path.exists(CHROMIUM), \
-        'chromium is not installed: run `make system-deps`'
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope='module')
@@ -66,6 +52,7 @@ class Tab:
         self.page.wait_for_load_state('load')
         self.page.wait_for_function('[...document.querySelectorAll(".arithmatex")]'
                                     '.every(el => el.querySelector(".katex"))')
+        wait_until_laid_out(self.page)
         return self.page
 
 

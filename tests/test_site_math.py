@@ -5,22 +5,13 @@ page loads no KaTeX script and logs no error. How long the page takes is measure
 `benchmarks/page_load.py`, not here.
 """
 import re
-import shutil
 
 import pytest
-from playwright.sync_api import sync_playwright
 
-from test_site_browser import CHROMIUM, CHROMIUM_ARGS, RAW_TEX, VISIBLE_PROSE, _site_paths
+from conftest import wait_until_laid_out
+from test_site_browser import RAW_TEX, VISIBLE_PROSE, _site_paths
 
 
-@pytest.fixture(scope='module')
-def browser():
-    assert shutil.which('chromium') or shutil.os.path.exists(CHROMIUM), \
-        'chromium is not installed: run `make system-deps`'
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def formulas_in(html: str) -> int:
@@ -73,6 +64,7 @@ def test_with_javascript_no_katex_script_is_loaded_and_no_error_logged(browser, 
         page.on('request', lambda r: requests.append(r.url))
         page.goto(served_site + path)
         page.wait_for_load_state('networkidle')
+        wait_until_laid_out(page)
         assert errors == []
         scripts = [u for u in requests if u.endswith('.js')]
         assert scripts, 'Material\'s own script should load'

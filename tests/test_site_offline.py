@@ -13,10 +13,9 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
-from playwright.sync_api import sync_playwright
 
 from site_build import MKDOCS, ROOT
-from test_site_browser import CHROMIUM, CHROMIUM_ARGS
+from conftest import wait_until_laid_out
 
 WORKFLOW = ROOT / '.github' / 'workflows' / 'pages.yml'
 
@@ -101,14 +100,9 @@ class DiskVisit:
         # Typeset, whether the math comes pre-rendered or typeset by the page's script
         self.page.wait_for_function('[...document.querySelectorAll(".arithmatex")]'
                                     '.every(el => el.querySelector(".katex"))')
+        wait_until_laid_out(self.page)
 
 
-@pytest.fixture(scope='module')
-def browser():
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def test_the_offline_site_opened_from_disk(offline_site, browser, test_output):

@@ -7,7 +7,7 @@ test_annotate.py.
 """
 import pytest
 
-from test_site_math import browser  # noqa: F401 (the module's browser fixture)
+from conftest import wait_until_laid_out
 
 # Each section of notes only, scrolled so that its top and then its bottom are in the
 # window: the boxes of the code blocks (a sticky one where it has moved to) that share rows
@@ -44,6 +44,7 @@ def batch_norm_page(browser, served_site):  # noqa: F811
     page = context.new_page()
     page.goto(served_site + 'labml_nn_bn/batch_norm/')
     page.wait_for_load_state('networkidle')
+    wait_until_laid_out(page)
     yield page
     context.close()
 

@@ -1,4 +1,4 @@
-"""
+r"""
 ---
 title: MNIST CNN with Batch Normalization
 summary: >

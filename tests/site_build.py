@@ -193,11 +193,14 @@ def write_fixture_project(project: Path, source: str = None, use_directory_urls:
         'hooks': [str(ROOT / 'docs' / 'hooks' / 'annotate.py')],
         'markdown_extensions': main['markdown_extensions'],
         # The site's own stylesheets, so that the browser sees the real layout (the math
-        # arrives typeset: no script)
+        # arrives typeset: no script), and the script that lays out a long page's far
+        # sections after it has loaded (the overrides let the browser skip them until then)
         'extra_css': ['assets/katex/katex.min.css', 'assets/annotated.css'],
+        'extra_javascript': ['assets/lazy-layout.js'],
     }
     assets = project / 'docs' / 'assets'
     assets.mkdir(exist_ok=True)
     (assets / 'annotated.css').write_bytes((ROOT / 'docs/assets/stylesheets/annotated.css').read_bytes())
+    (assets / 'lazy-layout.js').write_bytes((ROOT / 'docs/assets/javascripts/lazy-layout.js').read_bytes())
     (project / 'mkdocs.yml').write_text(yaml.safe_dump(config, sort_keys=False))
     return project

@@ -200,6 +200,37 @@ def test_recalibrate_errors():
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
 
 
+
+@pytest.mark.parametrize('bad', [float('nan'), float('inf'), -float('inf')])
+@pytest.mark.parametrize('impl', ['ours', 'torch2d'])
+def test_recalibrate_refuses_non_finite_statistics(impl, bad):
+    # A NaN or inf in one batch would make every running mean NaN; the call names the batch
+    # and the batch norm, and leaves the model exactly as it was
+    torch.manual_seed(0)
+    model = randomise(nn.Sequential(nn.Conv2d(3, 3, 1), IMPLS[impl](3), nn.ReLU(),
+                                    nn.Conv2d(3, 3, 1), IMPLS[impl](3)))
+    model.eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    poisoned = torch.randn(4, 3, 2, 2)
+    poisoned[1, 2, 0, 1] = bad
+    batches = [torch.randn(4, 3, 2, 2), torch.randn(4, 3, 2, 2), poisoned]
+    with pytest.raises(ValueError, match=r"non-finite.*batch 2 .*'1'"):
+        recalibrate(model, batches)
+    after = model.state_dict()
+    for k, v in state.items():
+        assert torch.equal(v, after[k]), k
+    assert not any(m.training for m in model.modules())
+
+
+def test_recalibrate_refuses_a_nan_batch_as_in_the_report():
+    model = nn.Sequential(BatchNorm(3))
+    with pytest.raises(ValueError, match=r"non-finite.*batch 1 .*'0' \(BatchNorm\)"):
+        recalibrate(model, [torch.randn(4, 3, 2, 2), torch.full((4, 3, 2, 2), float('nan'))])
+    assert torch.equal(model[0].running_mean, torch.zeros(3))
+    assert torch.equal(model[0].running_var, torch.ones(3))
+    assert model[0].num_batches_tracked.item() == 0
+
+
 # ## fold_batch_norm
 def random_nets():
     yield 'linear+ours', nn.Sequential(nn.Linear(7, 6), BatchNorm(6), nn.ReLU(), nn.Linear(6, 3)), (5, 7)

@@ -114,9 +114,9 @@ def recalibrate(model: nn.Module, batches: Iterable, *, device=None) -> nn.Modul
     is the number of batches averaged. That count is also what `momentum=None` (a cumulative
     average) needs to continue correctly if training resumes. Each module's `training` flag
     and every other buffer are as they were. If the call raises (a batch norm that no batch
-    reaches, a failing batch, an interrupt), the model is exactly as it was. A batch whose
-    statistics at some batch norm are not finite (a NaN or inf in it) is refused with a
-    `ValueError` that names the batch and the batch norm.
+    reaches, a failing batch, an interrupt), the model is exactly as it was. A batch
+    whose statistics at some batch norm are not finite (it holds a NaN or inf) is
+    refused with a `ValueError` that names the batch and the batch norm.
     """
     _check_recalibrate_args(model, batches)
     norms = [m for m in model.modules() if _keeps_running_stats(m)]
@@ -144,14 +144,14 @@ def recalibrate(model: nn.Module, batches: Iterable, *, device=None) -> nn.Modul
         dims = [0] + list(range(2, x.dim()))
         # $\sigma^2_\mathcal{B}$ (biased) and $\mu_\mathcal{B}$; $[C]$
         var, mean = torch.var_mean(x.to(_accumulation_dtype(x)), dim=dims, correction=0)
-        # One NaN or inf anywhere in the batch makes this channel's statistics, and so the
-        # average over every batch, non-finite; checking the $2C$ statistics (not the input)
-        # catches it
+        # One NaN or inf anywhere in the batch makes its channel's statistics, and so
+        # the average over all batches, non-finite: the $2C$ statistics tell, at a
+        # fraction of the cost of checking the input
         if not torch.isfinite(mean.sum() + var.sum()):
             raise ValueError(f'expected finite values in every batch, got non-finite '
-                             f'statistics (NaN or inf) in batch {count} (counting from 0) at '
-                             f'the batch norm {names[id(bn)]!r} ({type(bn).__name__}); '
-                             f'the model was left as it was')
+                             f'statistics (NaN or inf) in batch {count} (counting '
+                             f'from 0) at the batch norm {names[id(bn)]!r} '
+                             f'({type(bn).__name__}); the model was left as it was')
         total = sums[id(bn)]
         total[0] = total[0] + mean
         # $\frac{m}{m - 1}\sigma^2_\mathcal{B}$

@@ -204,8 +204,8 @@ def test_recalibrate_errors():
 @pytest.mark.parametrize('bad', [float('nan'), float('inf'), -float('inf')])
 @pytest.mark.parametrize('impl', ['ours', 'torch2d'])
 def test_recalibrate_refuses_non_finite_statistics(impl, bad):
-    # A NaN or inf in one batch would make every running mean NaN; the call names the batch
-    # and the batch norm, and leaves the model exactly as it was
+    # A NaN or inf in one batch would make every running mean NaN; the call names the
+    # batch and the batch norm, and leaves the model exactly as it was
     torch.manual_seed(0)
     model = randomise(nn.Sequential(nn.Conv2d(3, 3, 1), IMPLS[impl](3), nn.ReLU(),
                                     nn.Conv2d(3, 3, 1), IMPLS[impl](3)))
@@ -225,7 +225,8 @@ def test_recalibrate_refuses_non_finite_statistics(impl, bad):
 def test_recalibrate_refuses_a_nan_batch_as_in_the_report():
     model = nn.Sequential(BatchNorm(3))
     with pytest.raises(ValueError, match=r"non-finite.*batch 1 .*'0' \(BatchNorm\)"):
-        recalibrate(model, [torch.randn(4, 3, 2, 2), torch.full((4, 3, 2, 2), float('nan'))])
+        recalibrate(model, [torch.randn(4, 3, 2, 2),
+                            torch.full((4, 3, 2, 2), float('nan'))])
     assert torch.equal(model[0].running_mean, torch.zeros(3))
     assert torch.equal(model[0].running_var, torch.ones(3))
     assert model[0].num_batches_tracked.item() == 0

@@ -348,6 +348,27 @@ def test_torch_func_and_forward_ad_use_the_eager_path(kernels, train):
     assert kernels()
 
 
+
+@pytest.mark.parametrize('train, channels_last', [(True, False), (True, True),
+                                                  (False, False)])
+def test_a_batch_of_gradients_through_the_kernels_matches_eager(kernels, train,
+                                                                channels_last):
+    # `torch.autograd.grad(..., is_grads_batched=True)` hands the backward pass a batch of
+    # gradients that no kernel can read; it gets the same gradients as the eager module.
+    # In evaluation without running statistics the kernels normalise with the batch too.
+    eager, fast = _pair(3, track_running_stats=train)
+    eager.train(train), fast.train(train)
+    shape = (4, 3, 2, 3)
+    x = _input(shape, channels_last=channels_last)
+    grads = torch.randn(5, *shape, device=DEVICE)
+    results = []
+    for module in (eager, fast):
+        y = module(x)
+        results.append(torch.autograd.grad(y, [x, module.weight, module.bias], grads,
+                                           is_grads_batched=True))
+    _assert_close(results[1], results[0])
+    assert '_channel_stats_kernel' in kernels()
+
 def test_double_backward_is_refused_clearly(kernels):
     fast = FastBatchNorm(3).to(DEVICE)
     x = _input((4, 3, 5))

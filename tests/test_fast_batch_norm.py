@@ -353,8 +353,8 @@ def test_torch_func_and_forward_ad_use_the_eager_path(kernels, train):
                                                   (False, False)])
 def test_a_batch_of_gradients_through_the_kernels_matches_eager(kernels, train,
                                                                 channels_last):
-    # `torch.autograd.grad(..., is_grads_batched=True)` hands the backward pass a batch of
-    # gradients that no kernel can read; it gets the same gradients as the eager module.
+    # `torch.autograd.grad(..., is_grads_batched=True)` hands the backward pass a batch
+    # of gradients that no kernel can read; it gets the same gradients as the eager module.
     # In evaluation without running statistics the kernels normalise with the batch too.
     eager, fast = _pair(3, track_running_stats=train)
     eager.train(train), fast.train(train)

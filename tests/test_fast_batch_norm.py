@@ -354,7 +354,7 @@ def test_torch_func_and_forward_ad_use_the_eager_path(kernels, train):
 def test_a_batch_of_gradients_through_the_kernels_matches_eager(kernels, train,
                                                                 channels_last):
     # `torch.autograd.grad(..., is_grads_batched=True)` hands the backward pass a batch
-    # of gradients that no kernel can read; it gets the same gradients as the eager module.
+    # of gradients that no kernel can read; it gets the eager module's gradients.
     # In evaluation without running statistics the kernels normalise with the batch too.
     eager, fast = _pair(3, track_running_stats=train)
     eager.train(train), fast.train(train)

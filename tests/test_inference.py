@@ -214,7 +214,7 @@ def test_recalibrate_refuses_non_finite_statistics(impl, bad):
     poisoned = torch.randn(4, 3, 2, 2)
     poisoned[1, 2, 0, 1] = bad
     batches = [torch.randn(4, 3, 2, 2), torch.randn(4, 3, 2, 2), poisoned]
-    with pytest.raises(ValueError, match=r"non-finite.*batch 2 .*'1'"):
+    with pytest.raises(ValueError, match=r"non-finite.*'1' .*batch 2 "):
         recalibrate(model, batches)
     after = model.state_dict()
     for k, v in state.items():
@@ -224,12 +224,38 @@ def test_recalibrate_refuses_non_finite_statistics(impl, bad):
 
 def test_recalibrate_refuses_a_nan_batch_as_in_the_report():
     model = nn.Sequential(BatchNorm(3))
-    with pytest.raises(ValueError, match=r"non-finite.*batch 1 .*'0' \(BatchNorm\)"):
+    with pytest.raises(ValueError, match=r"non-finite.*'0' \(BatchNorm\) in batch 1 "):
         recalibrate(model, [torch.randn(4, 3, 2, 2),
                             torch.full((4, 3, 2, 2), float('nan'))])
     assert torch.equal(model[0].running_mean, torch.zeros(3))
     assert torch.equal(model[0].running_var, torch.ones(3))
     assert model[0].num_batches_tracked.item() == 0
+
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
+@pytest.mark.parametrize('impl', ['ours', 'torch1d'])
+def test_recalibrate_refuses_statistics_beyond_the_buffers_range(impl, dtype):
+    # A variance of 1e60 is finite in the float64 sums but infinite as float32 (and one of
+    # 1e6, as float16): the buffers would hold inf and every output would be 0
+    scale = 1e30 if dtype == torch.float32 else 1e3
+    model = nn.Sequential(IMPLS['ours'](3), IMPLS[impl](3)).to(dtype)
+    model.forward = lambda x: model[1](model[0](x) * scale)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    batches = [torch.randn(8, 3).to(dtype) for _ in range(2)]
+    name = type(model[1]).__name__
+    with pytest.raises(ValueError, match=rf"'1' \({name}\).*{dtype}"):
+        recalibrate(model, batches)
+    after = model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in state.items())
+
+
+def test_recalibrate_refuses_a_batch_without_a_channel_dimension():
+    model = nn.Sequential(nn.Identity(), BatchNorm(3))
+    with pytest.raises(ValueError, match=r"shape \(N, C, \.\.\.\).* \(3,\) .*'1' "
+                                         r"\(BatchNorm\).*batch 1"):
+        recalibrate(model, [torch.randn(4, 3), torch.randn(3)])
+    assert model[1].num_batches_tracked.item() == 0
 
 
 # ## fold_batch_norm

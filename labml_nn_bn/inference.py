@@ -156,8 +156,8 @@ def recalibrate(model: nn.Module, batches: Iterable, *, device=None) -> nn.Modul
         # fraction of the cost of checking the input
         if not torch.isfinite(mean.sum() + var.sum()):
             raise ValueError(f'expected finite values in every batch, got non-finite '
-                             f'statistics (NaN or inf) {where}; the model was left as it '
-                             f'was')
+                             f'statistics (NaN or inf) {where}; the model was left '
+                             f'as it was')
         total = sums[id(bn)]
         total[0] = total[0] + mean
         # $\frac{m}{m - 1}\sigma^2_\mathcal{B}$
@@ -566,16 +566,16 @@ def _check_every_norm_was_called(model, norms, sums, count):
                              f'recalibrate; the model was left as it was')
 
 
-# Finite in the `float64` sums, the estimates may still be beyond the range of the buffers'
-# dtype (a variance above 65,504 in `float16`, or above about $3.4 \times 10^{38}$ in
+# Finite in the `float64` sums, the estimates may still be beyond the range of the
+# buffers' dtype (a variance above 65,504 in `float16`, or above about $3.4 \times 10^{38}$ in
 # `float32`): they would be stored as inf, and the batch norm would output $\beta$ alone
 def _check_fits(mean: torch.Tensor, var: torch.Tensor, bn: nn.Module, name: str):
     for buffer, values in (('running_mean', mean), ('running_var', var)):
         if not torch.isfinite(values).all():
             raise ValueError(f'expected population statistics that {buffer} of the '
                              f'batch norm {name!r} ({type(bn).__name__}) can hold as '
-                             f'{values.dtype}, got values beyond its range; the model was '
-                             f'left as it was')
+                             f'{values.dtype}, got values beyond its range; the model '
+                             f'was left as it was')
 
 
 def _check_recalibrate_args(model, batches):

@@ -236,8 +236,8 @@ def test_recalibrate_refuses_a_nan_batch_as_in_the_report():
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
 @pytest.mark.parametrize('impl', ['ours', 'torch1d'])
 def test_recalibrate_refuses_statistics_beyond_the_buffers_range(impl, dtype):
-    # A variance of 1e60 is finite in the float64 sums but infinite as float32 (and one of
-    # 1e6, as float16): the buffers would hold inf and every output would be 0
+    # A variance of 1e60 is finite in the float64 sums but infinite as float32 (and one
+    # of 1e6, as float16): the buffers would hold inf and every output would be beta
     scale = 1e30 if dtype == torch.float32 else 1e3
     model = nn.Sequential(IMPLS['ours'](3), IMPLS[impl](3)).to(dtype)
     model.forward = lambda x: model[1](model[0](x) * scale)

@@ -567,8 +567,9 @@ def _check_every_norm_was_called(model, norms, sums, count):
 
 
 # Finite in the `float64` sums, the estimates may still be beyond the range of the
-# buffers' dtype (a variance above 65,504 in `float16`, or above about $3.4 \times 10^{38}$ in
-# `float32`): they would be stored as inf, and the batch norm would output $\beta$ alone
+# buffers' dtype (a variance above 65,504 in `float16`, or above about
+# $3.4 \times 10^{38}$ in `float32`): they would be stored as inf, and the batch norm
+# would output $\beta$ alone
 def _check_fits(mean: torch.Tensor, var: torch.Tensor, bn: nn.Module, name: str):
     for buffer, values in (('running_mean', mean), ('running_var', var)):
         if not torch.isfinite(values).all():

@@ -1570,7 +1570,7 @@ def _check_input(self, x):
     if not x.is_floating_point():
         raise TypeError(f"expected a floating-point tensor, got dtype {x.dtype}")
     if x.dim() < 2:
-        raise ValueError(f"expected an input of shape [B, C, *] with at least 2 "
+        raise ValueError(f"expected an input of shape (N, C, ...) with at least 2 "
                          f"dimensions, got shape {tuple(x.shape)}")
     if x.shape[1] != self.channels:
         raise ValueError(f"expected {self.channels} channels in dimension 1 of the "

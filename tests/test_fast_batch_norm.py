@@ -107,8 +107,8 @@ def _assert_close(actual, expected, dtype=torch.float32):
         torch.testing.assert_close(a.float(), e.float(), **tol)
 
 
-SHAPES = [((7, 5), False),  # [B, C]
-          ((4, 3, 9), False),  # [B, C, L]
+SHAPES = [((7, 5), False),  # [N, C]
+          ((4, 3, 9), False),  # [N, C, L]
           ((3, 3, 4, 5), False), ((3, 3, 4, 5), True),  # NCHW and NHWC
           ((2, 3, 2, 3, 4), False), ((2, 3, 2, 3, 4), True)]  # NCDHW and NDHWC
 

@@ -42,7 +42,7 @@ def relative_error(a, b):
 
 
 def direct_statistics(inputs):
-    """Algorithm 2 written out over a list of [B, C, *] batch-norm inputs, in float64."""
+    """Algorithm 2 written out over a list of [N, C, *] batch-norm inputs, in float64."""
     means, variances = [], []
     for x in inputs:
         x = x.double().transpose(0, 1).reshape(x.shape[1], -1)  # [C, m]
@@ -434,7 +434,7 @@ def test_explicit_pairs_are_checked():
 
 # ### The batch norm's channel dimension must be the layer's features
 #
-# A batch norm normalises dimension 1 of its input. After a `Linear` on a $[B, L, C]$ input
+# A batch norm normalises dimension 1 of its input. After a `Linear` on a `[N, L, C]` input
 # that is $L$, not the linear's features $C$: with $L = C$ the channel counts agree, and a
 # fold would scale the wrong dimension.
 @pytest.mark.parametrize('impl', ['ours', 'torch1d'])
@@ -448,7 +448,7 @@ def test_a_folded_linear_refuses_inputs_whose_features_are_not_in_dimension_1(im
         with pytest.raises(ValueError, match=r"folded into '0' expects .*2 dimensions.*"
                                              r"got shape \(3, 5, 5\)"):
             folded(x)
-        # [B, C]: the features are in dimension 1, and the fold is exact
+        # [N, C]: the features are in dimension 1, and the fold is exact
         x = torch.randn(4, 5)
         assert relative_error(folded(x), net(x)) <= 1e-5
 

@@ -434,9 +434,9 @@ def test_explicit_pairs_are_checked():
 
 # ### The batch norm's channel dimension must be the layer's features
 #
-# A batch norm normalises dimension 1 of its input. After a `Linear` on a `[N, L, C]` input
-# that is $L$, not the linear's features $C$: with $L = C$ the channel counts agree, and a
-# fold would scale the wrong dimension.
+# A batch norm normalises dimension 1 of its input. After a `Linear` on a `[N, L, C]`
+# input that is $L$, not the linear's features $C$: with $L = C$ the channel counts
+# agree, and a fold would scale the wrong dimension.
 @pytest.mark.parametrize('impl', ['ours', 'torch1d'])
 def test_a_folded_linear_refuses_inputs_whose_features_are_not_in_dimension_1(impl):
     net = randomise(nn.Sequential(nn.Linear(5, 5), IMPLS[impl](5))).eval()

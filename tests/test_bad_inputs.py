@@ -1,7 +1,7 @@
 """
 Bad inputs to the package's functions, against `torch.nn.functional.batch_norm`: where
-torch refuses, they refuse with a `TypeError` or `ValueError` that says what was expected;
-none returns a wrong answer without a word.
+torch refuses, they refuse with a `TypeError` or `ValueError` that says what was
+expected; none returns a wrong answer without a word.
 """
 import pytest
 import torch

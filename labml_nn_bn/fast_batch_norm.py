@@ -611,8 +611,7 @@ def _backward_in_plain_operations(grad_y: torch.Tensor, x: torch.Tensor, shift, 
     shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
     dims = [0] + list(range(2, x.dim()))
     m = max(x.numel() // x.shape[1], 1)
-    # $\hat{x}_i = \big((x_i - K) - \bar\delta\big)
-    #   / \sqrt{\sigma^2_\mathcal{B} + \epsilon}$
+    # $\hat{x}_i$, from $K$, $\bar\delta$ and $1 / \sqrt{\sigma^2_\mathcal{B} + \epsilon}$
     x_hat = (x.float() - shift.view(shape) - res.view(shape)) * inv_std.view(shape)
     g = grad_y.float()
     sum_g = g.sum(dims)

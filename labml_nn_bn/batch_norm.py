@@ -224,6 +224,8 @@ def batch_norm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     (which uses population statistics) does not reproduce. That gap is what Batch
     Renormalization (Ioffe, 2017) corrects; Exercise 7 below adds its corrections.
     """
+    # (What would go wrong without a word is refused; see the appendix)
+    _check_function_input(x, weight, bias)
     # Every dimension except the feature dimension $1$
     dims = [0] + list(range(2, x.dim()))
     # Line 1, $\mu_\mathcal{B}$; `[1, C, 1, ...]`
@@ -328,6 +330,7 @@ class BatchNormFunction(torch.autograd.Function):
         computed fast, is in [Making it fast and exact](#making-it-fast-and-exact-our-engineering-not-the-papers-skippable)
         (our engineering, skippable).
         """
+        _check_function_input(x, weight, bias)
         shape = _channel_shape(x)
         # Under a `torch.func` transform or forward-mode AD, plain operations that write
         # only new tensors (see `_functional`)
@@ -1001,6 +1004,7 @@ def batch_statistics(x: torch.Tensor, shift: torch.Tensor = None):
     `float32`), for an input `x` of shape `[N, C, *]`. A `shift` may be passed in, so that
     back-propagation can rebuild the statistics around the same $K$ as the forward pass did.
     """
+    _check_function_input(x)
     if shift is None:
         shift = _cheap_shift(x)
     # $\delta_i = x_i - K$; `[N, C, *]`
@@ -1570,7 +1574,7 @@ def _check_input(self, x):
     if not x.is_floating_point():
         raise TypeError(f"expected a floating-point tensor, got dtype {x.dtype}")
     if x.dim() < 2:
-        raise ValueError(f"expected an input of shape [B, C, *] with at least 2 "
+        raise ValueError(f"expected an input of shape (N, C, ...) with at least 2 "
                          f"dimensions, got shape {tuple(x.shape)}")
     if x.shape[1] != self.channels:
         raise ValueError(f"expected {self.channels} channels in dimension 1 of the "
@@ -1583,6 +1587,25 @@ def _check_input(self, x):
                 'in evaluation without running statistics')
         raise ValueError(f"expected more than 1 value per channel {when}, "
                          f"got input of shape {tuple(x.shape)}")
+
+
+# The functions `batch_norm_reference`, `batch_statistics` and `BatchNormFunction` take
+# any input the module passes on to them, so they check only what would otherwise give
+# a wrong answer without a word (or fail deep inside): an integer tensor, whose outputs
+# would be rounded to integers, a tensor without a channel dimension, which would be
+# broadcast into another shape, and a $\gamma$ or $\beta$ without one value per channel.
+def _check_function_input(x, weight=None, bias=None):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"expected a floating-point tensor, got dtype {x.dtype}")
+    if x.dim() < 2:
+        raise ValueError(f"expected an input of shape (N, C, ...) with at least 2 "
+                         f"dimensions, got shape {tuple(x.shape)}")
+    for name, t in (('weight', weight), ('bias', bias)):
+        if t is not None and t.numel() != x.shape[1]:
+            raise ValueError(f"expected {name} of {x.shape[1]} values (one per "
+                             f"channel), got shape {tuple(t.shape)}")
 
 
 # ### Recognised as a batch norm

@@ -592,12 +592,34 @@ class FastBatchNormFunction(torch.autograd.Function):
                                "gradients")
         if grad_y is None:
             return None, None, None, None, None
-        grad_x, grad_weight, grad_bias = batch_norm_backward(
+        # A batch of gradients (`torch.autograd.grad(..., is_grads_batched=True)`) comes
+        # batched by torch's older `vmap`, whose values a kernel cannot read: the same
+        # formulas in plain operations, which `vmap` batches
+        backward = _backward_in_plain_operations if _functional(grad_y) else \
+            batch_norm_backward
+        grad_x, grad_weight, grad_bias = backward(
             grad_y, *ctx.saved_tensors, ctx.weight_dtype, ctx.bias_dtype)
         return (grad_x,
                 grad_weight if ctx.needs_input_grad[1] else None,
                 grad_bias if ctx.needs_input_grad[2] else None,
                 None, None)
+
+
+# The backward kernels' formulas, on a `[N, C, *]` `grad_y`, in `float32`
+def _backward_in_plain_operations(grad_y: torch.Tensor, x: torch.Tensor, shift, res,
+                                  inv_std, scale, weight_dtype, bias_dtype):
+    shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
+    dims = [0] + list(range(2, x.dim()))
+    m = max(x.numel() // x.shape[1], 1)
+    # $\hat{x}_i$, from $K$, $\bar\delta$ and $1 / \sqrt{\sigma^2_\mathcal{B} + \epsilon}$
+    x_hat = (x.float() - shift.view(shape) - res.view(shape)) * inv_std.view(shape)
+    g = grad_y.float()
+    sum_g = g.sum(dims)
+    sum_g_x_hat = (g * x_hat).sum(dims)
+    grad_x = scale.view(shape) * (g - sum_g.view(shape) / m -
+                                  x_hat * sum_g_x_hat.view(shape) / m)
+    return (grad_x.to(x.dtype), sum_g_x_hat.to(weight_dtype or torch.float32),
+            sum_g.to(bias_dtype or torch.float32))
 
 
 # ## Batch Normalization layer on the kernels

@@ -114,7 +114,10 @@ def recalibrate(model: nn.Module, batches: Iterable, *, device=None) -> nn.Modul
     is the number of batches averaged. That count is also what `momentum=None` (a cumulative
     average) needs to continue correctly if training resumes. Each module's `training` flag
     and every other buffer are as they were. If the call raises (a batch norm that no batch
-    reaches, a failing batch, an interrupt), the model is exactly as it was.
+    reaches, a failing batch, an interrupt), the model is exactly as it was. A batch
+    whose statistics at some batch norm are not finite (it holds a NaN or inf) is
+    refused with a `ValueError` that names the batch and the batch norm, and so are
+    estimates too large for the dtype of a batch norm's buffers.
     """
     _check_recalibrate_args(model, batches)
     norms = [m for m in model.modules() if _keeps_running_stats(m)]
@@ -129,17 +132,32 @@ def recalibrate(model: nn.Module, batches: Iterable, *, device=None) -> nn.Modul
     # $\frac{m}{m-1}\sigma^2_\mathcal{B}$, in `float64` so that averaging thousands of
     # batches adds no rounding error of its own
     sums = {id(bn): [0., 0., 0] for bn in norms}
+    names = {id(m): name for name, m in model.named_modules()}
+    count = 0
 
     def record(bn, inputs):
         x = inputs[0]
+        where = (f'at the batch norm {names[id(bn)]!r} ({type(bn).__name__}) in batch '
+                 f'{count} (counting from 0)')
+        if not isinstance(x, torch.Tensor) or x.dim() < 2:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f'expected an input of shape (N, C, ...) with at least 2 '
+                             f'dimensions, got {shape} {where}')
         # $m$, the values per channel in this batch
         m = x.numel() // x.shape[1]
         if m < 2:
             raise ValueError(f'expected at least 2 values per channel in every batch, got an '
-                             f'input of shape {tuple(x.shape)} at {type(bn).__name__}')
+                             f'input of shape {tuple(x.shape)} {where}')
         dims = [0] + list(range(2, x.dim()))
         # $\sigma^2_\mathcal{B}$ (biased) and $\mu_\mathcal{B}$; $[C]$
         var, mean = torch.var_mean(x.to(_accumulation_dtype(x)), dim=dims, correction=0)
+        # One NaN or inf anywhere in the batch makes its channel's statistics, and so
+        # the average over all batches, non-finite: the $2C$ statistics tell, at a
+        # fraction of the cost of checking the input
+        if not torch.isfinite(mean.sum() + var.sum()):
+            raise ValueError(f'expected finite values in every batch, got non-finite '
+                             f'statistics (NaN or inf) {where}; the model was left '
+                             f'as it was')
         total = sums[id(bn)]
         total[0] = total[0] + mean
         # $\frac{m}{m - 1}\sigma^2_\mathcal{B}$
@@ -149,7 +167,6 @@ def recalibrate(model: nn.Module, batches: Iterable, *, device=None) -> nn.Modul
     saved = _save_buffers(model)
     modes = [(m, m.training) for m in model.modules()]
     hooks = [bn.register_forward_pre_hook(record) for bn in norms]
-    count = 0
     try:
         model.train()
         for batch in batches:
@@ -163,13 +180,20 @@ def recalibrate(model: nn.Module, batches: Iterable, *, device=None) -> nn.Modul
             m.training = training
         _restore_buffers(saved)
 
+    estimates = []
     for bn in norms:
         mean_sum, var_sum, calls = sums[id(bn)]
         # $\mathbb{E}[x] = \mathbb{E}_\mathcal{B}[\mu_\mathcal{B}]$, over the batches this batch
         # norm saw (all of them, unless the model skips it on some)
-        bn.running_mean.copy_((mean_sum / calls).to(bn.running_mean.dtype))
+        mean = (mean_sum / calls).to(bn.running_mean.dtype)
         # $\mathrm{Var}[x] = \frac{m}{m-1}\mathbb{E}_\mathcal{B}[\sigma^2_\mathcal{B}]$
-        bn.running_var.copy_((var_sum / calls).to(bn.running_var.dtype))
+        var = (var_sum / calls).to(bn.running_var.dtype)
+        _check_fits(mean, var, bn, names[id(bn)])
+        estimates.append((bn, mean, var, calls))
+    # Written only once every batch norm's estimates are known to fit its buffers
+    for bn, mean, var, calls in estimates:
+        bn.running_mean.copy_(mean)
+        bn.running_var.copy_(var)
         if bn.num_batches_tracked is not None:
             bn.num_batches_tracked.fill_(calls)
     return model
@@ -540,6 +564,19 @@ def _check_every_norm_was_called(model, norms, sums, count):
             raise ValueError(f'the batch norm {names[id(bn)]!r} ({type(bn).__name__}) was '
                              f'never called on the batches, so it has no statistics to '
                              f'recalibrate; the model was left as it was')
+
+
+# Finite in the `float64` sums, the estimates may still be beyond the range of the
+# buffers' dtype (a variance above 65,504 in `float16`, or above about
+# $3.4 \times 10^{38}$ in `float32`): they would be stored as inf, and the batch norm
+# would output $\beta$ alone
+def _check_fits(mean: torch.Tensor, var: torch.Tensor, bn: nn.Module, name: str):
+    for buffer, values in (('running_mean', mean), ('running_var', var)):
+        if not torch.isfinite(values).all():
+            raise ValueError(f'expected population statistics that {buffer} of the '
+                             f'batch norm {name!r} ({type(bn).__name__}) can hold as '
+                             f'{values.dtype}, got values beyond its range; the model '
+                             f'was left as it was')
 
 
 def _check_recalibrate_args(model, batches):

@@ -102,7 +102,7 @@ costs as much to synchronise as a $[2, C]$ one.
 import torch
 import torch.distributed as dist
 
-from labml_nn_bn.batch_norm import BatchNorm
+from labml_nn_bn.batch_norm import BatchNorm, _functional
 
 
 # ## Per-rank statistics
@@ -267,6 +267,10 @@ class SyncBatchNormFunction(torch.autograd.Function):
         $2C$ sums are added up over the ranks, and each rank finishes its own part of the
         gradient.
         """
+        # A batch of gradients (`is_grads_batched`) would have to go through the
+        # all-reduce, which has no rule for it
+        if _functional(grad_y):
+            raise ValueError(_TRANSFORMS_REFUSED)
         x, weight, mean_hi, mean_lo, inv_std = ctx.saved_tensors
         dtype = _compute_dtype(x)
         dims = _reduced_dims(x)
@@ -334,6 +338,10 @@ class SyncBatchNorm(BatchNorm):
         # batch, as `torch.nn.SyncBatchNorm` does), so nothing is communicated.
         if not self.training or not self._is_distributed():
             return super().forward(x)
+        # The collectives have no rule for `torch.func`'s transforms or forward-mode AD
+        # (nor have `torch.nn.SyncBatchNorm`'s): refused before anything is communicated
+        if _functional(x):
+            raise ValueError(_TRANSFORMS_REFUSED)
 
         # $n_q$, $\mu_q$, $M_q$ of this rank, everyone's, and the merged $n$, $\mu_\mathcal{B}$,
         # $\sigma^2_\mathcal{B}$
@@ -374,6 +382,16 @@ class SyncBatchNorm(BatchNorm):
                 and self._is_distributed():
             x = x[:0]
         super()._check_input(x)
+
+
+# Where the ranks are synchronised, `torch.func` transforms, forward-mode AD and batched
+# gradients meet collectives that have no rule for them
+_TRANSFORMS_REFUSED = (
+    "expected SyncBatchNorm's training forward and backward passes outside torch.func "
+    "transforms (grad, vmap, jvp, ...), forward-mode AD and batched gradients "
+    "(is_grads_batched) while it synchronises several ranks, got one inside: the "
+    "collectives have no rule for them, as in torch.nn.SyncBatchNorm. Use evaluation "
+    "mode, or BatchNorm on each rank")
 
 
 # ## Converting a model

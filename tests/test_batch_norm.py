@@ -753,7 +753,9 @@ def test_works_under_torch_compile():
 
 
 @pytest.mark.parametrize('x,error,match', [
-    (torch.randn(5), ValueError, r'at least 2 dimensions, got shape \(5,\)'),
+    # Shapes in messages are written as PyTorch writes them, (N, C, ...)
+    (torch.randn(5), ValueError,
+     r'shape \(N, C, \.\.\.\) with at least 2 dimensions, got shape \(5,\)'),
     (torch.randn(4, 3, 2), ValueError, r'expected 5 channels .* got shape \(4, 3, 2\) with 3 channels'),
     (torch.randn(1, 5), ValueError, r'more than 1 value per channel when training, got input of shape \(1, 5\)'),
     (torch.randn(1, 5, 1, 1), ValueError, r'more than 1 value per channel'),

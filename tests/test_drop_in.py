@@ -65,7 +65,7 @@ def with_inf(shape, step):
 
 
 def permuted(shape, step):
-    # [B, H, W, C] memory seen as [B, C, H, W]: not contiguous (it is channels_last)
+    # [N, H, W, C] memory seen as [N, C, H, W]: not contiguous (it is channels_last)
     b, c, *rest = shape
     return randn((b, *rest, c), step).movedim(-1, 1)
 

@@ -107,8 +107,8 @@ def _assert_close(actual, expected, dtype=torch.float32):
         torch.testing.assert_close(a.float(), e.float(), **tol)
 
 
-SHAPES = [((7, 5), False),  # [B, C]
-          ((4, 3, 9), False),  # [B, C, L]
+SHAPES = [((7, 5), False),  # [N, C]
+          ((4, 3, 9), False),  # [N, C, L]
           ((3, 3, 4, 5), False), ((3, 3, 4, 5), True),  # NCHW and NHWC
           ((2, 3, 2, 3, 4), False), ((2, 3, 2, 3, 4), True)]  # NCDHW and NDHWC
 
@@ -347,6 +347,27 @@ def test_torch_func_and_forward_ad_use_the_eager_path(kernels, train):
         fast(x)
     assert kernels()
 
+
+
+@pytest.mark.parametrize('train, channels_last', [(True, False), (True, True),
+                                                  (False, False)])
+def test_a_batch_of_gradients_through_the_kernels_matches_eager(kernels, train,
+                                                                channels_last):
+    # `torch.autograd.grad(..., is_grads_batched=True)` hands the backward pass a batch
+    # of gradients that no kernel can read; it gets the eager module's gradients.
+    # In evaluation without running statistics the kernels normalise with the batch too.
+    eager, fast = _pair(3, track_running_stats=train)
+    eager.train(train), fast.train(train)
+    shape = (4, 3, 2, 3)
+    x = _input(shape, channels_last=channels_last)
+    grads = torch.randn(5, *shape, device=DEVICE)
+    results = []
+    for module in (eager, fast):
+        y = module(x)
+        results.append(torch.autograd.grad(y, [x, module.weight, module.bias], grads,
+                                           is_grads_batched=True))
+    _assert_close(results[1], results[0])
+    assert '_channel_stats_kernel' in kernels()
 
 def test_double_backward_is_refused_clearly(kernels):
     fast = FastBatchNorm(3).to(DEVICE)

@@ -42,7 +42,7 @@ def relative_error(a, b):
 
 
 def direct_statistics(inputs):
-    """Algorithm 2 written out over a list of [B, C, *] batch-norm inputs, in float64."""
+    """Algorithm 2 written out over a list of [N, C, *] batch-norm inputs, in float64."""
     means, variances = [], []
     for x in inputs:
         x = x.double().transpose(0, 1).reshape(x.shape[1], -1)  # [C, m]
@@ -198,6 +198,64 @@ def test_recalibrate_errors():
     with pytest.raises(ValueError, match='at least 2 values'):
         recalibrate(model, [torch.randn(3, 2), torch.randn(1, 2)])
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+
+
+
+@pytest.mark.parametrize('bad', [float('nan'), float('inf'), -float('inf')])
+@pytest.mark.parametrize('impl', ['ours', 'torch2d'])
+def test_recalibrate_refuses_non_finite_statistics(impl, bad):
+    # A NaN or inf in one batch would make every running mean NaN; the call names the
+    # batch and the batch norm, and leaves the model exactly as it was
+    torch.manual_seed(0)
+    model = randomise(nn.Sequential(nn.Conv2d(3, 3, 1), IMPLS[impl](3), nn.ReLU(),
+                                    nn.Conv2d(3, 3, 1), IMPLS[impl](3)))
+    model.eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    poisoned = torch.randn(4, 3, 2, 2)
+    poisoned[1, 2, 0, 1] = bad
+    batches = [torch.randn(4, 3, 2, 2), torch.randn(4, 3, 2, 2), poisoned]
+    with pytest.raises(ValueError, match=r"non-finite.*'1' .*batch 2 "):
+        recalibrate(model, batches)
+    after = model.state_dict()
+    for k, v in state.items():
+        assert torch.equal(v, after[k]), k
+    assert not any(m.training for m in model.modules())
+
+
+def test_recalibrate_refuses_a_nan_batch_as_in_the_report():
+    model = nn.Sequential(BatchNorm(3))
+    with pytest.raises(ValueError, match=r"non-finite.*'0' \(BatchNorm\) in batch 1 "):
+        recalibrate(model, [torch.randn(4, 3, 2, 2),
+                            torch.full((4, 3, 2, 2), float('nan'))])
+    assert torch.equal(model[0].running_mean, torch.zeros(3))
+    assert torch.equal(model[0].running_var, torch.ones(3))
+    assert model[0].num_batches_tracked.item() == 0
+
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
+@pytest.mark.parametrize('impl', ['ours', 'torch1d'])
+def test_recalibrate_refuses_statistics_beyond_the_buffers_range(impl, dtype):
+    # A variance of 1e60 is finite in the float64 sums but infinite as float32 (and one
+    # of 1e6, as float16): the buffers would hold inf and every output would be beta
+    scale = 1e30 if dtype == torch.float32 else 1e3
+    model = nn.Sequential(IMPLS['ours'](3), IMPLS[impl](3)).to(dtype)
+    model.forward = lambda x: model[1](model[0](x) * scale)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    batches = [torch.randn(8, 3).to(dtype) for _ in range(2)]
+    name = type(model[1]).__name__
+    with pytest.raises(ValueError, match=rf"'1' \({name}\).*{dtype}"):
+        recalibrate(model, batches)
+    after = model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in state.items())
+
+
+def test_recalibrate_refuses_a_batch_without_a_channel_dimension():
+    model = nn.Sequential(nn.Identity(), BatchNorm(3))
+    with pytest.raises(ValueError, match=r"shape \(N, C, \.\.\.\).* \(3,\) .*'1' "
+                                         r"\(BatchNorm\).*batch 1"):
+        recalibrate(model, [torch.randn(4, 3), torch.randn(3)])
+    assert model[1].num_batches_tracked.item() == 0
 
 
 # ## fold_batch_norm
@@ -376,9 +434,9 @@ def test_explicit_pairs_are_checked():
 
 # ### The batch norm's channel dimension must be the layer's features
 #
-# A batch norm normalises dimension 1 of its input. After a `Linear` on a $[B, L, C]$ input
-# that is $L$, not the linear's features $C$: with $L = C$ the channel counts agree, and a
-# fold would scale the wrong dimension.
+# A batch norm normalises dimension 1 of its input. After a `Linear` on a `[N, L, C]`
+# input that is $L$, not the linear's features $C$: with $L = C$ the channel counts
+# agree, and a fold would scale the wrong dimension.
 @pytest.mark.parametrize('impl', ['ours', 'torch1d'])
 def test_a_folded_linear_refuses_inputs_whose_features_are_not_in_dimension_1(impl):
     net = randomise(nn.Sequential(nn.Linear(5, 5), IMPLS[impl](5))).eval()
@@ -390,7 +448,7 @@ def test_a_folded_linear_refuses_inputs_whose_features_are_not_in_dimension_1(im
         with pytest.raises(ValueError, match=r"folded into '0' expects .*2 dimensions.*"
                                              r"got shape \(3, 5, 5\)"):
             folded(x)
-        # [B, C]: the features are in dimension 1, and the fold is exact
+        # [N, C]: the features are in dimension 1, and the fold is exact
         x = torch.randn(4, 5)
         assert relative_error(folded(x), net(x)) <= 1e-5
 

@@ -398,6 +398,50 @@ def test_gradcheck_through_the_all_reduce(group):
     assert group.run('case_gradcheck', sizes=[2, 1, 2], tail=()) == [True] * WORLD
 
 
+
+def case_transforms_refused(rank, world):
+    """The message of each refusal, and whether the module changed, on every rank."""
+    bn = SyncBatchNorm(CHANNELS)
+    x = torch.randn(4, CHANNELS, 2)
+    before = {k: v.clone() for k, v in bn.state_dict().items()}
+    messages = {}
+
+    def batched_gradients():
+        xg = x.clone().requires_grad_()
+        y = bn(xg)
+        torch.autograd.grad(y, [xg, bn.weight], torch.randn(2, *y.shape),
+                            is_grads_batched=True)
+
+    calls = {'grad': lambda: torch.func.grad(lambda x: bn(x).sin().sum())(x),
+             'vmap': lambda: torch.func.vmap(bn)(torch.stack([x, x + 1])),
+             'jvp': lambda: torch.func.jvp(bn, (x,), (torch.ones_like(x),)),
+             'is_grads_batched': batched_gradients}
+    for name, call in calls.items():
+        if name == 'is_grads_batched':
+            # The transforms are refused before any change; the batch of gradients in
+            # the backward pass, after the forward pass has counted its batch
+            state = bn.state_dict()
+            unchanged = all(torch.equal(v, state[k]) for k, v in before.items())
+        try:
+            call()
+            messages[name] = None
+        except Exception as e:
+            messages[name] = f'{type(e).__name__}: {e}'
+    return {'messages': messages, 'unchanged': unchanged,
+            'batches': bn.num_batches_tracked.item()}
+
+
+def test_torch_func_and_batched_gradients_across_ranks_are_refused_clearly(group):
+    # torch.nn.SyncBatchNorm refuses these too; ours said "Batching rule not implemented
+    # for c10d::allgather_" or "must override the setup_context staticmethod"
+    for r in group.run('case_transforms_refused'):
+        for name, message in r['messages'].items():
+            assert message is not None, name
+            assert message.startswith('ValueError: '), (name, message)
+            assert 'SyncBatchNorm' in message and 'ranks' in message, (name, message)
+        assert r['batches'] == 1 and r['unchanged']
+
+
 # ---- without other ranks, and in evaluation --------------------------------------------------
 
 def test_without_a_process_group_it_is_batch_norm():

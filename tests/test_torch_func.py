@@ -16,7 +16,7 @@ from labml_nn_bn import BatchNorm, BatchNormFunction
 
 C = 3
 DTYPE = torch.float64
-# [B, C] with BatchNorm1d and [B, C, H, W] with BatchNorm2d
+# [N, C] with BatchNorm1d and [N, C, H, W] with BatchNorm2d
 SHAPES = {'2d': ((6, C), torch.nn.BatchNorm1d), '4d': ((3, C, 2, 3), torch.nn.BatchNorm2d)}
 
 

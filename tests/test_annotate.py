@@ -673,6 +673,27 @@ def test_mkdocs_build_fails_on_a_bad_formula_with_its_file_line_and_text(tmp_pat
     assert "docs/index.md: line 5: KaTeX cannot typeset the formula '\\\\left( x'" in done.stderr, done.stderr
 
 
+def test_punctuation_that_touches_an_inline_formula_is_wrapped_with_it(katex_renderer):
+    # `of $x$.` and `($y$),`: the formula and what touches it in one element that keeps them
+    # on one line (annotated.css), KaTeX's last box marked so that its line takes the period
+    page = ('<p>Of <span class="arithmatex">\\(x + 1\\)</span>. And '
+            '(<span class="arithmatex">\\(y\\)</span>), then <span class="arithmatex">'
+            '\\(z\\)</span> alone.</p><div class="arithmatex">\\[w\\]</div>.')
+    out = annotate.typeset_math(page, katex_renderer)
+    assert out.count('<span class="arithmatex-nowrap">') == 2
+    assert out.startswith('<p>Of <span class="arithmatex-nowrap"><span class="arithmatex" ')
+    assert '</span></span>.</span> And <span class="arithmatex-nowrap">(' in out
+    assert '</span></span>),</span> then <span class="arithmatex" ' in out
+    # The formula followed by a space, and display math, are left as they were
+    assert '</span></span> alone.</p><div class="arithmatex" data-typeset="build">' in out
+    assert out.endswith('</div>.')
+    # In each wrapped formula KaTeX's last box (`x + 1` has two: `x +` and `1`) is the tail
+    assert out.count('<span class="arithmatex-tail"><span class="katex-base">') == 2
+    first = out.split('</span>.</span>')[0]
+    assert first.count('class="katex-base"') == 2
+    assert first.index('arithmatex-tail') > first.index('class="katex-base"')
+
+
 # --- notes are paired only with their own code (issue 20: the sticky code column) ---------
 
 PAIRING = src('''

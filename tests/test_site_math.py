@@ -3,6 +3,8 @@ The math arrives typeset (issue 20: the page was slow to open while the browser 
 formulas): every page shows its formulas with JavaScript disabled, and with JavaScript the
 page loads no KaTeX script and logs no error. How long the page takes is measured by
 `benchmarks/page_load.py`, not here.
+
+A period or comma after an inline formula never starts a line of its own.
 """
 import re
 import shutil
@@ -81,5 +83,50 @@ def test_with_javascript_no_katex_script_is_loaded_and_no_error_logged(browser, 
         assert any(u.endswith('assets/katex/katex.min.css') for u in requests)
         assert page.locator('.arithmatex:not([data-typeset])').count() == 0
         assert page.locator('.katex').count() == page.locator('.arithmatex').count() > 0
+    finally:
+        context.close()
+
+
+# --- a formula and the punctuation after it share a line ----------------------------------
+
+# Each inline formula followed at once by punctuation, and whether the two share a line: a
+# line box has no client rect of its own, so the punctuation's middle must lie within the
+# formula's last line fragment (its box on the line where it ends)
+PUNCTUATION_AFTER_FORMULAS = '''() => {
+  const broken = []; let checked = 0;
+  for (const formula of document.querySelectorAll('.md-content span.arithmatex')) {
+    const next = formula.nextSibling;
+    if (!next || next.nodeType !== Node.TEXT_NODE || !/^[.,;:!?)\\]]/.test(next.data)) continue;
+    checked++;
+    const range = document.createRange();
+    range.setStart(next, 0);
+    range.setEnd(next, 1);
+    const mark = range.getBoundingClientRect();
+    const parts = formula.getClientRects();
+    const last = parts[parts.length - 1];
+    const middle = (mark.top + mark.bottom) / 2;
+    if (middle < last.top || middle > last.bottom) {
+      broken.push(formula.querySelector('annotation').textContent + ' | ' + next.data.slice(0, 12));
+    }
+  }
+  return {checked, broken};
+}'''
+
+
+@pytest.mark.parametrize('width', [390, 1440])
+def test_punctuation_after_an_inline_formula_stays_on_its_line(browser, served_site, width):
+    context = browser.new_context(viewport={'width': width, 'height': 900})
+    try:
+        checked = 0
+        # The BatchNorm page (notes beside code) and the notation page (plain Markdown)
+        for path in ['labml_nn_bn/batch_norm/', 'notation/']:
+            page = context.new_page()
+            page.goto(served_site + path)
+            page.wait_for_load_state('load')
+            result = page.evaluate(PUNCTUATION_AFTER_FORMULAS)
+            assert result['broken'] == [], f'{path} at {width} px: {result["broken"]}'
+            checked += result['checked']
+            page.close()
+        assert checked > 200
     finally:
         context.close()

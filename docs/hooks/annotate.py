@@ -636,6 +636,10 @@ def render_sections(annotated: AnnotatedSource, md: markdown.Markdown,
 # `<span|div class="arithmatex">\(inline\)</span>` or `\[display\]`, its TeX HTML-escaped and
 # nothing else inside; Material copies headings' formulas into the table of contents as is.
 _ARITHMATEX = re.compile(r'<(span|div) class="arithmatex">(.*?)</\1>', re.DOTALL)
+# Text that touches an inline formula: the characters up to the next space or tag after it
+# (`.`, `,`, `),` or a suffix such as `-th`), and the opening brackets or quotes before it
+_TOUCHING = re.compile(r'[^\s<]+')
+_OPENING = re.compile(r'[(\[‘“]+$')
 KATEX_SCRIPT = Path(__file__).resolve().with_name('katex_render.js')
 KATEX_PACKAGE = Path('node_modules') / 'katex'
 INSTALL_HINT = 'run `make install` (npm ci) first'
@@ -706,6 +710,35 @@ def _formula(escaped: str) -> Tuple[str, bool]:
     return tex, True  # a bare `\begin{...}` environment, which is display math
 
 
+_SPAN_TAG = re.compile(r'<span\b|</span>')
+
+
+def _keep_last_box(typeset: str) -> str:
+    """
+    The formula with the last of KaTeX's boxes (the top-level children of `.katex-html`,
+    between which a long formula may break) in `<span class="arithmatex-tail">`. Chrome lets
+    a line end after a box when the box's parent allows wrapping; the tail, which does not,
+    keeps the text after the formula on the box's line while the other boxes still wrap.
+    """
+    start = typeset.find('<span class="katex-html"')
+    if start < 0:
+        return typeset
+    depth, last = 0, None
+    for tag in _SPAN_TAG.finditer(typeset, typeset.index('>', start) + 1):
+        if tag.group(0) == '</span>':
+            depth -= 1
+            if depth < 0:
+                if last is None:
+                    return typeset
+                return (typeset[:last] + '<span class="arithmatex-tail">' +
+                        typeset[last:tag.start()] + '</span>' + typeset[tag.start():])
+        else:
+            if depth == 0:
+                last = tag.start()
+            depth += 1
+    return typeset
+
+
 def typeset_math(html_text: str, renderer: MathRenderer,
                  where: Callable[[str], str] = lambda tex: 'a page') -> str:
     """
@@ -713,6 +746,11 @@ def typeset_math(html_text: str, renderer: MathRenderer,
     is unchanged) and gets KaTeX's HTML as content and `data-typeset="build"`. A formula KaTeX
     cannot parse raises `MathError` with `where(tex)` (the page, the line when known) and the
     formula; what KaTeX accepts but LaTeX would not is a warning (an error with `--strict`).
+
+    An inline formula and the text that touches it (punctuation after it, `(` before it)
+    are wrapped together in `<span class="arithmatex-nowrap">`, whose CSS (annotated.css)
+    lets no line end between them (`_keep_last_box`): a browser may otherwise break right
+    after the formula, KaTeX's last box, and start the next line with its period or comma.
     """
     matches = list(_ARITHMATEX.finditer(html_text))
     if not matches:
@@ -730,11 +768,27 @@ def typeset_math(html_text: str, renderer: MathRenderer,
                 warned.add((tex, warning))
                 log.warning(f'{where(tex)}: KaTeX warns about the formula {tex!r}: {warning}')
     out, end = [], 0
-    for match, result in zip(matches, results):
+    for i, (match, result) in enumerate(zip(matches, results)):
         tag = match.group(1)
-        out.append(html_text[end:match.start()])
-        out.append(f'<{tag} class="arithmatex" data-typeset="build">{result["html"]}</{tag}>')
+        before = html_text[end:match.start()]
+        typeset = f'<{tag} class="arithmatex" data-typeset="build">{result["html"]}</{tag}>'
         end = match.end()
+        if tag == 'span':
+            # What touches an inline formula, with no space between, ends or starts a line
+            # with it (`of $x$.` never leaves the period alone on the next line)
+            stop = matches[i + 1].start() if i + 1 < len(matches) else len(html_text)
+            lead = _OPENING.search(before)
+            trail = _TOUCHING.match(html_text, end, stop)
+            if lead or trail:
+                opening = lead.group(0) if lead else ''
+                before = before[:len(before) - len(opening)]
+                closing = trail.group(0) if trail else ''
+                if closing:
+                    typeset = _keep_last_box(typeset)
+                typeset = f'<span class="arithmatex-nowrap">{opening}{typeset}{closing}</span>'
+                end += len(closing)
+        out.append(before)
+        out.append(typeset)
     out.append(html_text[end:])
     return ''.join(out)
 

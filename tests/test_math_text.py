@@ -41,6 +41,10 @@ math_text = _load().math_text
     # A sum with its limits stands apart from its summand; a sign is no operator
     ('\\sum_{i=1}^m x_i', '∑_(i=1)^m x_i'),
     ('\\sum_j \\frac{\\partial \\ell}{\\partial y_j}', '∑_j ∂ℓ/∂y_j'),
+    ('\\sum_{j \\ne i} x_j', '∑_(j≠i) x_j'),
+    ('\\mathrm{Var}[\\mu_\\mathcal{B} \\mid x_i]', 'Var[μ_B | x_i]'),
+    ('|x| > \\sqrt{65{,}504}', '|x| > √(65,504)'),
+    ('\\frac{|\\mathbb{E}[x]|}{\\sqrt{\\mathrm{Var}[x]}}', '|E[x]|/√Var[x]'),
     ('\\frac{1}{m}\\sum_i x_i^2 - \\mu_\\mathcal{B}^2', '1/m ∑_i x_i² − μ_B²'),
     ('-\\frac{\\eta}{2}', '−η/2'),
     ('2^{-24}', '2⁻²⁴'),
@@ -57,6 +61,7 @@ math_text = _load().math_text
     ('\\begin{aligned} y &= \\tilde\\gamma x + \\tilde\\beta, \\\\ '
      '\\tilde\\beta &= \\beta - \\tilde\\gamma\\,\\mathbb{E}[x]. \\end{aligned}',
      'y = γ̃x + β̃, β̃ = β − γ̃ E[x].'),
+    ('\\begin{aligned} a &= b + c \\\\ &= d \\end{aligned}', 'a = b + c; = d'),
 ])
 def test_a_formula_reads_as_plain_text(tex, text):
     assert math_text(tex) == text

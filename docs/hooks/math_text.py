@@ -27,7 +27,7 @@ SYMBOLS = {
     'ell': 'ℓ', 'partial': '∂', 'nabla': '∇', 'infty': '∞', 'sum': '∑', 'prod': '∏',
     'top': '⊤', 'dots': '…', 'ldots': '…', 'cdots': '⋯',
     # Delimiters
-    'lVert': '‖', 'rVert': '‖', '|': '‖', 'mid': '|', '{': '{', '}': '}',
+    'lVert': '‖', 'rVert': '‖', '|': '‖', '{': '{', '}': '}',
     'langle': '⟨', 'rangle': '⟩',
 }
 
@@ -36,7 +36,7 @@ OPERATORS = {
     'times': '×', 'cdot': '·', 'pm': '±', 'bmod': 'mod',
     'to': '→', 'leftarrow': '←', 'rightarrow': '→', 'mapsto': '↦', 'le': '≤',
     'leq': '≤', 'ge': '≥', 'geq': '≥', 'ne': '≠', 'neq': '≠', 'approx': '≈', 'sim': '∼',
-    'propto': '∝', 'in': '∈', 'll': '≪', 'gg': '≫', 'equiv': '≡',
+    'propto': '∝', 'in': '∈', 'll': '≪', 'gg': '≫', 'equiv': '≡', 'mid': '|',
 }
 PLAIN_OPERATORS = {'+': '+', '-': '−', '=': '=', '<': '<', '>': '>'}
 
@@ -63,8 +63,9 @@ _TOKEN = re.compile(r'\\([A-Za-z]+|.)|(\s+)|(.)', re.DOTALL)
 # A piece of the reading is text. One that starts with `_OP` is an operator, spaced when
 # it joins two terms; one that starts with `_TERM` (a fraction, a sum and its limits, a
 # name) stands apart from its neighbours (`x̂_i 1/m`, not `x̂_i1/m`); `_SIGN` follows a
-# sum, whose summand may start with a sign (`∑_i −2x_i`)
-_OP, _TERM, _SIGN = '\x00', '\x01', '\x02'
+# sum, whose summand may start with a sign (`∑_i −2x_i`); `_TEXT` starts text that is
+# joined as it is (the `{,}` of `65{,}504`)
+_OP, _TERM, _SIGN, _TEXT = '\x00', '\x01', '\x02', '\x03'
 BIG_OPERATORS = {'sum', 'prod'}
 NAMES = {'max', 'min', 'ln', 'log', 'exp', 'mod'}
 
@@ -117,7 +118,8 @@ class _Reader:
             return []
         if char is not None:
             if char == '{':
-                return self.pieces(until='}')
+                inner = self.pieces(until='}')
+                return [_TEXT + ','] if inner == [','] else inner
             if char in PLAIN_OPERATORS:
                 return [_OP + PLAIN_OPERATORS[char]]
             if char == '&' or char == '}':
@@ -169,7 +171,8 @@ class _Reader:
             out.extend(self.atom())
             if big:
                 self._skip_space()
-                while self.pos < len(self.tokens) and self.tokens[self.pos][2] in _SCRIPTS:
+                while self.tokens[self.pos:self.pos + 1] and \
+                        self.tokens[self.pos][2] in _SCRIPTS:
                     out[-1] += self._script()
                     self._skip_space()
                 out[-1] = _TERM + out[-1]
@@ -182,6 +185,11 @@ class _Reader:
         return _superscript(script) if kind == '^' else _subscript(script)
 
 
+# What, outside brackets, makes a text more than one term
+_BINDS_LOOSER = set(' +−=/·×,;±') | {op for op in OPERATORS.values() if len(op) == 1}
+_BINDS_LOOSER.discard('|')  # `|x|` is one term
+
+
 def _bracket(text: str, denominator: bool = False) -> str:
     """
     `text` as one term: in parentheses when it holds a space or an operator outside the
@@ -192,9 +200,9 @@ def _bracket(text: str, denominator: bool = False) -> str:
     depth, bare = 0, False
     for char in text:
         depth += 1 if char in '([' else -1 if char in ')]' else 0
-        if depth == 0 and char in ' +−=/·×,;':
+        if depth == 0 and char in _BINDS_LOOSER:
             bare = True
-    one_factor = re.fullmatch(r'√?\(.*\)|[^\s()\[\]√]+([(\[].*)?', text)
+    one_factor = re.fullmatch(r'√?\(.*\)|√?[^\s()\[\]√]+([(\[].*)?', text)
     product = denominator and not one_factor
     if len(text) > 1 and (bare or product):
         return f'({text})'
@@ -212,7 +220,8 @@ def _subscript(text: str) -> str:
 
 
 _SCRIPT_START = ('_', '^') + tuple(SUPERSCRIPTS.values())
-_CLOSERS = (')', ']', '}', "'", '/')
+_CLOSERS = (')', ']', '}', "'", '/', '|', '‖')
+_SIGNS = ('−', '+', '±')
 
 
 def _join(pieces: List[str], compact: bool = False) -> str:
@@ -229,6 +238,9 @@ def _join(pieces: List[str], compact: bool = False) -> str:
         if piece == _SIGN:
             after_term = False
             continue
+        if piece.startswith(_TEXT):
+            out += piece[1:]
+            continue
         if piece.startswith(_OP):
             op = piece[1:]
             if compact:
@@ -238,6 +250,8 @@ def _join(pieces: List[str], compact: bool = False) -> str:
                 out += ' ' if out.endswith((',', '.', ';')) else '; '
             elif after_term:
                 out = out.rstrip() + f' {op} '
+            elif op not in _SIGNS:  # a relation that starts a row of `aligned`
+                out = out.rstrip() + (' ' if out.strip() else '') + op + ' '
             else:
                 spaced = apart and out and not out.endswith((' ', '(', '['))
                 out += (' ' if spaced else '') + op

@@ -10,6 +10,8 @@ The work is split in four:
 * `render_sections(...)`, which turns sections into HTML and a table of contents;
 * `MathRenderer` and `typeset_math(...)`, which typeset every formula of a built page with
   KaTeX (in Node.js, `katex_render.js`), so that the reader's browser runs no script for it;
+  and `formulas_as_text(...)`, which gives the search index a plain-text reading of each
+  formula (`math_text.py`) instead of its TeX;
 * the mkdocs events at the bottom, which find the annotated sources, add a page for each,
   typeset the math and host KaTeX's stylesheet and fonts.
 
@@ -638,8 +640,8 @@ def render_sections(annotated: AnnotatedSource, md: markdown.Markdown,
 # `<span|div class="arithmatex">\(inline\)</span>` or `\[display\]`, its TeX HTML-escaped and
 # nothing else inside; Material copies headings' formulas into the table of contents as is.
 _ARITHMATEX = re.compile(r'<(span|div) class="arithmatex">(.*?)</\1>', re.DOTALL)
-# Text that touches an inline formula: the characters up to the next space or tag after
-# it (`.`, `,`, `),` or a suffix such as `-th`), and opening brackets or quotes before
+# Text that touches an inline formula: after it, the characters up to the next space or
+# tag (`.`, `,`, `),` or a suffix such as `-th`); before it, opening brackets or quotes
 _TOUCHING = re.compile(r'[^\s<]+')
 _OPENING = re.compile(r'[(\[‘“]+$')
 KATEX_SCRIPT = Path(__file__).resolve().with_name('katex_render.js')
@@ -1101,6 +1103,8 @@ def _search_reads_formulas_as_text(context, page, config, nav):
     # Material's search plugin indexes `page.content` in its `on_page_context` (priority
     # 0), long before the math is typeset (`on_post_page`): without this the index, and
     # the snippets of search results, would hold each formula's TeX (`\mu_\mathcal{B}`)
+    if not page.content:
+        return context
     page.content, originals = formulas_as_text(page.content)
     _formulas_for_search[page.file.src_uri] = originals
     return context

@@ -673,6 +673,45 @@ def test_mkdocs_build_fails_on_a_bad_formula_with_its_file_line_and_text(tmp_pat
     assert "docs/index.md: line 5: KaTeX cannot typeset the formula '\\\\left( x'" in done.stderr, done.stderr
 
 
+def test_punctuation_that_touches_an_inline_formula_is_wrapped_with_it(katex_renderer):
+    # `of $x$.` and `($y$),`: the formula and what touches it in one element that keeps
+    # them on one line (annotated.css), KaTeX's last box marked so that its line takes
+    # the period
+    page = ('<p>Of <span class="arithmatex">\\(x + 1\\)</span>. And '
+            '(<span class="arithmatex">\\(y\\)</span>), then <span class="arithmatex">'
+            '\\(z\\)</span> alone.</p><div class="arithmatex">\\[w\\]</div>.')
+    out = annotate.typeset_math(page, katex_renderer)
+    assert out.count('<span class="arithmatex-nowrap">') == 2
+    assert out.startswith('<p>Of <span class="arithmatex-nowrap">'
+                          '<span class="arithmatex" ')
+    assert '</span></span>.</span> And <span class="arithmatex-nowrap">(' in out
+    assert '</span></span>),</span> then <span class="arithmatex" ' in out
+    # The formula followed by a space, and display math, are left as they were
+    assert ('</span></span> alone.</p>'
+            '<div class="arithmatex" data-typeset="build">') in out
+    assert out.endswith('</div>.')
+    # In each wrapped formula KaTeX's last box (`x + 1` has two: `x +`, `1`) is the tail
+    assert out.count('<span class="arithmatex-tail"><span class="katex-base">') == 2
+    first = out.split('</span>.</span>')[0]
+    assert first.count('class="katex-base"') == 2
+    assert first.index('arithmatex-tail') > first.index('class="katex-base"')
+
+
+def test_the_search_index_reads_each_formula_as_text_and_the_page_keeps_its_tex():
+    page = ('<h2 id="v">The variance <span class="arithmatex">'
+            '\\(\\sigma^2_\\mathcal{B}\\)</span></h2>\n'
+            '<p>With <span class="arithmatex">'
+            '\\(x_i &lt; \\mu_\\mathcal{B}\\)</span>:</p>\n'
+            '<div class="arithmatex">\\[\\hat{x} = \\frac{x - \\mu}{\\sigma}\\]</div>')
+    text, originals = annotate.formulas_as_text(page)
+    assert '\\' not in text
+    assert '<span class="arithmatex" data-math-text="0">σ²_B</span></h2>' in text
+    assert '<span class="arithmatex" data-math-text="1">x_i &lt; μ_B</span>:' in text
+    assert '<div class="arithmatex" data-math-text="2">x̂ = (x − μ)/σ</div>' in text
+    assert annotate.formulas_as_tex(text, originals) == page
+    assert annotate.formulas_as_text('<p>No math</p>') == ('<p>No math</p>', [])
+
+
 # --- notes are paired only with their own code (issue 20: the sticky code column) ---------
 
 PAIRING = src('''

@@ -10,6 +10,8 @@ The work is split in four:
 * `render_sections(...)`, which turns sections into HTML and a table of contents;
 * `MathRenderer` and `typeset_math(...)`, which typeset every formula of a built page with
   KaTeX (in Node.js, `katex_render.js`), so that the reader's browser runs no script for it;
+  and `formulas_as_text(...)`, which gives the search index a plain-text reading of each
+  formula (`math_text.py`) instead of its TeX;
 * the mkdocs events at the bottom, which find the annotated sources, add a page for each,
   typeset the math and host KaTeX's stylesheet and fonts.
 
@@ -29,6 +31,7 @@ the line and the problem: an `AnnotationError`.
 """
 import ast
 import html
+import importlib.util
 import inspect
 import io
 import json
@@ -51,6 +54,7 @@ from markdown.extensions.toc import (nest_toc_tokens, remove_fnrefs, render_inne
 from markdown.inlinepatterns import InlineProcessor
 from markdown.treeprocessors import Treeprocessor
 from mkdocs.exceptions import PluginError
+from mkdocs.plugins import CombinedEvent, event_priority
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
@@ -636,6 +640,10 @@ def render_sections(annotated: AnnotatedSource, md: markdown.Markdown,
 # `<span|div class="arithmatex">\(inline\)</span>` or `\[display\]`, its TeX HTML-escaped and
 # nothing else inside; Material copies headings' formulas into the table of contents as is.
 _ARITHMATEX = re.compile(r'<(span|div) class="arithmatex">(.*?)</\1>', re.DOTALL)
+# Text that touches an inline formula: after it, the characters up to the next space or
+# tag (`.`, `,`, `),` or a suffix such as `-th`); before it, opening brackets or quotes
+_TOUCHING = re.compile(r'[^\s<]+')
+_OPENING = re.compile(r'[(\[‘“]+$')
 KATEX_SCRIPT = Path(__file__).resolve().with_name('katex_render.js')
 KATEX_PACKAGE = Path('node_modules') / 'katex'
 INSTALL_HINT = 'run `make install` (npm ci) first'
@@ -706,6 +714,36 @@ def _formula(escaped: str) -> Tuple[str, bool]:
     return tex, True  # a bare `\begin{...}` environment, which is display math
 
 
+_SPAN_TAG = re.compile(r'<span\b|</span>')
+
+
+def _keep_last_box(typeset: str) -> str:
+    """
+    The formula with the last of KaTeX's boxes (the top-level children of `.katex-html`,
+    between which a long formula may break) in `<span class="arithmatex-tail">`. Chrome
+    lets a line end after a box when the box's parent allows wrapping; the tail, which
+    does not, keeps the text after the formula on the box's line, and the other boxes
+    still wrap.
+    """
+    start = typeset.find('<span class="katex-html"')
+    if start < 0:
+        return typeset
+    depth, last = 0, None
+    for tag in _SPAN_TAG.finditer(typeset, typeset.index('>', start) + 1):
+        if tag.group(0) == '</span>':
+            depth -= 1
+            if depth < 0:
+                if last is None:
+                    return typeset
+                return (typeset[:last] + '<span class="arithmatex-tail">' +
+                        typeset[last:tag.start()] + '</span>' + typeset[tag.start():])
+        else:
+            if depth == 0:
+                last = tag.start()
+            depth += 1
+    return typeset
+
+
 def typeset_math(html_text: str, renderer: MathRenderer,
                  where: Callable[[str], str] = lambda tex: 'a page') -> str:
     """
@@ -713,6 +751,11 @@ def typeset_math(html_text: str, renderer: MathRenderer,
     is unchanged) and gets KaTeX's HTML as content and `data-typeset="build"`. A formula KaTeX
     cannot parse raises `MathError` with `where(tex)` (the page, the line when known) and the
     formula; what KaTeX accepts but LaTeX would not is a warning (an error with `--strict`).
+
+    An inline formula and the text that touches it (punctuation after it, `(` before
+    it) are wrapped together in `<span class="arithmatex-nowrap">`, whose CSS
+    (annotated.css) lets no line end between them (`_keep_last_box`): a browser may
+    otherwise break right after KaTeX's last box and start the next line with a period.
     """
     matches = list(_ARITHMATEX.finditer(html_text))
     if not matches:
@@ -730,13 +773,72 @@ def typeset_math(html_text: str, renderer: MathRenderer,
                 warned.add((tex, warning))
                 log.warning(f'{where(tex)}: KaTeX warns about the formula {tex!r}: {warning}')
     out, end = [], 0
-    for match, result in zip(matches, results):
+    for i, (match, result) in enumerate(zip(matches, results)):
         tag = match.group(1)
-        out.append(html_text[end:match.start()])
-        out.append(f'<{tag} class="arithmatex" data-typeset="build">{result["html"]}</{tag}>')
+        before = html_text[end:match.start()]
+        typeset = (f'<{tag} class="arithmatex" data-typeset="build">'
+                   f'{result["html"]}</{tag}>')
         end = match.end()
+        if tag == 'span':
+            # What touches an inline formula, with no space between, ends or starts a
+            # line with it (`of $x$.` never leaves the period alone on the next line)
+            stop = matches[i + 1].start() if i + 1 < len(matches) else len(html_text)
+            lead = _OPENING.search(before)
+            trail = _TOUCHING.match(html_text, end, stop)
+            if lead or trail:
+                opening = lead.group(0) if lead else ''
+                before = before[:len(before) - len(opening)]
+                closing = trail.group(0) if trail else ''
+                if closing:
+                    typeset = _keep_last_box(typeset)
+                typeset = (f'<span class="arithmatex-nowrap">'
+                           f'{opening}{typeset}{closing}</span>')
+                end += len(closing)
+        out.append(before)
+        out.append(typeset)
     out.append(html_text[end:])
     return ''.join(out)
+
+
+# --- math in the search index ---------------------------------------------------------
+
+def _load_math_text():
+    # A file of its own beside this hook; loaded by path, since mkdocs and the tests
+    # import this hook by path too, with no package around it
+    path = Path(__file__).resolve().with_name('math_text.py')
+    spec = importlib.util.spec_from_file_location('labml_nn_bn_hooks_math_text', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+math_text = _load_math_text().math_text
+
+_SEARCH_TEXT = re.compile(
+    r'<(span|div) class="arithmatex" data-math-text="(\d+)">.*?</\1>', re.DOTALL)
+
+
+def formulas_as_text(html_text: str) -> Tuple[str, List[str]]:
+    """
+    The page with each formula's TeX replaced by its plain-text reading
+    (`math_text.py`), for the search index, and the formulas' elements as they were, for
+    `formulas_as_tex`.
+    """
+    originals: List[str] = []
+
+    def read(match):
+        originals.append(match.group(0))
+        tag = match.group(1)
+        text = html.escape(math_text(_formula(match.group(2))[0]), quote=False)
+        number = len(originals) - 1
+        return f'<{tag} class="arithmatex" data-math-text="{number}">{text}</{tag}>'
+
+    return _ARITHMATEX.sub(read, html_text), originals
+
+
+def formulas_as_tex(html_text: str, originals: List[str]) -> str:
+    """The page of `formulas_as_text` with its formulas' elements as they were."""
+    return _SEARCH_TEXT.sub(lambda m: originals[int(m.group(2))], html_text)
 
 
 # --- mkdocs events ------------------------------------------------------------------------
@@ -990,6 +1092,34 @@ def _where(page, config) -> Callable[[str], str]:
         line = _source_line(split_lines(text), needle)
         return f'{name}: line {line}' if line else name
     return where
+
+
+# A page's formulas while the search plugin reads it, by page
+_formulas_for_search: Dict[str, List[str]] = {}
+
+
+@event_priority(50)
+def _search_reads_formulas_as_text(context, page, config, nav):
+    # Material's search plugin indexes `page.content` in its `on_page_context` (priority
+    # 0), long before the math is typeset (`on_post_page`): without this the index, and
+    # the snippets of search results, would hold each formula's TeX (`\mu_\mathcal{B}`)
+    if not page.content:
+        return context
+    page.content, originals = formulas_as_text(page.content)
+    _formulas_for_search[page.file.src_uri] = originals
+    return context
+
+
+@event_priority(-50)
+def _page_shows_formulas_typeset(context, page, config, nav):
+    # Right after the search plugin: the page itself gets its TeX back, to be typeset
+    originals = _formulas_for_search.pop(page.file.src_uri, [])
+    page.content = formulas_as_tex(page.content, originals)
+    return context
+
+
+on_page_context = CombinedEvent(_search_reads_formulas_as_text,
+                                _page_shows_formulas_typeset)
 
 
 def on_post_page(output, page, config):

@@ -34,6 +34,7 @@ top of this module.
 
 import itertools
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
@@ -173,6 +174,39 @@ def batch_stream(x: torch.Tensor, y: torch.Tensor, batch_size: int,
     _check_batch_fits(batch_size, len(y))
     while True:
         yield from data.batches(x, y, batch_size, generator=generator, drop_last=True)
+
+
+# ## A run that an experiment watches
+#
+# Some experiments study a network while it trains: they measure it before the first
+# update and every few steps after (its test accuracy, the distribution of a layer's
+# inputs), and a run whose loss stops being finite is one of their results, not a
+# failure. `train_watched` is that run, written once: the first measurement, the steps
+# over an endless stream of shuffled batches with `on_step` after each, and the time it
+# all took, measurements included.
+def train_watched(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                  train: Tuple[torch.Tensor, torch.Tensor], batch_size: int,
+                  generator: torch.Generator, steps: int, *,
+                  before: Callable[[], None], on_step: Callable[[Step], None],
+                  check_every: Optional[int] = None, progress: Optional[str] = 'Train',
+                  divergence_is_a_result: bool = True) -> Tuple[Optional[int], float]:
+    """
+    Calls `before()`, then runs `steps` steps of `train_steps` over
+    `batch_stream(*train, batch_size, generator)` (same `on_step`, `check_every` and
+    `progress`). Returns the first step whose loss was not finite (None if the run
+    finished) and the seconds since `before` was called. With
+    `divergence_is_a_result=False` a divergence raises `DivergenceError`.
+    """
+    start = time.perf_counter()
+    before()
+    try:
+        train_steps(model, optimizer, batch_stream(*train, batch_size, generator),
+                    steps, on_step=on_step, check_every=check_every, progress=progress)
+    except DivergenceError as e:
+        if not divergence_is_a_result:
+            raise
+        return e.step, time.perf_counter() - start
+    return None, time.perf_counter() - start
 
 
 # ## Training for epochs
@@ -413,6 +447,28 @@ def pick_device(name: str) -> torch.device:
     elif device.type != 'cpu':
         raise ValueError(f"device {name!r}: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
     return device
+
+
+# On a CPU, the experiments' small networks (matrices of $60 \times 100$, say) gain
+# little from several threads, and on a shared machine extra threads mostly wait for
+# each other. Inside `one_cpu_thread(device)` torch uses one thread when `device` is a
+# CPU; with `flush_denormal=True` it also flushes subnormal numbers (below $10^{-38}$)
+# to zero, which x86 CPUs compute with many times more slowly (saturated sigmoids make
+# them). Both settings are put back afterwards.
+@contextmanager
+def one_cpu_thread(device: torch.device, flush_denormal: bool = False):
+    threads = torch.get_num_threads()
+    on_cpu = torch.device(device).type == 'cpu'
+    if on_cpu:
+        torch.set_num_threads(1)
+        if flush_denormal:
+            torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        if on_cpu and flush_denormal:
+            torch.set_flush_denormal(False)
 
 
 OPTIMIZERS = ('adam', 'sgd')

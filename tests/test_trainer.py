@@ -5,11 +5,13 @@ run folder left behind; a diverging run stops at its first non-finite loss; runs
 --logs-dir or labml's configuration says, with one clear line when nothing is writable; plain
 output when stdout is not a terminal.
 """
+import dataclasses
 import math
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Tuple
 
 import pytest
 import torch
@@ -720,3 +722,41 @@ def test_parse_experiment_arguments_marks_the_given_options_and_runs_the_checks(
     help_text = _experiment_parser().format_help()
     assert '--figure FIGURE' in help_text
     assert 'also write the figure to this SVG file' in help_text
+
+
+@dataclasses.dataclass
+class _Settings:
+    steps: int = 100
+    seeds: Tuple[int, ...] = (0, 1)
+    device: str = 'auto'
+
+
+def test_settings_from_lays_the_given_options_on_the_smoke_settings():
+    parser = cli.make_parser('prog', '')
+    parser.add_argument('--steps', type=int, default=100)
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
+    cli.add_device_argument(parser)
+    cli.add_figure_and_smoke_arguments(parser, smoke_help='seconds')
+    smoke = _Settings(steps=5, seeds=(7,), device='cpu')
+
+    def settings(argv):
+        args = parser.parse_args(argv)
+        args.given = cli.given_options(parser, argv)
+        return cli.settings_from(args, _Settings, smoke)
+
+    # Only what was written replaces a smoke setting; lists become tuples
+    assert settings(['--smoke', '--seeds', '3', '4']) == _Settings(5, (3, 4), 'cpu')
+    # Written at its default value, an option still replaces the smoke setting
+    assert settings(['--smoke', '--steps', '100']) == _Settings(100, (7,), 'cpu')
+    assert settings(['--smoke']) == smoke
+    # Without --smoke: every option's value (--figure and --smoke are not settings)
+    assert settings(['--steps', '9']) == _Settings(9, (0, 1), 'auto')
+    assert settings([]) == _Settings()
+
+
+def test_check_probe_size_refuses_a_probe_larger_than_the_test_set():
+    cli.check_probe_size(1000, 1000)
+    with pytest.raises(cli.UsageError) as error:
+        cli.check_probe_size(1001, 1000)
+    assert str(error.value) == ('argument --probe-size: expected at most the 1,000 '
+                                'test images of this data set, got 1,001')

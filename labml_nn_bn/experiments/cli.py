@@ -27,6 +27,7 @@ Imports run one way: this module uses the trainer; the trainer never uses it.
 """
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
@@ -351,6 +352,26 @@ def parse_experiment_arguments(
     return args
 
 
+def settings_from(args: argparse.Namespace, settings_class, smoke):
+    """
+    The settings a run uses, from `parse_experiment_arguments`' `args`: with `--smoke`,
+    the smoke settings `smoke` with every option written on the command line on top (so
+    that no value the user typed is dropped without a word); else a `settings_class` (a
+    dataclass) of every option's value. Options that are not settings are left out, and
+    lists become tuples, as the settings keep them.
+    """
+    fields = {f.name for f in dataclasses.fields(settings_class)}
+
+    def value(name):
+        v = getattr(args, name)
+        return tuple(v) if isinstance(v, list) else v
+
+    if args.smoke:
+        given = {k: value(k) for k in args.given if k in fields}
+        return dataclasses.replace(smoke, **given)
+    return settings_class(**{k: value(k) for k in vars(args) if k in fields})
+
+
 # ## Checks
 #
 # Made before anything is loaded, trained or written: each refuses a value with a
@@ -509,6 +530,14 @@ def check_batch_size(batch_size: int, n_train: int, hint: str = '', option: str 
     if batch_size > n_train:
         raise UsageError(f'argument {option}: {batch_size} is larger than the {n_train:,} '
                          f'training images; use a smaller batch{hint}')
+
+
+def check_probe_size(probe_size: int, n_test: int):
+    """Once the data size is known: a fixed probe batch of the first test images, which
+    Figure 1 and its follow-ups measure, must fit in the test set."""
+    if probe_size > n_test:
+        raise UsageError(f'argument --probe-size: expected at most the {n_test:,} test '
+                         f'images of this data set, got {probe_size:,}')
 
 
 def limit_training_data(x: torch.Tensor, y: torch.Tensor, limit: int,

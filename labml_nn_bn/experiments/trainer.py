@@ -14,13 +14,15 @@ device, build an optimizer, run mini-batch steps over tensors that already live 
 and evaluate in `eval()` mode. They share this one module, so that a reader studies the
 training loop once, and so that the experiments differ only in what they are about.
 
-Two ways to train, on the same loop:
+Three ways to train, on the same loop:
 
 * `train_steps(model, optimizer, batches, steps, on_step=...)` runs a given number of steps
   and calls `on_step` after each one. Experiments that record something at regular steps
   (the paper's Figure 1 records the test accuracy and the distribution of a sigmoid's input over
   50,000 steps) use it with `batch_stream`, an endless supply of shuffled mini-batches.
 * `train_epochs(...)` wraps it into epochs, evaluating on the test set after each one.
+* `train_watched(...)` is `train_steps` over `batch_stream` for the experiments that measure
+  a run as it goes, and count a run that diverges as one of their results.
 
 A training run whose loss becomes `nan` or `inf` stops at the first such step with a
 `DivergenceError` that names the step, the loss and what to try; it never runs on to report the

@@ -310,10 +310,7 @@ def load_data(settings: Settings, log=print) -> Tuple[data.DeviceData, str]:
                                              settings.download, settings.device,
                                              seed=settings.seed,
                                              batch_size=settings.batch_size, log=log)
-    if settings.probe_size > len(tensors.test_y):
-        raise cli.UsageError(f'argument --probe-size: expected at most the '
-                             f'{len(tensors.test_y):,} test images of this data set, '
-                             f'got {settings.probe_size:,}')
+    cli.check_probe_size(settings.probe_size, len(tensors.test_y))
     return tensors, str(dataset)
 
 
@@ -655,13 +652,8 @@ def check_values(args: argparse.Namespace):
 def main(argv=None):
     def start():
         args = parse_args(argv)
-        fields = {f.name for f in dataclasses.fields(Settings)}
-        if args.smoke:
-            # The smoke settings, with every option written on the command line on top
-            settings = dataclasses.replace(SMOKE, **{k: getattr(args, k) for k in args.given
-                                                     if k in fields})
-        else:
-            settings = Settings(**{k: v for k, v in vars(args).items() if k in fields})
+        # With --smoke, the smoke settings, with the options written on top
+        settings = cli.settings_from(args, Settings, SMOKE)
         if 'record_every' not in args.given:
             # The default spacing of records, shortened to fit a run shorter than it; one
             # that the user gave is checked instead

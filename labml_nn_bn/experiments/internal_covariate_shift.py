@@ -199,7 +199,6 @@ whether the noise is on at test time, and the range of step sizes along the grad
 """
 
 import argparse
-import dataclasses
 import math
 import sys
 from dataclasses import dataclass, field
@@ -574,10 +573,7 @@ def load_data(settings: Settings, log=print) -> Tuple[data.DeviceData, str]:
     tensors, dataset = cli.load_checked_data(settings.dataset, settings.data_dir,
                                              settings.download, settings.device, seed=0,
                                              batch_size=settings.batch_size, log=log)
-    if settings.probe_size > len(tensors.test_y):
-        raise cli.UsageError(f'argument --probe-size: expected at most the '
-                             f'{len(tensors.test_y):,} test images of this data set, '
-                             f'got {settings.probe_size:,}')
+    cli.check_probe_size(settings.probe_size, len(tensors.test_y))
     return tensors, str(dataset)
 
 
@@ -1052,13 +1048,8 @@ def check_settings(settings: Settings):
 
 
 def _settings_from(args) -> Settings:
-    fields = {f.name for f in dataclasses.fields(Settings)}
-    given = {k: getattr(args, k) for k in args.given if k in fields}
-    for k in ('learning_rates', 'seeds', 'noise_sweep'):
-        if k in given:
-            given[k] = tuple(given[k])
-    # The smoke settings, or the defaults, with every option written on the command line on top
-    settings = dataclasses.replace(SMOKE if args.smoke else Settings(), **given)
+    # With --smoke, the smoke settings, with the options written on top
+    settings = cli.settings_from(args, Settings, SMOKE)
     # The default spacings, shortened to fit a shorter run; a spacing that was given is
     # checked instead
     if 'record_every' not in args.given:

@@ -870,15 +870,8 @@ def check_settings(settings: Settings):
 def main(argv=None):
     def start():
         args = parse_args(argv)
-        fields = {f.name for f in dataclasses.fields(Settings)}
-        given = {k: tuple(v) if isinstance(v, list) else v
-                 for k, v in vars(args).items() if k in fields}
-        if args.smoke:
-            # The smoke settings, with every option written on the command line on top
-            settings = dataclasses.replace(SMOKE, **{k: given[k] for k in args.given
-                                                     if k in fields})
-        else:
-            settings = Settings(**given)
+        # With --smoke, the smoke settings, with the options written on top
+        settings = cli.settings_from(args, Settings, SMOKE)
         if 'record_every' not in args.given:
             # The default spacing of records, shortened to fit a run shorter than it
             settings.record_every = min(settings.record_every, settings.steps)

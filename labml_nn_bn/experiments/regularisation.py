@@ -805,17 +805,8 @@ def check_arguments(args: argparse.Namespace):
 
 
 def settings_of(args: argparse.Namespace) -> Settings:
-    fields = {f.name for f in dataclasses.fields(Settings)}
-    tuples = {'seeds', 'networks', 'noise_epochs'}
-
-    def value(k):
-        v = getattr(args, k)
-        return tuple(v) if k in tuples else v
-
-    if args.smoke:
-        # The smoke settings, with every option written on the command line on top
-        return dataclasses.replace(SMOKE, **{k: value(k) for k in args.given if k in fields})
-    return Settings(**{k: value(k) for k in vars(args) if k in fields})
+    # With --smoke, the smoke settings, with the options written on top
+    return cli.settings_from(args, Settings, SMOKE)
 
 
 def main(argv=None):

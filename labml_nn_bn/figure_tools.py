@@ -15,6 +15,8 @@ one way.
   with nothing when it is a diagram (a stamp there would name a run that never happened);
 * `save_values` keeps the measured values a figure's text quotes in a JSON file beside it
   (`docs/figures/<name>.json`, see `labml_nn_bn.measured`);
+* `save_figure` does both for a figure drawn from the values it quotes: the experiments'
+  `make_figures` write every figure of a run this way;
 * `write_atomically` writes through a temporary file in the same folder and renames it into
   place.
 """
@@ -24,7 +26,7 @@ import os
 import platform
 import tempfile
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 
@@ -124,3 +126,16 @@ def save_values(path: Path, values: Dict, stamp_text: str) -> Path:
                       allow_nan=False) + '\n'
     write_atomically(Path(path), text.encode('utf-8'))
     return Path(path)
+
+
+def save_figure(out_dir: Path, name: str, draw: Callable, values: Dict,
+                stamp_text: str) -> List[Path]:
+    """
+    `name.svg`, drawn by `draw(values, pyplot())`, and `name.json` with `values`, both
+    stamped with `stamp_text`, in `out_dir`; returns their paths, the SVG first. One
+    call, so that a figure and the numbers its page quotes are always written together,
+    from the same values and with the same stamp.
+    """
+    out_dir = Path(out_dir)
+    svg = save_svg(draw(values, pyplot()), out_dir / f'{name}.svg', stamp_text)
+    return [svg, save_values(out_dir / f'{name}.json', values, stamp_text)]

@@ -289,3 +289,23 @@ def test_every_benchmark_script_runs_its_main_through_the_interrupt_handler():
         if "if __name__ == '__main__':" in text:
             block = text.split("if __name__ == '__main__':", 1)[1]
             assert 'cli_checks.run(main' in block, path.name
+
+
+def test_save_figure_writes_the_drawing_and_its_values_with_one_stamp(tmp_path):
+    drawn = []
+
+    def draw(values, plt):
+        drawn.append(values)
+        fig, ax = plt.subplots()
+        ax.plot(values['x'], values['y'])
+        return fig
+
+    values = {'x': [0, 1, 2], 'y': [0.5, 0.25, 0.125]}
+    paths = figure_tools.save_figure(tmp_path / 'new', 'demo', draw, values, 'a stamp')
+    assert paths == [tmp_path / 'new' / 'demo.svg', tmp_path / 'new' / 'demo.json']
+    assert drawn == [values]
+    assert json.loads(paths[1].read_text()) == {'stamp': 'a stamp', 'values': values}
+    # The same file as saving the drawing and the values one by one
+    figure_tools.save_svg(draw(values, figure_tools.pyplot()), tmp_path / 'one.svg',
+                          'a stamp')
+    assert paths[0].read_bytes() == (tmp_path / 'one.svg').read_bytes()

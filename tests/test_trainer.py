@@ -5,11 +5,13 @@ run folder left behind; a diverging run stops at its first non-finite loss; runs
 --logs-dir or labml's configuration says, with one clear line when nothing is writable; plain
 output when stdout is not a terminal.
 """
+import dataclasses
 import math
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Tuple
 
 import pytest
 import torch
@@ -598,3 +600,163 @@ def test_statistics_kept_puts_back_every_buffer_and_the_mode_even_on_an_error():
     assert not model.training
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+# ## The helpers the experiments share
+def test_train_watched_measures_first_and_returns_the_first_non_finite_step():
+    model = _NaNAt(at=3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+    events = []
+    diverged_at, seconds = trainer.train_watched(
+        model, optimizer, (x, y), 8, torch.Generator(), 20,
+        before=lambda: events.append('before'), on_step=lambda s: events.append(s.step))
+    # The measurement before any update comes first; the run ends at its first bad step
+    assert events == ['before', 1, 2] and diverged_at == 3 and seconds >= 0
+    with pytest.raises(trainer.DivergenceError, match='at step 3'):
+        trainer.train_watched(_NaNAt(at=3), optimizer, (x, y), 8, torch.Generator(), 20,
+                              before=lambda: None, on_step=lambda s: None,
+                              divergence_is_a_result=False)
+
+
+def test_train_watched_trains_as_train_steps_over_batch_stream():
+    x, y = torch.randn(40, 4), torch.randint(0, 3, (40,))
+
+    def weights(watched: bool):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 3)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        generator = torch.Generator().manual_seed(1)
+        steps = []
+        if watched:
+            result = trainer.train_watched(model, optimizer, (x, y), 8, generator, 7,
+                                           before=lambda: None,
+                                           on_step=lambda s: steps.append(s.step))
+            assert result[0] is None
+        else:
+            stream = trainer.batch_stream(x, y, 8, generator)
+            trainer.train_steps(model, optimizer, stream, 7,
+                                on_step=lambda s: steps.append(s.step))
+        assert steps == list(range(1, 8))
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    # The same batches in the same order (5 a pass: the stream runs into a second pass)
+    assert torch.equal(weights(True), weights(False))
+
+
+def test_one_cpu_thread_puts_the_settings_back_even_on_an_error():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError):
+            with trainer.one_cpu_thread(torch.device('cpu')):
+                assert torch.get_num_threads() == 1
+                raise RuntimeError('stop')
+        assert torch.get_num_threads() == 2
+        # A GPU run keeps the CPU threads it has
+        with trainer.one_cpu_thread(torch.device('cuda')):
+            assert torch.get_num_threads() == 2
+        subnormal = torch.tensor([1e-39])
+        if torch.set_flush_denormal(True):  # False where the CPU cannot flush them
+            torch.set_flush_denormal(False)
+            with trainer.one_cpu_thread('cpu', flush_denormal=True):
+                assert (subnormal * 1).item() == 0
+            assert (subnormal * 1).item() != 0
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_load_checked_data_limits_the_data_and_checks_the_batch_size():
+    lines = []
+    tensors, dataset = cli.load_checked_data('mnist-5k', None, False, 'cpu', seed=3,
+                                             batch_size=64, train_limit=100,
+                                             log=lines.append)
+    assert len(tensors.train_y) == 100 and tensors.train_x.shape == (100, 1, 28, 28)
+    assert len(lines) == 1 and lines[0].startswith(f'Data: {dataset} (')
+    # The same images as `limit_training_data` draws with the same seed
+    full, _ = cli.load_checked_data('mnist-5k', None, False, 'cpu', seed=3,
+                                    batch_size=64, log=lambda line: None)
+    x, _ = cli.limit_training_data(full.train_x, full.train_y, 100, 3)
+    assert torch.equal(tensors.train_x, x)
+    too_large = ('argument --batch-size: 128 is larger than the 100 training images; '
+                 'use a smaller batch')
+    with pytest.raises(cli.UsageError, match=too_large):
+        cli.load_checked_data('mnist-5k', None, False, 'cpu', seed=3, batch_size=128,
+                              train_limit=100, log=lambda line: None)
+
+
+def _experiment_parser():
+    parser = cli.make_parser('prog', 'an experiment')
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
+    parser.add_argument('--epochs', type=int, default=2)
+    cli.add_logs_argument(parser)
+    cli.add_figure_and_smoke_arguments(parser, smoke_help='seconds')
+    return parser
+
+
+def _different_seeds(args):
+    if len(set(args.seeds)) != len(args.seeds):
+        raise cli.UsageError(f'argument --seeds: expected different seeds, '
+                             f'got {args.seeds}')
+
+
+def test_parse_experiment_arguments_marks_the_given_options_and_runs_the_checks(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = cli.parse_experiment_arguments(_experiment_parser(),
+                                          ['--smoke', '--seeds', '4'], _different_seeds)
+    assert args.smoke and args.figure is None and args.seeds == [4]
+    assert args.given == {'smoke', 'seeds'}
+    refused = [(['--seeds', '1', '1'], 'argument --seeds: expected different seeds'),
+               # The shared checks run first
+               (['--epochs', '0', '--seeds', '1', '1'],
+                'argument --epochs: expected at least 1, got 0'),
+               (['--figure', str(tmp_path)],
+                f'argument --figure: {tmp_path} is a folder, expected a file name')]
+    for argv, message in refused:
+        with pytest.raises(SystemExit) as exit_:
+            cli.parse_experiment_arguments(_experiment_parser(), argv, _different_seeds)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.startswith('usage: prog')
+        assert err.splitlines()[-1].startswith(f'prog: error: {message}'), err
+    help_text = _experiment_parser().format_help()
+    assert '--figure FIGURE' in help_text
+    assert 'also write the figure to this SVG file' in help_text
+
+
+@dataclasses.dataclass
+class _Settings:
+    steps: int = 100
+    seeds: Tuple[int, ...] = (0, 1)
+    device: str = 'auto'
+
+
+def test_settings_from_lays_the_given_options_on_the_smoke_settings():
+    parser = cli.make_parser('prog', '')
+    parser.add_argument('--steps', type=int, default=100)
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
+    cli.add_device_argument(parser)
+    cli.add_figure_and_smoke_arguments(parser, smoke_help='seconds')
+    smoke = _Settings(steps=5, seeds=(7,), device='cpu')
+
+    def settings(argv):
+        args = parser.parse_args(argv)
+        args.given = cli.given_options(parser, argv)
+        return cli.settings_from(args, _Settings, smoke)
+
+    # Only what was written replaces a smoke setting; lists become tuples
+    assert settings(['--smoke', '--seeds', '3', '4']) == _Settings(5, (3, 4), 'cpu')
+    # Written at its default value, an option still replaces the smoke setting
+    assert settings(['--smoke', '--steps', '100']) == _Settings(100, (7,), 'cpu')
+    assert settings(['--smoke']) == smoke
+    # Without --smoke: every option's value (--figure and --smoke are not settings)
+    assert settings(['--steps', '9']) == _Settings(9, (0, 1), 'auto')
+    assert settings([]) == _Settings()
+
+
+def test_check_probe_size_refuses_a_probe_larger_than_the_test_set():
+    cli.check_probe_size(1000, 1000)
+    with pytest.raises(cli.UsageError) as error:
+        cli.check_probe_size(1001, 1000)
+    assert str(error.value) == ('argument --probe-size: expected at most the 1,000 '
+                                'test images of this data set, got 1,001')

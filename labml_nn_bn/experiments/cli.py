@@ -27,6 +27,7 @@ Imports run one way: this module uses the trainer; the trainer never uses it.
 """
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
@@ -313,6 +314,64 @@ def given_options(parser: argparse.ArgumentParser, argv=None) -> set:
             action.default = default
 
 
+# ## The options of an experiment that trains and draws
+#
+# The experiments that train networks and draw what they measured (Figure 1, the
+# learning rates, regularisation, ...) end their parser the same way: `--figure` and
+# `--smoke`, then the shared checks, the options the user wrote (for `--smoke`), and the
+# experiment's own checks. Written once here, so that the order of the checks, and how a
+# refused value is reported, cannot drift apart from one experiment to the next.
+def add_figure_and_smoke_arguments(
+        parser: argparse.ArgumentParser, smoke_help: str,
+        figure_help: str = 'also write the figure to this SVG file'):
+    """`--figure` (an SVG file to write besides the run) and `--smoke` (a run of
+    seconds)."""
+    parser.add_argument('--figure', default=None, help=figure_help)
+    parser.add_argument('--smoke', action='store_true', help=smoke_help)
+
+
+def parse_experiment_arguments(
+        parser: argparse.ArgumentParser, argv=None,
+        check: Optional[Callable[[argparse.Namespace], None]] = None
+) -> argparse.Namespace:
+    """
+    Parses `argv` and makes the checks every experiment shares (`check_arguments`); sets
+    `args.given` to the options written on the command line (`given_options`, which
+    `--smoke` lays on top of its settings); then runs the experiment's own
+    `check(args)`, whose `UsageError` is reported as argparse reports a bad value (usage
+    line, exit 2).
+    """
+    args = parser.parse_args(argv)
+    check_arguments(parser, args)
+    args.given = given_options(parser, argv)
+    if check is not None:
+        try:
+            check(args)
+        except UsageError as e:
+            parser.error(str(e))
+    return args
+
+
+def settings_from(args: argparse.Namespace, settings_class, smoke):
+    """
+    The settings a run uses, from `parse_experiment_arguments`' `args`: with `--smoke`,
+    the smoke settings `smoke` with every option written on the command line on top (so
+    that no value the user typed is dropped without a word); else a `settings_class` (a
+    dataclass) of every option's value. Options that are not settings are left out, and
+    lists become tuples, as the settings keep them.
+    """
+    fields = {f.name for f in dataclasses.fields(settings_class)}
+
+    def value(name):
+        v = getattr(args, name)
+        return tuple(v) if isinstance(v, list) else v
+
+    if args.smoke:
+        given = {k: value(k) for k in args.given if k in fields}
+        return dataclasses.replace(smoke, **given)
+    return settings_class(**{k: value(k) for k in vars(args) if k in fields})
+
+
 # ## Checks
 #
 # Made before anything is loaded, trained or written: each refuses a value with a
@@ -473,6 +532,14 @@ def check_batch_size(batch_size: int, n_train: int, hint: str = '', option: str 
                          f'training images; use a smaller batch{hint}')
 
 
+def check_probe_size(probe_size: int, n_test: int):
+    """Once the data size is known: a fixed probe batch of the first test images, which
+    Figure 1 and its follow-ups measure, must fit in the test set."""
+    if probe_size > n_test:
+        raise UsageError(f'argument --probe-size: expected at most the {n_test:,} test '
+                         f'images of this data set, got {probe_size:,}')
+
+
 def limit_training_data(x: torch.Tensor, y: torch.Tensor, limit: int,
                         seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """A seeded random subset of `limit` training images (all of them when `limit` is 0)."""
@@ -485,6 +552,28 @@ def limit_training_data(x: torch.Tensor, y: torch.Tensor, limit: int,
     subset = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:limit]
     subset = subset.to(y.device)
     return x[subset], y[subset]
+
+
+# The experiments that train networks load their data the same way: on the device,
+# limited when asked, the batch size checked against it, and a line saying where the
+# data came from. This happens before the labml run is created, so that a missing data
+# set or a batch larger than the data ends in one line, and leaves no run folder behind.
+def load_checked_data(dataset: str, data_dir: Optional[str], download: bool,
+                      device: str, *, seed: int, batch_size: int, train_limit: int = 0,
+                      log: Callable[[str], None] = print
+                      ) -> Tuple[data.DeviceData, data.Dataset]:
+    """The data set (`data.load_dataset`, its split drawn with `seed`) as tensors on
+    `device`, the training part limited to `train_limit` images (`limit_training_data`,
+    same seed), and `batch_size` checked against it (`check_batch_size`). Returns the
+    tensors and the data set."""
+    on = trainer.pick_device(device)
+    loaded, how = data.load_dataset(dataset, data_dir, download_ok=download, seed=seed)
+    log(f'Data: {loaded} ({how})')
+    tensors = data.DeviceData(loaded, on)
+    tensors.train_x, tensors.train_y = limit_training_data(
+        tensors.train_x, tensors.train_y, train_limit, seed)
+    check_batch_size(batch_size, len(tensors.train_y))
+    return tensors, loaded
 
 
 def check_labml_configuration():

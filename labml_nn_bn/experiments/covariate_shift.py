@@ -117,7 +117,6 @@ import argparse
 import dataclasses
 import math
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -292,30 +291,26 @@ def train(settings: Settings, batch_norm: bool, tensors: data.DeviceData,
         if s.step in snapshots:
             snapshot(s.step)
 
-    start = time.perf_counter()
-    record(0)
-    if 0 in snapshots:
-        snapshot(0)
-    trainer.train_steps(model, optimizer,
-                        trainer.batch_stream(tensors.train_x, tensors.train_y,
-                                             settings.batch_size, generator),
-                        settings.steps, on_step=on_step)
-    run.seconds = time.perf_counter() - start
+    def before():
+        record(0)
+        if 0 in snapshots:
+            snapshot(0)
+
+    # A run that diverges has no Figure 1 to draw: it ends the experiment with an error
+    _, run.seconds = trainer.train_watched(
+        model, optimizer, (tensors.train_x, tensors.train_y), settings.batch_size,
+        generator, settings.steps, before=before, on_step=on_step,
+        divergence_is_a_result=False)
     run.percentiles = torch.stack(percentiles).cpu()
     return run
 
 
 def load_data(settings: Settings, log=print) -> Tuple[data.DeviceData, str]:
-    device = trainer.pick_device(settings.device)
-    dataset, how = data.load_dataset(settings.dataset, settings.data_dir,
-                                     download_ok=settings.download, seed=settings.seed)
-    log(f'Data: {dataset} ({how})')
-    tensors = data.DeviceData(dataset, device)
-    cli.check_batch_size(settings.batch_size, len(tensors.train_y))
-    if settings.probe_size > len(tensors.test_y):
-        raise cli.UsageError(f'argument --probe-size: expected at most the '
-                             f'{len(tensors.test_y):,} test images of this data set, '
-                             f'got {settings.probe_size:,}')
+    tensors, dataset = cli.load_checked_data(settings.dataset, settings.data_dir,
+                                             settings.download, settings.device,
+                                             seed=settings.seed,
+                                             batch_size=settings.batch_size, log=log)
+    cli.check_probe_size(settings.probe_size, len(tensors.test_y))
     return tensors, str(dataset)
 
 
@@ -336,17 +331,10 @@ def run_both(settings: Settings, log=print, on_record=None,
     tensors, dataset = loaded or load_data(settings, log)
     device = tensors.train_x.device
     runs = {}
-    # On a CPU, matrices of $60 \times 100$ are too small to gain from several threads, and
-    # on a shared machine extra threads mostly wait for each other
-    threads = torch.get_num_threads()
-    if device.type == 'cpu':
-        torch.set_num_threads(1)
-    try:
+    with trainer.one_cpu_thread(device):
         for key, batch_norm in (('no_bn', False), ('bn', True)):
             runs[key] = train(settings, batch_norm, tensors,
                               on_record(key) if on_record is not None else None, snapshots)
-    finally:
-        torch.set_num_threads(threads)
     for key, batch_norm in (('no_bn', False), ('bn', True)):
         log(f'{"with" if batch_norm else "without"} batch norm: test accuracy '
             f'{runs[key].accuracy[-1]:.4f} after {settings.steps} steps '
@@ -574,6 +562,14 @@ SMOKE = Settings(steps=300, record_every=50, probe_size=200, dataset='mnist-5k',
                  download=False)
 
 
+def stamp_of(result, settings: Settings) -> str:
+    """Figure 1's stamp: the data set, the steps, the device."""
+    from labml_nn_bn import figure_tools
+    return figure_tools.stamp(result['dataset'],
+                              f'{settings.steps:,} steps per network',
+                              figure_tools.describe_device(result['device']))
+
+
 def activations_stamp(dataset: str, settings: Settings, trained: int, device: str) -> str:
     """The activation figure's stamp: the data set's short name (the figure is narrower than
     Figure 1), and the steps of each seed."""
@@ -600,20 +596,12 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
         extra = dataclasses.replace(settings, seed=seed, steps=trained, record_every=trained)
         runs[seed] = run_both(extra, loaded=loaded, snapshots=(0, trained))['runs']
     activations = activation_values(runs, trained, settings.steps)
-    stamp_text = figure_tools.stamp(result['dataset'], f'{settings.steps:,} steps per network',
-                                    figure_tools.describe_device(result['device']))
-    out_dir = Path(out_dir)
-    paths = [out_dir / 'covariate_shift.svg', out_dir / 'covariate_shift.json']
-    plot(values, stamp_text, paths[0])
-    figure_tools.save_values(paths[1], values, stamp_text)
-    stamp_text = activations_stamp(result['dataset'], settings, trained,
-                                   figure_tools.describe_device(result['device']))
-    paths += [out_dir / 'covariate_shift_activations.svg',
-              out_dir / 'covariate_shift_activations.json']
-    figure_tools.save_svg(draw_activations(activations, figure_tools.pyplot()), paths[2],
-                          stamp_text)
-    figure_tools.save_values(paths[3], activations, stamp_text)
-    return paths
+    paths = figure_tools.save_figure(out_dir, 'covariate_shift', draw, values,
+                                     stamp_of(result, settings))
+    return paths + figure_tools.save_figure(
+        out_dir, 'covariate_shift_activations', draw_activations, activations,
+        activations_stamp(result['dataset'], settings, trained,
+                          figure_tools.describe_device(result['device'])))
 
 
 # ## Command line
@@ -642,32 +630,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     cli.add_device_argument(parser, d.device)
     cli.add_data_arguments(parser, d.dataset, train_limit=False)
     cli.add_logs_argument(parser)
-    parser.add_argument('--figure', default=None, help='also write the figure to this SVG file')
-    parser.add_argument('--smoke', action='store_true',
-                        help='a run of seconds (300 steps on the offline subset), for tests; '
-                             'options given with it override its settings')
-    args = parser.parse_args(argv)
-    cli.check_arguments(parser, args)
-    args.given = cli.given_options(parser, argv)
+    cli.add_figure_and_smoke_arguments(
+        parser, smoke_help='a run of seconds (300 steps on the offline subset), for '
+                           'tests; options given with it override its settings')
+    return cli.parse_experiment_arguments(parser, argv, check_values)
+
+
+def check_values(args: argparse.Namespace):
+    """What `cli.check_values` does not know about."""
     if args.record_every < 1:
-        parser.error(f'argument --record-every: expected at least 1, got {args.record_every}')
+        raise cli.UsageError(f'argument --record-every: expected at least 1, '
+                             f'got {args.record_every}')
     if args.probe_size < 2:
-        parser.error(f'argument --probe-size: expected at least 2, got {args.probe_size}')
+        raise cli.UsageError(f'argument --probe-size: expected at least 2, '
+                             f'got {args.probe_size}')
     if not (math.isfinite(args.sigma) and args.sigma > 0):
-        parser.error(f'argument --sigma: expected a finite number > 0, got {args.sigma}')
-    return args
+        raise cli.UsageError(f'argument --sigma: expected a finite number > 0, '
+                             f'got {args.sigma}')
 
 
 def main(argv=None):
     def start():
         args = parse_args(argv)
-        fields = {f.name for f in dataclasses.fields(Settings)}
-        if args.smoke:
-            # The smoke settings, with every option written on the command line on top
-            settings = dataclasses.replace(SMOKE, **{k: getattr(args, k) for k in args.given
-                                                     if k in fields})
-        else:
-            settings = Settings(**{k: v for k, v in vars(args).items() if k in fields})
+        # With --smoke, the smoke settings, with the options written on top
+        settings = cli.settings_from(args, Settings, SMOKE)
         if 'record_every' not in args.given:
             # The default spacing of records, shortened to fit a run shorter than it; one
             # that the user gave is checked instead
@@ -682,10 +668,8 @@ def main(argv=None):
         with cli.labml_run('covariate_shift', vars(settings), logs_dir=args.logs_dir):
             result = run_both(settings, on_record=on_record, loaded=loaded)
         if args.figure:
-            from labml_nn_bn import figure_tools
-            plot(values_of(result, settings),
-                 figure_tools.stamp(result['dataset'], f'{settings.steps:,} steps per network',
-                                    figure_tools.describe_device(result['device'])), Path(args.figure))
+            plot(values_of(result, settings), stamp_of(result, settings),
+                 Path(args.figure))
         return result
 
     return cli.run_main(start, PROG)

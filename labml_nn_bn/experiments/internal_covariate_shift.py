@@ -199,10 +199,8 @@ whether the noise is on at test time, and the range of step sizes along the grad
 """
 
 import argparse
-import dataclasses
 import math
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -559,16 +557,10 @@ def train(settings: Settings, kind: str, learning_rate: float, seed: int,
             run.landscape_steps.append(s.step)
             run.landscape.append(landscape(model, s.x, s.y, step_sizes))
 
-    start = time.perf_counter()
-    record(0)
-    try:
-        trainer.train_steps(model, optimizer,
-                            trainer.batch_stream(tensors.train_x, tensors.train_y,
-                                                 settings.batch_size, generator),
-                            settings.steps, on_step=on_step, progress=None)
-    except trainer.DivergenceError as e:
-        run.diverged_at = e.step
-    run.seconds = time.perf_counter() - start
+    run.diverged_at, run.seconds = trainer.train_watched(
+        model, optimizer, (tensors.train_x, tensors.train_y), settings.batch_size,
+        generator, settings.steps, before=lambda: record(0), on_step=on_step,
+        progress=None)
     percentiles = torch.stack(percentiles).cpu()
     # A record taken just before the loss turned non-finite may already hold infinities:
     # the distribution is kept up to the last finite record
@@ -578,16 +570,10 @@ def train(settings: Settings, kind: str, learning_rate: float, seed: int,
 
 
 def load_data(settings: Settings, log=print) -> Tuple[data.DeviceData, str]:
-    device = trainer.pick_device(settings.device)
-    dataset, how = data.load_dataset(settings.dataset, settings.data_dir,
-                                     download_ok=settings.download, seed=0)
-    log(f'Data: {dataset} ({how})')
-    tensors = data.DeviceData(dataset, device)
-    cli.check_batch_size(settings.batch_size, len(tensors.train_y))
-    if settings.probe_size > len(tensors.test_y):
-        raise cli.UsageError(f'argument --probe-size: expected at most the '
-                             f'{len(tensors.test_y):,} test images of this data set, '
-                             f'got {settings.probe_size:,}')
+    tensors, dataset = cli.load_checked_data(settings.dataset, settings.data_dir,
+                                             settings.download, settings.device, seed=0,
+                                             batch_size=settings.batch_size, log=log)
+    cli.check_probe_size(settings.probe_size, len(tensors.test_y))
     return tensors, str(dataset)
 
 
@@ -612,11 +598,7 @@ def run_all(settings: Settings, log=print, on_record=None,
     tensors, dataset = loaded or load_data(settings, log)
     device = tensors.train_x.device
     runs: List[Run] = []
-    # Matrices of $60 \times 100$ gain nothing from several CPU threads
-    threads = torch.get_num_threads()
-    if device.type == 'cpu':
-        torch.set_num_threads(1)
-    try:
+    with trainer.one_cpu_thread(device):
         for kind, lr, k, measure in planned_runs(settings):
             for seed in settings.seeds:
                 hook = on_record(kind, lr, k, seed) if on_record is not None else None
@@ -627,8 +609,6 @@ def run_all(settings: Settings, log=print, on_record=None,
                     else f'test accuracy {run.test_accuracy[-1]:.4f}'
                 log(f'{kind:15s} lr {lr:g} noise {k:g} seed {seed}: {ended} '
                     f'({run.seconds:.1f} s)')
-    finally:
-        torch.set_num_threads(threads)
     return {'runs': runs, 'dataset': dataset, 'device': device}
 
 
@@ -971,15 +951,10 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
     result = run_all(settings)
     accuracy, landscape_values = values_of(result, settings)
     stamp_text = _stamp(settings, result)
-    out_dir = Path(out_dir)
-    paths = [out_dir / 'internal_covariate_shift.svg', out_dir / 'internal_covariate_shift.json',
-             out_dir / 'internal_covariate_shift_landscape.svg',
-             out_dir / 'internal_covariate_shift_landscape.json']
-    plot(accuracy, stamp_text, paths[0])
-    figure_tools.save_values(paths[1], accuracy, stamp_text)
-    plot(landscape_values, stamp_text, paths[2], draw_landscape)
-    figure_tools.save_values(paths[3], landscape_values, stamp_text)
-    return paths
+    return (figure_tools.save_figure(out_dir, 'internal_covariate_shift', draw,
+                                     accuracy, stamp_text) +
+            figure_tools.save_figure(out_dir, 'internal_covariate_shift_landscape',
+                                     draw_landscape, landscape_values, stamp_text))
 
 
 # ## Command line
@@ -1021,42 +996,44 @@ def parse_args(argv=None) -> argparse.Namespace:
     cli.add_device_argument(parser, d.device)
     cli.add_data_arguments(parser, d.dataset, train_limit=False)
     cli.add_logs_argument(parser)
-    parser.add_argument('--figure', default=None,
-                        help='also write the accuracy figure to this SVG file (and the '
-                             'landscape figure beside it, with _landscape added to its name)')
-    parser.add_argument('--smoke', action='store_true',
-                        help='a run of seconds (150 steps, one seed, one other noise strength, '
-                             'on the offline subset), for tests; options given with it '
-                             'override its settings')
-    args = parser.parse_args(argv)
-    cli.check_arguments(parser, args)
-    args.given = cli.given_options(parser, argv)
-    try:
-        for seed in args.seeds:
-            cli.check_seed(seed, '--seeds')
-    except cli.UsageError as e:
-        parser.error(str(e))
+    cli.add_figure_and_smoke_arguments(
+        parser,
+        figure_help='also write the accuracy figure to this SVG file (and the '
+                    'landscape figure beside it, with _landscape added to its name)',
+        smoke_help='a run of seconds (150 steps, one seed, one other noise strength, '
+                   'on the offline subset), for tests; options given with it override '
+                   'its settings')
+    return cli.parse_experiment_arguments(parser, argv, check_values)
+
+
+def check_values(args: argparse.Namespace):
+    """What `cli.check_values` does not know about."""
+    for seed in args.seeds:
+        cli.check_seed(seed, '--seeds')
     for lr in args.learning_rates:
         if not (math.isfinite(lr) and lr > 0):
-            parser.error(f'argument --lrs: expected finite numbers > 0, got {lr}')
+            raise cli.UsageError(f'argument --lrs: expected finite numbers > 0, '
+                                 f'got {lr}')
     for name, values in (('--seeds', args.seeds), ('--lrs', args.learning_rates)):
         if len(set(values)) != len(values):
-            parser.error(f'argument {name}: expected different values, got {values}')
+            raise cli.UsageError(f'argument {name}: expected different values, '
+                                 f'got {values}')
     for name in ('hidden', 'layers', 'record_every'):
         if getattr(args, name) < 1:
-            parser.error(f'argument --{name.replace("_", "-")}: expected at least 1, '
-                         f'got {getattr(args, name)}')
+            option = f'--{name.replace("_", "-")}'
+            raise cli.UsageError(f'argument {option}: expected at least 1, '
+                                 f'got {getattr(args, name)}')
     if args.landscape_every < 0:
-        parser.error(f'argument --landscape-every: expected 0 (none) or more, '
-                     f'got {args.landscape_every}')
+        raise cli.UsageError(f'argument --landscape-every: expected 0 (none) or more, '
+                             f'got {args.landscape_every}')
     if args.probe_size < 2:
-        parser.error(f'argument --probe-size: expected at least 2, got {args.probe_size}')
+        raise cli.UsageError(f'argument --probe-size: expected at least 2, '
+                             f'got {args.probe_size}')
     for k in [args.noise] + args.noise_sweep:
         if not (math.isfinite(k) and k > 0):
             option = '--noise' if k == args.noise else '--noise-sweep'
-            parser.error(f'argument {option}: expected finite strengths > 0 (the plain '
-                         f'networks are strength 0), got {k}')
-    return args
+            raise cli.UsageError(f'argument {option}: expected finite strengths > 0 '
+                                 f'(the plain networks are strength 0), got {k}')
 
 
 def check_settings(settings: Settings):
@@ -1071,13 +1048,8 @@ def check_settings(settings: Settings):
 
 
 def _settings_from(args) -> Settings:
-    fields = {f.name for f in dataclasses.fields(Settings)}
-    given = {k: getattr(args, k) for k in args.given if k in fields}
-    for k in ('learning_rates', 'seeds', 'noise_sweep'):
-        if k in given:
-            given[k] = tuple(given[k])
-    # The smoke settings, or the defaults, with every option written on the command line on top
-    settings = dataclasses.replace(SMOKE if args.smoke else Settings(), **given)
+    # With --smoke, the smoke settings, with the options written on top
+    settings = cli.settings_from(args, Settings, SMOKE)
     # The default spacings, shortened to fit a shorter run; a spacing that was given is
     # checked instead
     if 'record_every' not in args.given:

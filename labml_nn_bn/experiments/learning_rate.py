@@ -193,7 +193,6 @@ import dataclasses
 import math
 import statistics
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -343,9 +342,10 @@ class Run:
 
 # ## One run
 #
-# The [shared trainer](trainer.md) runs the steps and raises `DivergenceError` at the first
-# non-finite loss. Divergence is one of the outcomes this experiment measures, so it is caught
-# here and recorded with its step: the run is kept, drawn, and counted.
+# The [shared trainer](trainer.md) runs the steps and stops at the first non-finite
+# loss. Divergence is one of the outcomes this experiment measures, so the trainer's
+# `train_watched` returns that step instead of raising, and the run records it: the run
+# is kept, drawn, and counted.
 def train(settings: Settings, batch_norm: bool, learning_rate: float, seed: int,
           tensors: data.DeviceData, other_lr: Optional[float] = None) -> Run:
     """One run; with `other_lr`, only the scale-invariant weights train at `learning_rate`,
@@ -377,21 +377,14 @@ def train(settings: Settings, batch_norm: bool, learning_rate: float, seed: int,
         if s.step % settings.record_every == 0 or s.step == settings.steps:
             record(s.step)
 
-    start = time.perf_counter()
-    record(0)
-    try:
-        trainer.train_steps(model, optimizer,
-                            trainer.batch_stream(tensors.train_x, tensors.train_y,
-                                                 settings.batch_size, generator),
-                            settings.steps, on_step=on_step, progress=None,
-                            # On a GPU the trainer looks at the loss only every few steps; at
-                            # every record, it names the first non-finite step before
-                            # `record` would see the weights
-                            check_every=None if tensors.train_x.device.type == 'cpu'
-                            else settings.record_every)
-    except trainer.DivergenceError as e:
-        run.diverged_at = e.step
-    run.seconds = time.perf_counter() - start
+    run.diverged_at, run.seconds = trainer.train_watched(
+        model, optimizer, (tensors.train_x, tensors.train_y), settings.batch_size,
+        generator, settings.steps, before=lambda: record(0), on_step=on_step,
+        progress=None,
+        # On a GPU the trainer looks at the loss only every few steps; at every record,
+        # it names the first non-finite step before `record` would see the weights
+        check_every=(None if tensors.train_x.device.type == 'cpu'
+                     else settings.record_every))
     return run
 
 
@@ -401,12 +394,9 @@ def train(settings: Settings, batch_norm: bool, learning_rate: float, seed: int,
 # multiples that the grid lacks. Runs of the two networks with the same seed see the same
 # mini-batches in the same order.
 def load_data(settings: Settings, log=print) -> Tuple[data.DeviceData, str]:
-    device = trainer.pick_device(settings.device)
-    dataset, how = data.load_dataset(settings.dataset, settings.data_dir,
-                                     download_ok=settings.download, seed=0)
-    log(f'Data: {dataset} ({how})')
-    tensors = data.DeviceData(dataset, device)
-    cli.check_batch_size(settings.batch_size, len(tensors.train_y))
+    tensors, dataset = cli.load_checked_data(settings.dataset, settings.data_dir,
+                                             settings.download, settings.device, seed=0,
+                                             batch_size=settings.batch_size, log=log)
     return tensors, str(dataset)
 
 
@@ -446,15 +436,9 @@ def run_sweep(settings: Settings, log=print, on_run: Optional[Callable[[Run], No
             for seed in settings.seeds:
                 run_one(key, batch_norm, rate, seed)
 
-    # On a CPU, matrices of $60 \times 100$ are too small to gain from several threads, and
-    # on a shared machine extra threads mostly wait for each other. Saturated sigmoids make
-    # subnormal numbers (below $10^{-38}$), which x86 CPUs compute with many times more
-    # slowly; flushing them to zero changes nothing that a test accuracy could show.
-    threads = torch.get_num_threads()
-    if device.type == 'cpu':
-        torch.set_num_threads(1)
-        torch.set_flush_denormal(True)
-    try:
+    # One thread on a CPU, and subnormal numbers (saturated sigmoids make them) flushed
+    # to zero, which changes nothing that a test accuracy could show
+    with trainer.one_cpu_thread(device, flush_denormal=True):
         for rate in settings.learning_rates:
             run_rate(rate)
         reference = settings.reference_lr
@@ -478,10 +462,6 @@ def run_sweep(settings: Settings, log=print, on_run: Optional[Callable[[Run], No
         if split_lr is not None:
             for seed in settings.seeds:
                 run_one('bn_split', True, split_lr, seed, other_lr=reference)
-    finally:
-        torch.set_num_threads(threads)
-        if device.type == 'cpu':
-            torch.set_flush_denormal(False)
     return {'runs': runs, 'reference_lr': reference, 'reference': what, 'split_lr': split_lr,
             'dataset': dataset, 'device': device}
 
@@ -808,10 +788,8 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
         if reference is not None:
             values['reference'] = f"the ReLU network's best rate without BN, {reference:g}"
         reference = values['reference_lr']
-        stamp_text = stamp_of(result, s)
-        plot(values, stamp_text, out_dir / f'{name}.svg')
-        figure_tools.save_values(out_dir / f'{name}.json', values, stamp_text)
-        paths += [out_dir / f'{name}.svg', out_dir / f'{name}.json']
+        paths += figure_tools.save_figure(out_dir, name, draw, values,
+                                          stamp_of(result, s))
     return paths
 
 
@@ -848,19 +826,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     cli.add_device_argument(parser, d.device)
     cli.add_data_arguments(parser, d.dataset, train_limit=False)
     cli.add_logs_argument(parser)
-    parser.add_argument('--figure', default=None, help='also write the figure to this SVG file')
-    parser.add_argument('--smoke', action='store_true',
-                        help='a run of seconds (rates 0.1 and 3, 2 seeds, 100 steps on the '
-                             'offline subset), for tests; options given with it override '
-                             'its settings')
-    args = parser.parse_args(argv)
-    cli.check_arguments(parser, args)
-    args.given = cli.given_options(parser, argv)
-    try:
-        check_values(args)
-    except cli.UsageError as e:
-        parser.error(str(e))
-    return args
+    cli.add_figure_and_smoke_arguments(
+        parser, smoke_help='a run of seconds (rates 0.1 and 3, 2 seeds, 100 steps on '
+                           'the offline subset), for tests; options given with it '
+                           'override its settings')
+    return cli.parse_experiment_arguments(parser, argv, check_values)
 
 
 def check_values(args: argparse.Namespace):
@@ -900,15 +870,8 @@ def check_settings(settings: Settings):
 def main(argv=None):
     def start():
         args = parse_args(argv)
-        fields = {f.name for f in dataclasses.fields(Settings)}
-        given = {k: tuple(v) if isinstance(v, list) else v
-                 for k, v in vars(args).items() if k in fields}
-        if args.smoke:
-            # The smoke settings, with every option written on the command line on top
-            settings = dataclasses.replace(SMOKE, **{k: given[k] for k in args.given
-                                                     if k in fields})
-        else:
-            settings = Settings(**given)
+        # With --smoke, the smoke settings, with the options written on top
+        settings = cli.settings_from(args, Settings, SMOKE)
         if 'record_every' not in args.given:
             # The default spacing of records, shortened to fit a run shorter than it
             settings.record_every = min(settings.record_every, settings.steps)

@@ -326,11 +326,7 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
                                f'{len(tensors.test_y):,} test', f'{steps} steps ({base.epochs} epochs, '
                                f'batch {base.batch_size}, Adam {base.learning_rate:g}, seed {base.seed})',
                                figure_tools.describe_device(tensors.device))
-
-    out_dir = Path(out_dir)
-    return [figure_tools.save_svg(draw(values, figure_tools.pyplot()), out_dir / 'mnist.svg',
-                                  stamp),
-            figure_tools.save_values(out_dir / 'mnist.json', values, stamp)]
+    return figure_tools.save_figure(out_dir, 'mnist', draw, values, stamp)
 
 
 # `torch.nn`'s batch norm gives nearly the same numbers as ours, so its curves would hide under

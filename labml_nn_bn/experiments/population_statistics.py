@@ -197,12 +197,7 @@ def run(batch_sizes: Sequence[int] = (4, 16, 64, 256), *, epochs: int = 3,
                                       test_limit=test_limit, download=download, log=log)
     device = tensors.train_x.device
     rows = []
-    # A small network on a CPU gains little from a second thread, and on a shared machine
-    # threads that wait for each other cost more than they give
-    threads = torch.get_num_threads()
-    if device.type == 'cpu':
-        torch.set_num_threads(1)
-    try:
+    with trainer.one_cpu_thread(device):
         for b in batch_sizes:
             rows.append(measure(b, tensors, epochs=epochs, learning_rate=learning_rate,
                                 bn_impl=bn_impl, seed=seed))
@@ -210,8 +205,6 @@ def run(batch_sizes: Sequence[int] = (4, 16, 64, 256), *, epochs: int = 3,
             log(f'batch {b:4d}: batch statistics {r["batch_statistics"]:.4f}, moving averages '
                 f'{r["moving_average"]:.4f}, recalibrated {r["recalibrated"]:.4f} '
                 f'({r["steps"]} steps, {r["train_seconds"]:.1f} s)')
-    finally:
-        torch.set_num_threads(threads)
     return {'rows': rows, 'dataset': ds, 'device': device,
             'settings': {'epochs': epochs, 'learning_rate': learning_rate, 'optimizer': 'Adam',
                          'bn_impl': bn_impl, 'seed': seed, 'batch_sizes': list(batch_sizes),
@@ -280,11 +273,8 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
     s = result['settings']
     stamp_text = figure_tools.stamp(result['dataset'], f'{s["epochs"]} epochs per batch size',
                                     figure_tools.describe_device(result['device']))
-    out_dir = Path(out_dir)
-    paths = [out_dir / 'population_statistics.svg', out_dir / 'population_statistics.json']
-    plot(values, stamp_text, paths[0])
-    figure_tools.save_values(paths[1], values, stamp_text)
-    return paths
+    return figure_tools.save_figure(out_dir, 'population_statistics', draw, values,
+                                    stamp_text)
 
 
 # ## Command line
@@ -307,21 +297,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     cli.add_device_argument(parser)
     cli.add_data_arguments(parser)
     cli.add_logs_argument(parser)
-    parser.add_argument('--figure', default=None, help='also write the figure to this SVG file')
-    parser.add_argument('--smoke', action='store_true',
-                        help='a run of seconds, for tests: batch sizes 4 and 32, one epoch, 256 '
-                             'images of the offline subset; options given with it override these')
-    args = parser.parse_args(argv)
-    cli.check_arguments(parser, args)
+    cli.add_figure_and_smoke_arguments(
+        parser, smoke_help='a run of seconds, for tests: batch sizes 4 and 32, one '
+                           'epoch, 256 images of the offline subset; options given '
+                           'with it override these')
+    return cli.parse_experiment_arguments(parser, argv, check_batch_sizes)
+
+
+def check_batch_sizes(args: argparse.Namespace):
     for b in args.batch_sizes:
         if b < 2:
-            parser.error(f'argument --batch-sizes: expected every size at least 2, got {b}')
+            raise cli.UsageError(f'argument --batch-sizes: expected every size at '
+                                 f'least 2, got {b}')
     repeated = sorted({b for b in args.batch_sizes if args.batch_sizes.count(b) > 1})
     if repeated:
-        parser.error(f'argument --batch-sizes: expected each size once, got '
-                     f'{" ".join(map(str, repeated))} more than once')
-    args.given = cli.given_options(parser, argv)
-    return args
+        raise cli.UsageError(f'argument --batch-sizes: expected each size once, got '
+                             f'{" ".join(map(str, repeated))} more than once')
 
 
 def main(argv=None):

@@ -495,15 +495,11 @@ def train(settings: Settings, name: str, seed: int, tensors: data.DeviceData,
 
 def load_data(settings: Settings, log=print) -> Tuple[data.DeviceData, str]:
     """The data, with the split of the first seed (the same for every run)."""
-    device = trainer.pick_device(settings.device)
-    dataset, how = data.load_dataset(settings.dataset, settings.data_dir,
-                                     download_ok=settings.download, seed=settings.seeds[0])
-    log(f'Data: {dataset} ({how})')
-    tensors = data.DeviceData(dataset, device)
-    tensors.train_x, tensors.train_y = cli.limit_training_data(
-        tensors.train_x, tensors.train_y, settings.train_limit, settings.seeds[0])
+    tensors, dataset = cli.load_checked_data(
+        settings.dataset, settings.data_dir, settings.download, settings.device,
+        seed=settings.seeds[0], batch_size=settings.batch_size,
+        train_limit=settings.train_limit, log=log)
     n = len(tensors.train_y)
-    cli.check_batch_size(settings.batch_size, n)
     # Every mini-batch of the probe needs other training examples to fill it
     most = n - (settings.batch_size - settings.batch_size // 2)
     if settings.probe_size > most:
@@ -520,13 +516,8 @@ def run_all(settings: Settings, log=print, on_epoch=None,
     tensors, dataset = loaded or load_data(settings, log)
     device = tensors.train_x.device
     runs: Dict[str, List[Run]] = {name: [] for name in settings.networks}
-    # On a CPU, matrices of $64 \times 256$ gain little from several threads, and on a shared
-    # machine extra threads mostly wait for each other
-    threads = torch.get_num_threads()
-    if device.type == 'cpu':
-        torch.set_num_threads(1)
     start, cpu_start = time.perf_counter(), time.process_time()
-    try:
+    with trainer.one_cpu_thread(device):
         for seed in settings.seeds:
             for name in settings.networks:
                 run = train(settings, name, seed, tensors,
@@ -535,8 +526,6 @@ def run_all(settings: Settings, log=print, on_epoch=None,
                 end = (f'diverged at step {run.diverged_at}' if run.diverged_at is not None else
                        f'train {run.train_accuracy[-1]:.4f}, test {run.test_accuracy[-1]:.4f}')
                 log(f'{name:8s} seed {seed}: {end} ({run.seconds:.1f} s)')
-    finally:
-        torch.set_num_threads(threads)
     # The processor time, beside the wall-clock time: on a machine shared with other work the
     # two differ, and with one thread the processor time is close to what the run takes on a
     # core of its own
@@ -740,12 +729,8 @@ def make_figures(out_dir: Path, smoke: bool) -> List[Path]:
     settings = SMOKE if smoke else Settings()
     result = run_all(settings)
     values = values_of(result, settings)
-    stamp_text = stamp_of(result, settings)
-    out_dir = Path(out_dir)
-    paths = [out_dir / 'regularisation.svg', out_dir / 'regularisation.json']
-    plot(values, stamp_text, paths[0])
-    figure_tools.save_values(paths[1], values, stamp_text)
-    return paths
+    return figure_tools.save_figure(out_dir, 'regularisation', draw, values,
+                                    stamp_of(result, settings))
 
 
 # ## Command line
@@ -785,19 +770,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     cli.add_device_argument(parser, d.device)
     cli.add_data_arguments(parser, d.dataset, train_limit=True)
     cli.add_logs_argument(parser)
-    parser.add_argument('--figure', default=None, help='also write the figure to this SVG file')
-    parser.add_argument('--smoke', action='store_true',
-                        help='a run of seconds (2 seeds, 3 epochs, 64 hidden units, 1,024 images '
-                             'of the offline subset), for tests; options given with it override '
-                             'its settings')
-    args = parser.parse_args(argv)
-    cli.check_arguments(parser, args)
-    args.given = cli.given_options(parser, argv)
-    try:
-        check_arguments(args)
-    except cli.UsageError as e:
-        parser.error(str(e))
-    return args
+    cli.add_figure_and_smoke_arguments(
+        parser, smoke_help='a run of seconds (2 seeds, 3 epochs, 64 hidden units, '
+                           '1,024 images of the offline subset), for tests; options '
+                           'given with it override its settings')
+    return cli.parse_experiment_arguments(parser, argv, check_arguments)
 
 
 def check_arguments(args: argparse.Namespace):
@@ -828,17 +805,8 @@ def check_arguments(args: argparse.Namespace):
 
 
 def settings_of(args: argparse.Namespace) -> Settings:
-    fields = {f.name for f in dataclasses.fields(Settings)}
-    tuples = {'seeds', 'networks', 'noise_epochs'}
-
-    def value(k):
-        v = getattr(args, k)
-        return tuple(v) if k in tuples else v
-
-    if args.smoke:
-        # The smoke settings, with every option written on the command line on top
-        return dataclasses.replace(SMOKE, **{k: value(k) for k in args.given if k in fields})
-    return Settings(**{k: value(k) for k in vars(args) if k in fields})
+    # With --smoke, the smoke settings, with the options written on top
+    return cli.settings_from(args, Settings, SMOKE)
 
 
 def main(argv=None):

@@ -14,13 +14,15 @@ device, build an optimizer, run mini-batch steps over tensors that already live 
 and evaluate in `eval()` mode. They share this one module, so that a reader studies the
 training loop once, and so that the experiments differ only in what they are about.
 
-Two ways to train, on the same loop:
+Three ways to train, on the same loop:
 
 * `train_steps(model, optimizer, batches, steps, on_step=...)` runs a given number of steps
   and calls `on_step` after each one. Experiments that record something at regular steps
   (the paper's Figure 1 records the test accuracy and the distribution of a sigmoid's input over
   50,000 steps) use it with `batch_stream`, an endless supply of shuffled mini-batches.
 * `train_epochs(...)` wraps it into epochs, evaluating on the test set after each one.
+* `train_watched(...)` is `train_steps` over `batch_stream` for the experiments that measure
+  a run as it goes, and count a run that diverges as one of their results.
 
 A training run whose loss becomes `nan` or `inf` stops at the first such step with a
 `DivergenceError` that names the step, the loss and what to try; it never runs on to report the
@@ -34,6 +36,7 @@ top of this module.
 
 import itertools
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
@@ -173,6 +176,39 @@ def batch_stream(x: torch.Tensor, y: torch.Tensor, batch_size: int,
     _check_batch_fits(batch_size, len(y))
     while True:
         yield from data.batches(x, y, batch_size, generator=generator, drop_last=True)
+
+
+# ## A run that an experiment watches
+#
+# Some experiments study a network while it trains: they measure it before the first
+# update and every few steps after (its test accuracy, the distribution of a layer's
+# inputs), and a run whose loss stops being finite is one of their results, not a
+# failure. `train_watched` is that run, written once: the first measurement, the steps
+# over an endless stream of shuffled batches with `on_step` after each, and the time it
+# all took, measurements included.
+def train_watched(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                  train: Tuple[torch.Tensor, torch.Tensor], batch_size: int,
+                  generator: torch.Generator, steps: int, *,
+                  before: Callable[[], None], on_step: Callable[[Step], None],
+                  check_every: Optional[int] = None, progress: Optional[str] = 'Train',
+                  divergence_is_a_result: bool = True) -> Tuple[Optional[int], float]:
+    """
+    Calls `before()`, then runs `steps` steps of `train_steps` over
+    `batch_stream(*train, batch_size, generator)` (same `on_step`, `check_every` and
+    `progress`). Returns the first step whose loss was not finite (None if the run
+    finished) and the seconds since `before` was called. With
+    `divergence_is_a_result=False` a divergence raises `DivergenceError`.
+    """
+    start = time.perf_counter()
+    before()
+    try:
+        train_steps(model, optimizer, batch_stream(*train, batch_size, generator),
+                    steps, on_step=on_step, check_every=check_every, progress=progress)
+    except DivergenceError as e:
+        if not divergence_is_a_result:
+            raise
+        return e.step, time.perf_counter() - start
+    return None, time.perf_counter() - start
 
 
 # ## Training for epochs
@@ -413,6 +449,28 @@ def pick_device(name: str) -> torch.device:
     elif device.type != 'cpu':
         raise ValueError(f"device {name!r}: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
     return device
+
+
+# On a CPU, the experiments' small networks (matrices of $60 \times 100$, say) gain
+# little from several threads, and on a shared machine extra threads mostly wait for
+# each other. Inside `one_cpu_thread(device)` torch uses one thread when `device` is a
+# CPU; with `flush_denormal=True` it also flushes subnormal numbers (below $10^{-38}$)
+# to zero, which x86 CPUs compute with many times more slowly (saturated sigmoids make
+# them). Both settings are put back afterwards.
+@contextmanager
+def one_cpu_thread(device: torch.device, flush_denormal: bool = False):
+    threads = torch.get_num_threads()
+    on_cpu = torch.device(device).type == 'cpu'
+    if on_cpu:
+        torch.set_num_threads(1)
+        if flush_denormal:
+            torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        if on_cpu and flush_denormal:
+            torch.set_flush_denormal(False)
 
 
 OPTIMIZERS = ('adam', 'sgd')

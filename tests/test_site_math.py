@@ -166,6 +166,7 @@ def test_punctuation_after_an_inline_formula_stays_on_its_line(browser, served_s
             page = context.new_page()
             page.goto(served_site + path)
             page.wait_for_load_state('load')
+            wait_until_laid_out(page)
             result = page.evaluate(PUNCTUATION_AFTER_FORMULAS)
             assert result['broken'] == [], f'{path} at {width} px: {result["broken"]}'
             checked += result['checked']

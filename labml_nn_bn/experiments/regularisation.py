@@ -209,7 +209,6 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from labml_nn_bn import data
 from labml_nn_bn.batch_norm import BatchNorm, Module

@@ -25,8 +25,8 @@ navigation; median, quartiles and extremes):
 * `first_paint_ms`: the first contentful paint, when the reader first sees the top of the
   page (with the math pre-rendered, already typeset; with KaTeX in the browser, as raw TeX);
 * `main_thread_cpu_ms`: the CPU time the page's main thread (parsing, scripts, style,
-  layout, paint) spent from the navigation until the page was loaded and typeset, read from
-  a Chromium trace. Unlike the times above it hardly changes with the machine's load, so it
+  layout, paint) spent from the navigation until the page was loaded and typeset (its
+  tasks that started by then), read from a Chromium trace. Unlike the times above it hardly changes with the machine's load, so it
   is the figure to compare between runs on a busy machine.
 
     .venv/bin/python benchmarks/page_load.py
@@ -70,14 +70,19 @@ document.addEventListener('DOMContentLoaded', () => {
   };
   setTimeout(check, 0);
 });
-// When the page's last section is laid out (lazy-layout.js marks the html element)
+// When the page's last section is laid out (lazy-layout.js marks the html element), to
+// the frame
 window.__laidOut = null;
-new MutationObserver((changes, observer) => {
-  if (document.documentElement.classList.contains('annotated-laid-out')) {
-    window.__laidOut = performance.now();
-    observer.disconnect();
-  }
-}).observe(document.documentElement, {attributes: true, attributeFilter: ['class']});
+document.addEventListener('DOMContentLoaded', () => {
+  const look = () => {
+    if (document.documentElement.classList.contains('annotated-laid-out')) {
+      window.__laidOut = performance.now();
+    } else {
+      requestAnimationFrame(look);
+    }
+  };
+  look();
+});
 '''
 
 # The navigation's timings, and the page's formulas (read after the load)
@@ -119,16 +124,28 @@ def build_site(into: Path) -> Path:
 TASKS = {'ThreadControllerImpl::RunTask', 'RunTask'}
 
 
-def main_thread_cpu_ms(trace: bytes) -> float:
-    """The CPU time of the busiest renderer main thread's tasks in a Chromium trace."""
+def main_thread_cpu_ms(trace: bytes, url: str = None, until_ms: float = None) -> float:
+    """
+    The CPU time of the busiest renderer main thread's tasks in a Chromium trace. With `url`
+    and `until_ms`, only the tasks that start within `until_ms` of that page's navigation
+    (the work after it, such as a page laying out the rest of itself, is left out).
+    """
     data = json.loads(trace)
     events = data['traceEvents'] if isinstance(data, dict) else data
     mains = {(e['pid'], e['tid']) for e in events
              if e.get('ph') == 'M' and e.get('name') == 'thread_name'
              and e.get('args', {}).get('name') == 'CrRendererMain'}
+    cutoff = None
+    if url is not None and until_ms is not None:
+        starts = [e['ts'] for e in events if e.get('name') == 'navigationStart'
+                  and e.get('args', {}).get('data', {}).get('documentLoaderURL') == url]
+        if not starts:
+            raise RuntimeError(f'no navigation to {url} in the trace')
+        cutoff = max(starts) + until_ms * 1e3
     busy = {}
     for e in events:
-        if (e.get('ph') == 'X' and e.get('name') in TASKS and (e['pid'], e['tid']) in mains):
+        if (e.get('ph') == 'X' and e.get('name') in TASKS and (e['pid'], e['tid']) in mains
+                and (cutoff is None or e['ts'] <= cutoff)):
             busy[e['pid'], e['tid']] = busy.get((e['pid'], e['tid']), 0) + e.get('tdur', 0)
     return max(busy.values(), default=0) / 1e3
 
@@ -141,7 +158,8 @@ def load_once(browser, url: str, javascript: bool) -> dict:
         page.on('pageerror', lambda e: errors.append(str(e)))
         if javascript:
             page.add_init_script(TYPESET_WATCH)
-        browser.start_tracing(page=page, categories=['toplevel', 'devtools.timeline'])
+        browser.start_tracing(page=page, categories=['toplevel', 'devtools.timeline',
+                                                  'blink.user_timing', 'loading'])
         try:
             page.goto(url, wait_until='load', timeout=120_000)
             if javascript:
@@ -152,7 +170,7 @@ def load_once(browser, url: str, javascript: bool) -> dict:
                     pass
             found = page.evaluate(READ_TIMINGS)
         finally:
-            cpu = main_thread_cpu_ms(browser.stop_tracing())
+            trace = browser.stop_tracing()
         laid_out = found['load']
         if found['lazy']:
             page.wait_for_function('window.__laidOut !== null', timeout=60_000)
@@ -168,11 +186,12 @@ def load_once(browser, url: str, javascript: bool) -> dict:
         typeset = found['watched']
     else:
         typeset = found['dcl']  # typeset in the HTML: there when it is parsed
-    return {'load_ms': found['load'], 'typeset_ms': typeset,
-            'ready_ms': None if typeset is None else max(found['load'], typeset),
+    ready = None if typeset is None else max(found['load'], typeset)
+    # Until the page is loaded and typeset (or, if it never is, the whole trace)
+    cpu = main_thread_cpu_ms(trace, url, ready)
+    return {'load_ms': found['load'], 'typeset_ms': typeset, 'ready_ms': ready,
             'main_thread_cpu_ms': cpu, 'first_paint_ms': found['paint'],
-            'laid_out_ms': laid_out,
-            'formulas': found['formulas']}
+            'laid_out_ms': laid_out, 'formulas': found['formulas']}
 
 
 def summary(values):

@@ -198,3 +198,25 @@ def test_mnist_throughput_names_a_damaged_gzip_file(tmp_path):
     bad.write_bytes(damaged_gzip(idx_bytes(_patterned(20), gz=False)))
     assert_refused(run('mnist_throughput.py', '--dataset', 'idx', '--data-dir', tmp_path,
                        '--no-cpu'), f'{bad}: not a valid gzip file', 'fetch it again', rc=1)
+
+
+def test_page_load_measures_built_sites_and_refuses_bad_options(built_site, tmp_path):
+    site = built_site[0]
+    assert_refused(run('page_load.py', '--site', site, '--baseline', tmp_path),
+                   '--baseline', 'expected a built site')
+    assert_refused(run('page_load.py', '--site', site, '--baseline', site, '--baseline-label',
+                       'a', '--baseline-label', 'b'), 'at most one per --baseline')
+    assert_refused(run('page_load.py', '--site', site, '--baseline', site,
+                       '--baseline-label', 'this tree'), 'different')
+    out = tmp_path / 'page_load.json'
+    result = run('page_load.py', '--smoke', '--site', site, '--baseline', site, '--out', out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = json.loads(out.read_text())
+    assert found['smoke'] and set(found['sites']) == {'this tree', 'baseline'}
+    on = found['sites']['this tree']['javascript_on']
+    off = found['sites']['this tree']['javascript_off']
+    # With JavaScript the BatchNorm page lays its far sections out after the load event;
+    # without, everything is laid out by then
+    assert on['laid_out_ms']['median'] > on['load_ms']['median'] > 0
+    assert off['laid_out_ms']['median'] == off['load_ms']['median']
+    assert on['main_thread_cpu_ms']['median'] > 0

@@ -140,3 +140,41 @@ def test_a_link_followed_on_the_page_lands_on_its_heading(context_of, served_sit
     page.evaluate('location.hash = "#exercises"')
     tops = page.evaluate(FOLLOW_TARGET, 'exercises')
     assert all(30 < top < 120 for top in tops), (min(tops), max(tops))
+
+
+# The headings whose table-of-contents entries are marked active and passed
+TOC_MARKS = '''() => {
+  const id = a => decodeURIComponent(a.hash.slice(1));
+  const links = [...document.querySelectorAll('[data-annotated-toc] a.md-nav__link')];
+  return {active: links.filter(a => a.classList.contains('md-nav__link--active')).map(id),
+          passed: links.filter(a => a.classList.contains('md-nav__link--passed')).map(id),
+          all: links.map(id)};
+}'''
+
+
+def test_the_table_of_contents_marks_where_the_reader_is(context_of, served_site):
+    # Material's own marking is off on side-by-side pages (it would measure every heading
+    # while the page loads) and on elsewhere
+    page = context_of().new_page()
+    page.goto(served_site + 'notation/')
+    assert page.locator('[data-md-component="toc"]').count() >= 1
+    page.goto(served_site + PAGE)
+    assert page.locator('[data-md-component="toc"]').count() == 0
+    assert page.locator('[data-annotated-toc]').count() == 1
+    wait_until_laid_out(page)
+    # At the top, no heading has been passed
+    page.wait_for_timeout(100)
+    entries = page.evaluate(TOC_MARKS)['all']
+    assert page.evaluate(TOC_MARKS)['active'] == [] and len(entries) > 10
+    for heading in [entries[1], entries[len(entries) // 2], entries[-3]]:
+        page.evaluate(f'location.hash = "#{heading}"')
+        page.wait_for_timeout(200)
+        marks = page.evaluate(TOC_MARKS)
+        assert marks['active'] == [heading]
+        # Every entry up to it is passed, and none after it
+        assert marks['passed'] == marks['all'][:marks['all'].index(heading) + 1]
+    # Scrolled by hand, up a little: the heading above the screen's top is the active one
+    page.mouse.wheel(0, -300)
+    page.wait_for_timeout(300)
+    active = page.evaluate(TOC_MARKS)['active']
+    assert len(active) == 1 and entries.index(active[0]) < entries.index(heading)

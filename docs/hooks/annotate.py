@@ -1122,7 +1122,18 @@ on_page_context = CombinedEvent(_search_reads_formulas_as_text,
                                 _page_shows_formulas_typeset)
 
 
+# On a side-by-side page the table of contents' mark of where the reader is comes from
+# docs/assets/javascripts/toc-highlight.js, not from Material: Material measures where every
+# heading is while the page loads, which makes the browser lay out each section it is
+# letting skip until later (docs/assets/javascripts/lazy-layout.js): a third of the BatchNorm
+# page's work before its load event. Without the attribute, Material leaves the list alone.
+MATERIAL_TOC = 'data-md-component="toc"'
+OWN_TOC = 'data-annotated-toc'
+
+
 def on_post_page(output, page, config):
+    if page.meta.get('template') == 'annotated.html':
+        output = output.replace(MATERIAL_TOC, OWN_TOC)
     # Every formula of the page, with those in the navigation, typeset by KaTeX here
     if 'class="arithmatex"' not in output:
         return output

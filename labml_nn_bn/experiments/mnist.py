@@ -76,7 +76,8 @@ from labml_nn_bn import data
 from labml_nn_bn.batch_norm import BatchNorm, Module
 from labml_nn_bn.experiments import cli, trainer
 # Kept importable from here, where they used to live
-from labml_nn_bn.experiments.trainer import evaluate, make_optimizer, pick_device
+from labml_nn_bn.experiments.trainer import (  # noqa: F401
+    evaluate, make_optimizer, pick_device, train_epoch)
 
 PROG = 'python -m labml_nn_bn.experiments.mnist'
 

@@ -325,7 +325,8 @@ def main(argv=None):
             for key in ('first_paint_ms', 'load_ms', 'ready_ms', 'laid_out_ms',
                         'main_thread_cpu_ms'):
                 s = found[setting][key]
-                cells.append(f'{key[:-3].replace("_", " ")} ' + ('never typeset' if s is None else
+                missing = 'never typeset' if key == 'ready_ms' else 'not recorded in every load'
+                cells.append(f'{key[:-3].replace("_", " ")} ' + (missing if s is None else
                              f'{s["median"]:.0f} ms ({s["p25"]:.0f}-{s["p75"]:.0f})'))
             print(f'  {label}, {setting.replace("_", " ")}: ' + ', '.join(cells))
     print(f'wrote {out}')

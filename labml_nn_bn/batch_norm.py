@@ -1564,31 +1564,6 @@ def _check_statistics_have_no_tangents(mean: torch.Tensor, var: torch.Tensor):
             f"{' and '.join(dual)}")
 
 
-# The input must be a floating-point `[N, C, *]` tensor with this module's `C`. Where
-# batch statistics are used, a single value per channel has a zero variance and no
-# unbiased estimate, so there is nothing sensible to normalise with or learn from.
-# (A method of `BatchNorm`, which `SyncBatchNorm` extends.)
-def _check_input(self, x):
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"expected a floating-point tensor, got dtype {x.dtype}")
-    if x.dim() < 2:
-        raise ValueError(f"expected an input of shape (N, C, ...) with at least 2 "
-                         f"dimensions, got shape {tuple(x.shape)}")
-    if x.shape[1] != self.channels:
-        raise ValueError(f"expected {self.channels} channels in dimension 1 of the "
-                         f"input, got shape {tuple(x.shape)} "
-                         f"with {x.shape[1]} channels")
-    uses_batch_statistics = (self.training or self.running_mean is None
-                             or self.running_var is None)
-    if uses_batch_statistics and x.numel() == x.shape[1]:
-        when = ('when training' if self.training else
-                'in evaluation without running statistics')
-        raise ValueError(f"expected more than 1 value per channel {when}, "
-                         f"got input of shape {tuple(x.shape)}")
-
-
 # The functions `batch_norm_reference`, `batch_statistics` and `BatchNormFunction` take
 # any input the module passes on to them, so they check only what would otherwise give
 # a wrong answer without a word (or fail deep inside): an integer tensor, whose outputs
@@ -1606,6 +1581,25 @@ def _check_function_input(x, weight=None, bias=None):
         if t is not None and t.numel() != x.shape[1]:
             raise ValueError(f"expected {name} of {x.shape[1]} values (one per "
                              f"channel), got shape {tuple(t.shape)}")
+
+
+# The input must be a floating-point `(N, C, ...)` tensor with this module's `C`. Where
+# batch statistics are used, a single value per channel has a zero variance and no
+# unbiased estimate, so there is nothing sensible to normalise with or learn from.
+# (A method of `BatchNorm`, which `SyncBatchNorm` extends.)
+def _check_input(self, x):
+    _check_function_input(x)
+    if x.shape[1] != self.channels:
+        raise ValueError(f"expected {self.channels} channels in dimension 1 of the "
+                         f"input, got shape {tuple(x.shape)} "
+                         f"with {x.shape[1]} channels")
+    uses_batch_statistics = (self.training or self.running_mean is None
+                             or self.running_var is None)
+    if uses_batch_statistics and x.numel() == x.shape[1]:
+        when = ('when training' if self.training else
+                'in evaluation without running statistics')
+        raise ValueError(f"expected more than 1 value per channel {when}, "
+                         f"got input of shape {tuple(x.shape)}")
 
 
 # ### Recognised as a batch norm
